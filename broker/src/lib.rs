@@ -1,0 +1,1 @@
+//! Broker: not built yet (issues 3 and 4).

@@ -1,0 +1,1 @@
+//! Kubernetes operator: not built yet (issue 5).

@@ -1,0 +1,1 @@
+//! mqadmin and mqbench: not built yet (issue 4).
