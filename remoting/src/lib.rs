@@ -9,6 +9,7 @@
 pub mod client;
 pub mod code;
 pub mod codec;
+pub mod config;
 pub mod command;
 pub mod connection;
 pub mod error;
