@@ -34,11 +34,18 @@ impl KvConfigManager {
             Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => HashMap::new(),
             Ok(bytes) => {
                 let w: KvConfigSerializeWrapper = rmq_remoting::fastjson::from_slice(&bytes)
-                    .map_err(|e| anyhow::anyhow!("cannot parse KV config {}: {e}", path.display()))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot parse KV config {}: {e}", path.display())
+                    })?;
                 w.config_table
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(anyhow::anyhow!("cannot read KV config {}: {e}", path.display())),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot read KV config {}: {e}",
+                    path.display()
+                ))
+            }
         };
         tracing::info!(path = %path.display(), namespaces = table.len(), "KV config loaded");
         Ok(KvConfigManager {
@@ -66,7 +73,9 @@ impl KvConfigManager {
     pub fn delete(&self, namespace: &str, key: &str) {
         let snapshot = {
             let mut t = self.table.write();
-            let Some(ns) = t.get_mut(namespace) else { return };
+            let Some(ns) = t.get_mut(namespace) else {
+                return;
+            };
             if ns.remove(key).is_none() {
                 return;
             }
@@ -107,7 +116,9 @@ impl KvConfigManager {
             }
             match write_atomically(&path, &body) {
                 Ok(()) => *last = version,
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot persist KV config"),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot persist KV config")
+                }
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -163,7 +174,10 @@ mod tests {
         kv.delete("ns", "k");
         kv.flush();
         let again = KvConfigManager::load(&path).unwrap();
-        assert_eq!(again.get(NAMESPACE_ORDER_TOPIC_CONFIG, "T").as_deref(), Some("broker-a:4"));
+        assert_eq!(
+            again.get(NAMESPACE_ORDER_TOPIC_CONFIG, "T").as_deref(),
+            Some("broker-a:4")
+        );
         assert!(again.list("ns").is_none());
         std::fs::write(&path, b"{not json").unwrap();
         assert!(KvConfigManager::load(&path).is_err());

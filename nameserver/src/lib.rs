@@ -47,9 +47,13 @@ impl NameServer {
             ..Default::default()
         };
         let processor = Arc::new(NamesrvProcessor::new(config, kv));
-        let server = RemotingServer::bind(addr, Arc::new(NamesrvService(processor.clone())), conn_config)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let server = RemotingServer::bind(
+            addr,
+            Arc::new(NamesrvService(processor.clone())),
+            conn_config,
+        )
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
         let stop = CancellationToken::new();
         let scan = tokio::spawn(scan_loop(processor.clone(), stop.clone()));
         tracing::info!(addr = %server.local_addr(), "The Name Server boot success. serializeType=JSON");
@@ -82,7 +86,11 @@ impl NameServer {
 
 async fn scan_loop(processor: Arc<NamesrvProcessor>, stop: CancellationToken) {
     loop {
-        let interval = processor.config.read().scan_not_active_broker_interval.max(100) as u64;
+        let interval = processor
+            .config
+            .read()
+            .scan_not_active_broker_interval
+            .max(100) as u64;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(interval)) => {}

@@ -90,7 +90,9 @@ impl NamesrvProcessor {
                 Ok(RemotingCommand::success().with_body(self.route.system_topics().encode()))
             }
             RequestCode::GET_UNIT_TOPIC_LIST => Ok(self.topic_list_gated(|r| r.unit_topics())),
-            RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST => Ok(self.topic_list_gated(|r| r.unit_sub_topics())),
+            RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST => {
+                Ok(self.topic_list_gated(|r| r.unit_sub_topics()))
+            }
             RequestCode::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST => {
                 Ok(self.topic_list_gated(|r| r.unit_sub_non_unit_topics()))
             }
@@ -120,7 +122,8 @@ impl NamesrvProcessor {
     fn get_kv_config(&self, req: &RemotingCommand) -> Response {
         let h: GetKvConfigRequestHeader = req.decode_header()?;
         Ok(match self.kv.get(&h.namespace, &h.key) {
-            Some(value) => RemotingCommand::success().with_header(&GetKvConfigResponseHeader { value: Some(value) }),
+            Some(value) => RemotingCommand::success()
+                .with_header(&GetKvConfigResponseHeader { value: Some(value) }),
             None => RemotingCommand::error(
                 ResponseCode::QUERY_NOT_FOUND,
                 format!("No config item, Namespace: {} Key: {}", h.namespace, h.key),
@@ -151,16 +154,24 @@ impl NamesrvProcessor {
             let actual = (crc32fast::hash(&req.body) & 0x7FFF_FFFF) as i32;
             if actual != expected {
                 tracing::warn!(broker = %h.broker_addr, expected, actual, "register body CRC mismatch");
-                return Ok(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "crc32 not match"));
+                return Ok(RemotingCommand::error(
+                    ResponseCode::SYSTEM_ERROR,
+                    "crc32 not match",
+                ));
             }
         }
         let (topics, filter_servers) = if req.body.is_empty() {
-            let mut w = TopicConfigSerializeWrapper::default();
-            w.data_version = DataVersion::default();
-            (w, None)
+            (TopicConfigSerializeWrapper::default(), None)
         } else if req.version >= version::V3_0_11 {
-            let body = RegisterBrokerBody::decode_register(&req.body, h.compressed.unwrap_or(false), req.version)?;
-            (body.topic_config_serialize_wrapper, Some(body.filter_server_list))
+            let body = RegisterBrokerBody::decode_register(
+                &req.body,
+                h.compressed.unwrap_or(false),
+                req.version,
+            )?;
+            (
+                body.topic_config_serialize_wrapper,
+                Some(body.filter_server_list),
+            )
         } else {
             (TopicConfigSerializeWrapper::decode(&req.body)?, None)
         };
@@ -184,12 +195,19 @@ impl NamesrvProcessor {
             topics,
             filter_servers,
         };
-        match self.route.register_broker(reg, conn.cloned(), now_millis(), default_timeout, delete_with_registration) {
+        match self.route.register_broker(
+            reg,
+            conn.cloned(),
+            now_millis(),
+            default_timeout,
+            delete_with_registration,
+        ) {
             Ok(result) => {
-                let mut resp = RemotingCommand::success().with_header(&RegisterBrokerResponseHeader {
-                    ha_server_addr: result.ha_server_addr,
-                    master_addr: result.master_addr,
-                });
+                let mut resp =
+                    RemotingCommand::success().with_header(&RegisterBrokerResponseHeader {
+                        ha_server_addr: result.ha_server_addr,
+                        master_addr: result.master_addr,
+                    });
                 if return_order {
                     if let Some(table) = self.kv.list(NAMESPACE_ORDER_TOPIC_CONFIG) {
                         resp = resp.with_body(KvTable { table }.encode());
@@ -199,14 +217,18 @@ impl NamesrvProcessor {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "register broker refused");
-                Ok(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, format!("register broker failed: {e}")))
+                Ok(RemotingCommand::error(
+                    ResponseCode::SYSTEM_ERROR,
+                    format!("register broker failed: {e}"),
+                ))
             }
         }
     }
 
     fn unregister_broker(&self, req: &RemotingCommand) -> Response {
         let h: UnregisterBrokerRequestHeader = req.decode_header()?;
-        self.route.unregister_broker(&h.cluster_name, &h.broker_addr, &h.broker_name, h.broker_id);
+        self.route
+            .unregister_broker(&h.cluster_name, &h.broker_addr, &h.broker_name, h.broker_id);
         Ok(RemotingCommand::success())
     }
 
@@ -216,8 +238,10 @@ impl NamesrvProcessor {
         let ours = self.route.data_version(&h.cluster_name, &h.broker_addr);
         let changed = ours.as_ref() != Some(&theirs);
         // A version query is also a sign of life.
-        self.route.touch(&h.cluster_name, &h.broker_addr, now_millis(), None);
-        let mut resp = RemotingCommand::success().with_header(&QueryDataVersionResponseHeader { changed });
+        self.route
+            .touch(&h.cluster_name, &h.broker_addr, now_millis(), None);
+        let mut resp =
+            RemotingCommand::success().with_header(&QueryDataVersionResponseHeader { changed });
         if let Some(ours) = ours {
             resp = resp.with_body(ours.encode());
         }
@@ -226,14 +250,20 @@ impl NamesrvProcessor {
 
     fn broker_heartbeat(&self, req: &RemotingCommand) -> Response {
         let h: BrokerHeartbeatRequestHeader = req.decode_header()?;
-        self.route
-            .touch(&h.cluster_name, &h.broker_addr, now_millis(), h.heartbeat_timeout_mills);
+        self.route.touch(
+            &h.cluster_name,
+            &h.broker_addr,
+            now_millis(),
+            h.heartbeat_timeout_mills,
+        );
         Ok(RemotingCommand::success())
     }
 
     fn broker_member_group(&self, req: &RemotingCommand) -> Response {
         let h: GetBrokerMemberGroupRequestHeader = req.decode_header()?;
-        let group = self.route.broker_member_group(&h.cluster_name, &h.broker_name);
+        let group = self
+            .route
+            .broker_member_group(&h.cluster_name, &h.broker_name);
         Ok(RemotingCommand::success().with_body(group.encode()))
     }
 
@@ -247,15 +277,25 @@ impl NamesrvProcessor {
         let h: GetRouteInfoRequestHeader = req.decode_header()?;
         let (wait, wait_secs, order_enable) = {
             let c = self.config.read();
-            (c.need_wait_for_service, c.wait_seconds_for_service, c.order_message_enable)
+            (
+                c.need_wait_for_service,
+                c.wait_seconds_for_service,
+                c.order_message_enable,
+            )
         };
         if wait && self.started.elapsed().as_secs() < wait_secs.max(0) as u64 {
-            return Ok(RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "name server not ready"));
+            return Ok(RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                "name server not ready",
+            ));
         }
         let Some(mut route) = self.route.topic_route(&h.topic) else {
             return Ok(RemotingCommand::error(
                 ResponseCode::TOPIC_NOT_EXIST,
-                format!("No topic route info in name server for the topic: {}", h.topic),
+                format!(
+                    "No topic route info in name server for the topic: {}",
+                    h.topic
+                ),
             ));
         };
         if order_enable {
@@ -283,14 +323,22 @@ impl NamesrvProcessor {
         let h: WipeWritePermOfBrokerRequestHeader = req.decode_header()?;
         let count = self.route.wipe_write_perm(&h.broker_name);
         tracing::info!(broker = %h.broker_name, topics = count, "write permission wiped");
-        Ok(RemotingCommand::success().with_header(&WipeWritePermOfBrokerResponseHeader { wipe_topic_count: count }))
+        Ok(
+            RemotingCommand::success().with_header(&WipeWritePermOfBrokerResponseHeader {
+                wipe_topic_count: count,
+            }),
+        )
     }
 
     fn add_write_perm(&self, req: &RemotingCommand) -> Response {
         let h: AddWritePermOfBrokerRequestHeader = req.decode_header()?;
         let count = self.route.add_write_perm(&h.broker_name);
         tracing::info!(broker = %h.broker_name, topics = count, "write permission added");
-        Ok(RemotingCommand::success().with_header(&AddWritePermOfBrokerResponseHeader { add_topic_count: count }))
+        Ok(
+            RemotingCommand::success().with_header(&AddWritePermOfBrokerResponseHeader {
+                add_topic_count: count,
+            }),
+        )
     }
 
     fn all_topics(&self) -> RemotingCommand {
@@ -300,7 +348,10 @@ impl NamesrvProcessor {
         RemotingCommand::success().with_body(self.route.all_topics().encode())
     }
 
-    fn topic_list_gated(&self, f: impl Fn(&RouteInfoManager) -> rmq_remoting::protocol::TopicList) -> RemotingCommand {
+    fn topic_list_gated(
+        &self,
+        f: impl Fn(&RouteInfoManager) -> rmq_remoting::protocol::TopicList,
+    ) -> RemotingCommand {
         if !self.config.read().enable_topic_list {
             return RemotingCommand::error(ResponseCode::SYSTEM_ERROR, "disable");
         }
@@ -344,10 +395,18 @@ impl NamesrvProcessor {
         let mut updated = config.clone();
         match updated.apply(&props) {
             Ok(unknown) if !unknown.is_empty() => {
-                tracing::warn!(?unknown, "ignoring unknown config keys in UPDATE_NAMESRV_CONFIG")
+                tracing::warn!(
+                    ?unknown,
+                    "ignoring unknown config keys in UPDATE_NAMESRV_CONFIG"
+                )
             }
             Ok(_) => {}
-            Err(e) => return Ok(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e.to_string())),
+            Err(e) => {
+                return Ok(RemotingCommand::error(
+                    ResponseCode::INVALID_PARAMETER,
+                    e.to_string(),
+                ))
+            }
         }
         *config = updated;
         let path = std::path::PathBuf::from(&config.config_store_path);
@@ -380,4 +439,3 @@ impl RequestProcessor for NamesrvService {
         self.0.route.connection_closed(conn);
     }
 }
-

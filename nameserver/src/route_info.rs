@@ -3,10 +3,12 @@
 //! A plain data structure behind one lock, as Java's `RouteInfoManager`. Time comes in as an
 //! argument so expiry is testable without waiting.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::RwLock;
-use rmq_remoting::protocol::route::{BrokerData, BrokerMemberGroup, ClusterInfo, QueueData, TopicRouteData, MASTER_ID};
+use rmq_remoting::protocol::route::{
+    BrokerData, BrokerMemberGroup, ClusterInfo, QueueData, TopicRouteData, MASTER_ID,
+};
 use rmq_remoting::protocol::topic::{perm, TopicConfig, TopicConfigSerializeWrapper};
 use rmq_remoting::protocol::{DataVersion, TopicList};
 use rmq_remoting::Connection;
@@ -61,7 +63,11 @@ pub enum RegisterError {
     #[error("broker {0} has not registered yet; a single-topic registration cannot come first")]
     NotRegistered(String),
     #[error("broker id {id} of {broker} is held by {holder} with a newer state version")]
-    StaleStateVersion { broker: String, id: i64, holder: String },
+    StaleStateVersion {
+        broker: String,
+        id: i64,
+        holder: String,
+    },
 }
 
 /// A broker the registry dropped (expired or its connection closed).
@@ -111,14 +117,17 @@ impl RouteInfoManager {
             .insert(reg.broker_name.clone());
 
         let mut register_first = false;
-        let broker_data = t.broker_addr.entry(reg.broker_name.clone()).or_insert_with(|| {
-            register_first = true;
-            BrokerData {
-                cluster: reg.cluster.clone(),
-                broker_name: reg.broker_name.clone(),
-                ..Default::default()
-            }
-        });
+        let broker_data = t
+            .broker_addr
+            .entry(reg.broker_name.clone())
+            .or_insert_with(|| {
+                register_first = true;
+                BrokerData {
+                    cluster: reg.cluster.clone(),
+                    broker_name: reg.broker_name.clone(),
+                    ..Default::default()
+                }
+            });
         let old_version_broker = reg.enable_acting_master.is_none();
         broker_data.enable_acting_master = reg.enable_acting_master.unwrap_or(false);
         broker_data.zone_name = reg.zone_name.clone();
@@ -164,7 +173,12 @@ impl RouteInfoManager {
         register_first = register_first || old_addr.map(|a| a.is_empty()).unwrap_or(true);
 
         let is_master = reg.broker_id == MASTER_ID;
-        let min_id = broker_data.broker_addrs.keys().next().copied().unwrap_or(MASTER_ID);
+        let min_id = broker_data
+            .broker_addrs
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(MASTER_ID);
         let is_prime_slave = !old_version_broker && !is_master && reg.broker_id == min_id;
         let acting = broker_data.enable_acting_master;
         let broker_data_snapshot = broker_data.clone();
@@ -181,11 +195,15 @@ impl RouteInfoManager {
 
         if is_master || is_prime_slave {
             let table = &reg.topics.topic_config_table;
-            if delete_topic_with_broker_registration && reg.topics.topic_queue_mapping_info_map.is_empty() {
+            if delete_topic_with_broker_registration
+                && reg.topics.topic_queue_mapping_info_map.is_empty()
+            {
                 let stale: Vec<String> = t
                     .topic_queue
                     .iter()
-                    .filter(|(topic, qds)| qds.contains_key(&reg.broker_name) && !table.contains_key(*topic))
+                    .filter(|(topic, qds)| {
+                        qds.contains_key(&reg.broker_name) && !table.contains_key(*topic)
+                    })
                     .map(|(topic, _)| topic.clone())
                     .collect();
                 for topic in stale {
@@ -225,7 +243,10 @@ impl RouteInfoManager {
             addr_info.clone(),
             BrokerLiveInfo {
                 last_update_ms: now_ms,
-                timeout_ms: reg.timeout_ms.filter(|t| *t > 0).unwrap_or(default_timeout_ms),
+                timeout_ms: reg
+                    .timeout_ms
+                    .filter(|t| *t > 0)
+                    .unwrap_or(default_timeout_ms),
                 data_version: reg.topics.data_version.clone(),
                 conn,
                 ha_server_addr: reg.ha_server_addr.clone(),
@@ -262,7 +283,13 @@ impl RouteInfoManager {
     }
 
     /// Removes one broker address, as UNREGISTER_BROKER, expiry and connection close do.
-    pub fn unregister_broker(&self, cluster: &str, broker_addr: &str, broker_name: &str, broker_id: i64) {
+    pub fn unregister_broker(
+        &self,
+        cluster: &str,
+        broker_addr: &str,
+        broker_name: &str,
+        broker_id: i64,
+    ) {
         let mut t = self.tables.write();
         unregister_locked(&mut t, cluster, broker_addr, broker_name, broker_id);
     }
@@ -283,7 +310,12 @@ impl RouteInfoManager {
     }
 
     /// Whether `version` differs from what `broker_addr` last registered.
-    pub fn is_broker_topic_config_changed(&self, cluster: &str, broker_addr: &str, version: &DataVersion) -> bool {
+    pub fn is_broker_topic_config_changed(
+        &self,
+        cluster: &str,
+        broker_addr: &str,
+        version: &DataVersion,
+    ) -> bool {
         self.data_version(cluster, broker_addr).as_ref() != Some(version)
     }
 
@@ -292,7 +324,11 @@ impl RouteInfoManager {
             cluster: cluster.to_string(),
             addr: broker_addr.to_string(),
         };
-        self.tables.read().broker_live.get(&key).map(|l| l.data_version.clone())
+        self.tables
+            .read()
+            .broker_live
+            .get(&key)
+            .map(|l| l.data_version.clone())
     }
 
     /// Drops brokers whose last heartbeat is older than their timeout.
@@ -308,7 +344,11 @@ impl RouteInfoManager {
         for (info, conn) in expired {
             tracing::warn!(cluster = %info.cluster, addr = %info.addr, "broker expired: no heartbeat within its timeout");
             let broker_name = remove_by_addr(&mut t, &info);
-            removed.push(RemovedBroker { info, broker_name, conn });
+            removed.push(RemovedBroker {
+                info,
+                broker_name,
+                conn,
+            });
         }
         removed
     }
@@ -326,7 +366,11 @@ impl RouteInfoManager {
         for info in gone {
             tracing::info!(cluster = %info.cluster, addr = %info.addr, "broker connection closed, removing it");
             let broker_name = remove_by_addr(&mut t, &info);
-            removed.push(RemovedBroker { info, broker_name, conn: None });
+            removed.push(RemovedBroker {
+                info,
+                broker_name,
+                conn: None,
+            });
         }
         removed
     }
@@ -474,7 +518,10 @@ impl RouteInfoManager {
             return true;
         }
         let mut t = self.tables.write();
-        if let Some(unknown) = queue_datas.iter().find(|q| !t.broker_addr.contains_key(&q.broker_name)) {
+        if let Some(unknown) = queue_datas
+            .iter()
+            .find(|q| !t.broker_addr.contains_key(&q.broker_name))
+        {
             tracing::warn!(topic, broker = %unknown.broker_name, "register topic names an unknown broker");
             return false;
         }
@@ -500,7 +547,11 @@ impl RouteInfoManager {
         let mut count = 0;
         for qds in t.topic_queue.values_mut() {
             if let Some(q) = qds.get_mut(broker_name) {
-                q.perm = if add { q.perm | perm::WRITE } else { q.perm & !perm::WRITE };
+                q.perm = if add {
+                    q.perm | perm::WRITE
+                } else {
+                    q.perm & !perm::WRITE
+                };
                 count += 1;
             }
         }
@@ -516,7 +567,7 @@ impl RouteInfoManager {
                 .broker_addr
                 .get(broker_name)
                 .map(|b| b.broker_addrs.clone())
-                .unwrap_or_else(BTreeMap::new),
+                .unwrap_or_default(),
         }
     }
 
@@ -548,7 +599,11 @@ fn create_or_update_queue_data(
     }
 }
 
-fn remove_queue_data(topic_queue: &mut HashMap<String, HashMap<String, QueueData>>, topic: &str, broker_name: &str) {
+fn remove_queue_data(
+    topic_queue: &mut HashMap<String, HashMap<String, QueueData>>,
+    topic: &str,
+    broker_name: &str,
+) {
     if let Some(qds) = topic_queue.get_mut(topic) {
         qds.remove(broker_name);
         if qds.is_empty() {
@@ -578,7 +633,13 @@ fn remove_by_addr(t: &mut Tables, info: &BrokerAddrInfo) -> Option<String> {
     }
 }
 
-fn unregister_locked(t: &mut Tables, cluster: &str, broker_addr: &str, broker_name: &str, broker_id: i64) {
+fn unregister_locked(
+    t: &mut Tables,
+    cluster: &str,
+    broker_addr: &str,
+    broker_name: &str,
+    broker_id: i64,
+) {
     let key = BrokerAddrInfo {
         cluster: cluster.to_string(),
         addr: broker_addr.to_string(),
@@ -596,7 +657,14 @@ fn unregister_locked(t: &mut Tables, cluster: &str, broker_addr: &str, broker_na
             reduced = true;
         }
     }
-    tracing::info!(cluster, broker = broker_name, id = broker_id, addr = broker_addr, was_live, "broker unregistered");
+    tracing::info!(
+        cluster,
+        broker = broker_name,
+        id = broker_id,
+        addr = broker_addr,
+        was_live,
+        "broker unregistered"
+    );
     if remove_name {
         t.broker_addr.remove(broker_name);
         if let Some(names) = t.cluster_addr.get_mut(cluster) {
@@ -656,8 +724,23 @@ mod tests {
     #[test]
     fn master_and_slave_merge_into_one_route() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("U", 2)], 1), None, 0, T, false).unwrap();
-        let r = m.register_broker(reg("b", 1, "s:1", &[("T", 4), ("U", 2)], 1), None, 0, T, false).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("U", 2)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
+        let r = m
+            .register_broker(
+                reg("b", 1, "s:1", &[("T", 4), ("U", 2)], 1),
+                None,
+                0,
+                T,
+                false,
+            )
+            .unwrap();
         assert_eq!(r.master_addr.as_deref(), Some("m:1"));
         assert_eq!(r.ha_server_addr.as_deref(), Some("m:1-ha"));
         let route = m.topic_route("T").unwrap();
@@ -670,8 +753,10 @@ mod tests {
     #[test]
     fn expiry_removes_broker_and_its_topics() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("a", 0, "a:1", &[("T", 4)], 1), None, 0, T, false).unwrap();
-        m.register_broker(reg("b", 0, "b:1", &[("T", 4)], 1), None, 100_000, T, false).unwrap();
+        m.register_broker(reg("a", 0, "a:1", &[("T", 4)], 1), None, 0, T, false)
+            .unwrap();
+        m.register_broker(reg("b", 0, "b:1", &[("T", 4)], 1), None, 100_000, T, false)
+            .unwrap();
         assert!(m.scan_not_active_brokers(T).is_empty());
         let gone = m.scan_not_active_brokers(T + 1);
         assert_eq!(gone.len(), 1);
@@ -688,8 +773,10 @@ mod tests {
     #[test]
     fn slave_promoted_to_master_takes_id_zero() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 1, "s:1", &[("T", 4)], 1), None, 0, T, false).unwrap();
-        m.register_broker(reg("b", 0, "s:1", &[("T", 4)], 2), None, 0, T, false).unwrap();
+        m.register_broker(reg("b", 1, "s:1", &[("T", 4)], 1), None, 0, T, false)
+            .unwrap();
+        m.register_broker(reg("b", 0, "s:1", &[("T", 4)], 2), None, 0, T, false)
+            .unwrap();
         let bd = &m.topic_route("T").unwrap().broker_datas[0];
         assert_eq!(bd.broker_addrs.len(), 1);
         assert_eq!(bd.master_addr(), Some("s:1"));
@@ -698,7 +785,9 @@ mod tests {
     #[test]
     fn single_topic_registration_before_full_one_is_refused() {
         let m = RouteInfoManager::new();
-        let err = m.register_broker(reg("b", 0, "m:1", &[("T", 4)], 1), None, 0, T, false).unwrap_err();
+        let err = m
+            .register_broker(reg("b", 0, "m:1", &[("T", 4)], 1), None, 0, T, false)
+            .unwrap_err();
         assert!(matches!(err, RegisterError::NotRegistered(_)));
     }
 
@@ -708,20 +797,52 @@ mod tests {
         let mut newer = reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1);
         newer.topics.data_version.state_version = 5;
         m.register_broker(newer, None, 0, T, false).unwrap();
-        let err = m.register_broker(reg("b", 0, "old:1", &[("T", 4), ("U", 1)], 1), None, 0, T, false).unwrap_err();
+        let err = m
+            .register_broker(
+                reg("b", 0, "old:1", &[("T", 4), ("U", 1)], 1),
+                None,
+                0,
+                T,
+                false,
+            )
+            .unwrap_err();
         assert!(matches!(err, RegisterError::StaleStateVersion { .. }));
-        assert_eq!(m.topic_route("T").unwrap().broker_datas[0].master_addr(), Some("m:1"));
+        assert_eq!(
+            m.topic_route("T").unwrap().broker_datas[0].master_addr(),
+            Some("m:1")
+        );
     }
 
     #[test]
     fn queue_data_changes_only_with_a_new_data_version() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1), None, 0, T, false).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
         m.wipe_write_perm("b");
         // Same version: the wiped permission stays (as Java's namesrv).
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1), None, 1, T, false).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1),
+            None,
+            1,
+            T,
+            false,
+        )
+        .unwrap();
         assert_eq!(m.topic_route("T").unwrap().queue_datas[0].perm, 4);
-        m.register_broker(reg("b", 0, "m:1", &[("T", 8), ("U", 1)], 2), None, 2, T, false).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 8), ("U", 1)], 2),
+            None,
+            2,
+            T,
+            false,
+        )
+        .unwrap();
         let q = &m.topic_route("T").unwrap().queue_datas[0];
         assert_eq!((q.perm, q.write_queue_nums), (6, 8));
     }
@@ -729,8 +850,22 @@ mod tests {
     #[test]
     fn delete_topic_with_broker_registration() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1), None, 0, T, true).unwrap();
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("V", 1)], 2), None, 0, T, true).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1),
+            None,
+            0,
+            T,
+            true,
+        )
+        .unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("V", 1)], 2),
+            None,
+            0,
+            T,
+            true,
+        )
+        .unwrap();
         assert!(m.topic_route("U").is_none());
         assert!(m.topic_route("V").is_some());
     }
@@ -738,8 +873,22 @@ mod tests {
     #[test]
     fn unregister_slave_keeps_master_route() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1), None, 0, T, false).unwrap();
-        m.register_broker(reg("b", 1, "s:1", &[("T", 4), ("U", 1)], 1), None, 0, T, false).unwrap();
+        m.register_broker(
+            reg("b", 0, "m:1", &[("T", 4), ("U", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
+        m.register_broker(
+            reg("b", 1, "s:1", &[("T", 4), ("U", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
         m.unregister_broker("DefaultCluster", "s:1", "b", 1);
         let bd = &m.topic_route("T").unwrap().broker_datas[0];
         assert_eq!(bd.broker_addrs.len(), 1);
@@ -751,7 +900,14 @@ mod tests {
     #[test]
     fn topic_lists() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("a", 0, "a:1", &[("T", 4), ("a", 1)], 1), None, 0, T, false).unwrap();
+        m.register_broker(
+            reg("a", 0, "a:1", &[("T", 4), ("a", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
         let mut other = reg("x", 0, "x:1", &[("X", 4), ("x", 1)], 1);
         other.cluster = "Other".into();
         m.register_broker(other, None, 0, T, false).unwrap();
@@ -764,8 +920,26 @@ mod tests {
         assert!(m.topic_route("T").is_some());
         m.delete_topic("T", None);
         assert!(m.topic_route("T").is_none());
-        assert!(!m.register_topic("N", &[QueueData { broker_name: "ghost".into(), ..Default::default() }]));
-        assert!(m.register_topic("N", &[QueueData { broker_name: "a".into(), read_queue_nums: 2, write_queue_nums: 2, perm: 6, topic_sys_flag: 0 }]));
-        assert_eq!(m.topic_route("N").unwrap().queue_datas[0].read_queue_nums, 2);
+        assert!(!m.register_topic(
+            "N",
+            &[QueueData {
+                broker_name: "ghost".into(),
+                ..Default::default()
+            }]
+        ));
+        assert!(m.register_topic(
+            "N",
+            &[QueueData {
+                broker_name: "a".into(),
+                read_queue_nums: 2,
+                write_queue_nums: 2,
+                perm: 6,
+                topic_sys_flag: 0
+            }]
+        ));
+        assert_eq!(
+            m.topic_route("N").unwrap().queue_datas[0].read_queue_nums,
+            2
+        );
     }
 }

@@ -76,16 +76,17 @@ impl RemotingClient {
                 return Ok(conn.clone());
             }
         }
-        let stream = tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| RemotingError::Timeout {
-                addr: addr.to_string(),
-                timeout: self.inner.config.connect_timeout,
-            })?
-            .map_err(|source| RemotingError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let stream =
+            tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| RemotingError::Timeout {
+                    addr: addr.to_string(),
+                    timeout: self.inner.config.connect_timeout,
+                })?
+                .map_err(|source| RemotingError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })?;
         let conn = Connection::spawn(
             stream,
             self.inner.processor.clone(),

@@ -301,7 +301,10 @@ impl LanguageCode {
 
     /// The one-byte code of the ROCKETMQ binary header.
     pub fn code(self) -> u8 {
-        Self::TABLE.iter().position(|(l, _)| *l == self).unwrap_or(7) as u8
+        Self::TABLE
+            .iter()
+            .position(|(l, _)| *l == self)
+            .unwrap_or(7) as u8
     }
 
     /// From the binary header's byte; unknown values read as `OTHER`.
@@ -351,10 +354,18 @@ mod tests {
         assert_eq!(ResponseCode::name(17), Some("TOPIC_NOT_EXIST"));
         assert_eq!(RequestCode::name(-5), None);
         for (name, code) in RequestCode::ALL {
-            assert_eq!(RequestCode::name(*code), Some(*name), "duplicate code {code}");
+            assert_eq!(
+                RequestCode::name(*code),
+                Some(*name),
+                "duplicate code {code}"
+            );
         }
         for (name, code) in ResponseCode::ALL {
-            assert_eq!(ResponseCode::name(*code), Some(*name), "duplicate code {code}");
+            assert_eq!(
+                ResponseCode::name(*code),
+                Some(*name),
+                "duplicate code {code}"
+            );
         }
     }
 

@@ -40,12 +40,7 @@ proptest! {
         let mut buf = BytesMut::new();
         for chunk in chunks {
             buf.extend_from_slice(&chunk);
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
         }
     }
 
@@ -88,7 +83,10 @@ fn oversize_frame_is_refused_before_buffering() {
     buf.put_u32(0);
     assert!(matches!(
         codec.decode(&mut buf),
-        Err(RemotingError::FrameTooLarge { len: 1001, max: 1000 })
+        Err(RemotingError::FrameTooLarge {
+            len: 1001,
+            max: 1000
+        })
     ));
 }
 

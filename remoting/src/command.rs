@@ -288,7 +288,11 @@ impl RemotingCommand {
                     ext_fields.insert(k.clone(), text);
                 }
             }
-            Some(_) => return Err(RemotingError::BadHeader("`extFields` is not an object".into())),
+            Some(_) => {
+                return Err(RemotingError::BadHeader(
+                    "`extFields` is not an object".into(),
+                ))
+            }
         }
         Ok(RemotingCommand {
             code: int("code")?,

@@ -76,7 +76,8 @@ pub trait JavaConfig {
 
 /// Parses Java properties text (comments, continuations and escapes included).
 pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    let map = java_properties::read(text.as_bytes()).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let map =
+        java_properties::read(text.as_bytes()).map_err(|e| ConfigError::Parse(e.to_string()))?;
     Ok(map.into_iter().collect())
 }
 
@@ -144,7 +145,9 @@ mod tests {
 
     #[test]
     fn reads_sets_and_prints() {
-        let props = parse_properties("# comment\nlistenPort = 9877\norderMessageEnable=true\nfoo=bar\n").unwrap();
+        let props =
+            parse_properties("# comment\nlistenPort = 9877\norderMessageEnable=true\nfoo=bar\n")
+                .unwrap();
         let mut c = Sample::default();
         let unknown = c.apply(&props).unwrap();
         assert_eq!(unknown, vec!["foo".to_string()]);

@@ -172,7 +172,11 @@ impl Connection {
     }
 
     /// Sends a request and waits for the response with the same opaque.
-    pub async fn invoke(&self, request: RemotingCommand, timeout: Duration) -> Result<RemotingCommand> {
+    pub async fn invoke(
+        &self,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
         let opaque = request.opaque;
         let (tx, rx) = oneshot::channel();
         self.inner.pending.lock().insert(opaque, tx);
@@ -186,7 +190,10 @@ impl Connection {
             Ok(Err(_)) => Err(RemotingError::ConnectionClosed(peer)),
             Err(_) => {
                 self.inner.pending.lock().remove(&opaque);
-                Err(RemotingError::Timeout { addr: peer, timeout })
+                Err(RemotingError::Timeout {
+                    addr: peer,
+                    timeout,
+                })
             }
         }
     }

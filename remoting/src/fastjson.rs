@@ -16,7 +16,8 @@ pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
         Err(first) => {
-            let normalized = normalize(body).map_err(|_| RemotingError::BadBody(first.to_string()))?;
+            let normalized =
+                normalize(body).map_err(|_| RemotingError::BadBody(first.to_string()))?;
             serde_json::from_str(&normalized).map_err(|e| RemotingError::BadBody(e.to_string()))
         }
     }
@@ -359,7 +360,10 @@ mod tests {
         addrs.insert(1i64, "b:2".to_string());
         let v = serde_json::json!({"brokerAddrs": addrs, "other": {"5": "x"}});
         let text = String::from_utf8(to_vec_fastjson(&v, &["brokerAddrs"])).unwrap();
-        assert_eq!(text, r#"{"brokerAddrs":{0:"a:1",1:"b:2"},"other":{"5":"x"}}"#);
+        assert_eq!(
+            text,
+            r#"{"brokerAddrs":{0:"a:1",1:"b:2"},"other":{"5":"x"}}"#
+        );
         let back: Value = from_slice(text.as_bytes()).unwrap();
         assert_eq!(back["brokerAddrs"]["1"], "b:2");
     }

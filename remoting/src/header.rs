@@ -827,7 +827,10 @@ mod tests {
         assert_eq!(v2.into_v1(), v1);
     }
 
-    fn through_frame<H: CommandHeader + PartialEq + std::fmt::Debug>(h: &H, st: SerializeType) -> H {
+    fn through_frame<H: CommandHeader + PartialEq + std::fmt::Debug>(
+        h: &H,
+        st: SerializeType,
+    ) -> H {
         let mut cmd = RemotingCommand::request_with_header(10, h);
         cmd.serialize_type = st;
         let mut buf = BytesMut::new();

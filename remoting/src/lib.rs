@@ -9,8 +9,8 @@
 pub mod client;
 pub mod code;
 pub mod codec;
-pub mod config;
 pub mod command;
+pub mod config;
 pub mod connection;
 pub mod error;
 pub mod fastjson;

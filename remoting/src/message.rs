@@ -191,7 +191,15 @@ impl MessageExt {
             sys_flag |= sys_flag::STOREHOST_V6;
         }
         let host_len = |a: &SocketAddr| if a.is_ipv6() { 20 } else { 8 };
-        let total = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8
+        let total = 4
+            + 4
+            + 4
+            + 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + 8
             + host_len(&self.born_host)
             + 8
             + host_len(&self.store_host)
@@ -410,7 +418,9 @@ pub fn decode_batch(mut buf: Bytes) -> Result<Vec<BatchItem>> {
         let body = item.split_to(body_len as usize);
         let props_len = item.get_i16();
         if props_len < 0 || props_len as usize > item.len() {
-            return Err(bad(&format!("batch properties length {props_len} out of range")));
+            return Err(bad(&format!(
+                "batch properties length {props_len} out of range"
+            )));
         }
         let props = item.split_to(props_len as usize);
         items.push(BatchItem {
@@ -509,7 +519,7 @@ fn hex_upper(raw: &[u8]) -> String {
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

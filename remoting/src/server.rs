@@ -54,9 +54,18 @@ impl RemotingServer {
                 };
                 match accepted {
                     Ok((stream, peer)) => {
-                        match Connection::spawn(stream, Some(processor.clone()), &config, Some(&token)) {
-                            Ok(conn) => tracing::debug!(%peer, id = conn.id(), "connection accepted"),
-                            Err(e) => tracing::warn!(%peer, error = %e, "could not set up connection"),
+                        match Connection::spawn(
+                            stream,
+                            Some(processor.clone()),
+                            &config,
+                            Some(&token),
+                        ) {
+                            Ok(conn) => {
+                                tracing::debug!(%peer, id = conn.id(), "connection accepted")
+                            }
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "could not set up connection")
+                            }
                         }
                     }
                     Err(e) => {

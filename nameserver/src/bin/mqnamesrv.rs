@@ -74,7 +74,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(255);
             }
         };
-        println!("The Name Server boot success. serializeType=JSON, address {}", server.local_addr());
+        println!(
+            "The Name Server boot success. serializeType=JSON, address {}",
+            server.local_addr()
+        );
         wait_for_signal().await;
         tracing::info!("shutdown signal received");
         server.shutdown().await;

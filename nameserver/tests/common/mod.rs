@@ -83,7 +83,11 @@ pub async fn register(
     topics: &[(&str, i32)],
 ) -> RemotingCommand {
     client
-        .invoke(namesrv, register_request(cluster, name, id, addr, topics, 1), TIMEOUT)
+        .invoke(
+            namesrv,
+            register_request(cluster, name, id, addr, topics, 1),
+            TIMEOUT,
+        )
         .await
         .expect("register answered")
         .ensure_success()

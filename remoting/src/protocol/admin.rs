@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::heartbeat::{ConsumeFromWhere, ConsumeType, MessageModel, MessageQueue, SubscriptionData};
+use super::heartbeat::{
+    ConsumeFromWhere, ConsumeType, MessageModel, MessageQueue, SubscriptionData,
+};
 use super::JsonBody;
 use crate::fastjson::{self, object_key_map};
 
@@ -115,11 +117,23 @@ mod tests {
     fn object_keys_as_java_writes_them() {
         let mut v = ConsumeStats::default();
         v.offset_table.insert(
-            MessageQueue { topic: "T".into(), broker_name: "b".into(), queue_id: 0 },
-            OffsetWrapper { broker_offset: 5, consumer_offset: 3, pull_offset: 0, last_timestamp: 0 },
+            MessageQueue {
+                topic: "T".into(),
+                broker_name: "b".into(),
+                queue_id: 0,
+            },
+            OffsetWrapper {
+                broker_offset: 5,
+                consumer_offset: 3,
+                pull_offset: 0,
+                last_timestamp: 0,
+            },
         );
         let text = String::from_utf8(v.encode_fastjson()).unwrap();
-        assert!(text.contains(r#"{{"brokerName":"b","queueId":0,"topic":"T"}:{"#), "{text}");
+        assert!(
+            text.contains(r#"{{"brokerName":"b","queueId":0,"topic":"T"}:{"#),
+            "{text}"
+        );
         let conn = ConsumerConnection::default();
         round_trip(&conn);
     }

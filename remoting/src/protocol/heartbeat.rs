@@ -8,7 +8,7 @@ use super::{java_enum, lenient_i64, JsonBody};
 
 java_enum!(
     /// `ConsumeType`.
-    ConsumeType {
+    ConsumeType (ConsumePassively) {
         ConsumeActively = "CONSUME_ACTIVELY",
         ConsumePassively = "CONSUME_PASSIVELY",
         ConsumePop = "CONSUME_POP",
@@ -17,7 +17,7 @@ java_enum!(
 
 java_enum!(
     /// `MessageModel`.
-    MessageModel {
+    MessageModel (Clustering) {
         Broadcasting = "BROADCASTING",
         Clustering = "CLUSTERING",
     }
@@ -25,7 +25,7 @@ java_enum!(
 
 java_enum!(
     /// `ConsumeFromWhere`, deprecated values included (ordinals as Java declares them).
-    ConsumeFromWhere {
+    ConsumeFromWhere (ConsumeFromLastOffset) {
         ConsumeFromLastOffset = "CONSUME_FROM_LAST_OFFSET",
         ConsumeFromLastOffsetAndFromMinWhenBootFirst = "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
         ConsumeFromMinOffset = "CONSUME_FROM_MIN_OFFSET",
@@ -34,22 +34,6 @@ java_enum!(
         ConsumeFromTimestamp = "CONSUME_FROM_TIMESTAMP",
     }
 );
-
-impl Default for ConsumeType {
-    fn default() -> Self {
-        ConsumeType::ConsumePassively
-    }
-}
-impl Default for MessageModel {
-    fn default() -> Self {
-        MessageModel::Clustering
-    }
-}
-impl Default for ConsumeFromWhere {
-    fn default() -> Self {
-        ConsumeFromWhere::ConsumeFromLastOffset
-    }
-}
 
 /// `MessageQueue`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -194,44 +178,54 @@ pub(crate) mod strategies {
         (
             text(),
             vec(name(), 0..3),
-            vec((name(), vec(subscription(), 0..3), 0..3usize, 0..2usize), 0..3),
+            vec(
+                (name(), vec(subscription(), 0..3), 0..3usize, 0..2usize),
+                0..3,
+            ),
             any::<i32>(),
             any::<bool>(),
         )
-            .prop_map(|(client_id, producers, consumers, fp, without_sub)| HeartbeatData {
-                client_id,
-                producer_data_set: producers
-                    .into_iter()
-                    .map(|group_name| ProducerData { group_name })
-                    .collect(),
-                consumer_data_set: consumers
-                    .into_iter()
-                    .map(|(group_name, subs, ct, mm)| ConsumerData {
-                        group_name,
-                        consume_type: [
-                            ConsumeType::ConsumeActively,
-                            ConsumeType::ConsumePassively,
-                            ConsumeType::ConsumePop,
-                        ][ct],
-                        message_model: [MessageModel::Broadcasting, MessageModel::Clustering][mm],
-                        subscription_data_set: subs,
-                        ..Default::default()
-                    })
-                    .collect(),
-                heartbeat_fingerprint: fp,
-                without_sub,
-            })
+            .prop_map(
+                |(client_id, producers, consumers, fp, without_sub)| HeartbeatData {
+                    client_id,
+                    producer_data_set: producers
+                        .into_iter()
+                        .map(|group_name| ProducerData { group_name })
+                        .collect(),
+                    consumer_data_set: consumers
+                        .into_iter()
+                        .map(|(group_name, subs, ct, mm)| ConsumerData {
+                            group_name,
+                            consume_type: [
+                                ConsumeType::ConsumeActively,
+                                ConsumeType::ConsumePassively,
+                                ConsumeType::ConsumePop,
+                            ][ct],
+                            message_model: [MessageModel::Broadcasting, MessageModel::Clustering]
+                                [mm],
+                            subscription_data_set: subs,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    heartbeat_fingerprint: fp,
+                    without_sub,
+                },
+            )
     }
 
     pub fn lock_request() -> impl Strategy<Value = LockBatchRequestBody> {
-        (name(), text(), any::<bool>(), hash_set(message_queue(), 0..4)).prop_map(
-            |(g, c, o, mqs)| LockBatchRequestBody {
+        (
+            name(),
+            text(),
+            any::<bool>(),
+            hash_set(message_queue(), 0..4),
+        )
+            .prop_map(|(g, c, o, mqs)| LockBatchRequestBody {
                 consumer_group: g,
                 client_id: c,
                 only_this_broker: o,
                 mq_set: mqs,
-            },
-        )
+            })
     }
 }
 
@@ -268,7 +262,10 @@ mod tests {
         let c = &hb.consumer_data_set[0];
         assert_eq!(c.consume_type, ConsumeType::ConsumePassively);
         assert_eq!(c.message_model, MessageModel::Clustering);
-        assert_eq!(c.consume_from_where, ConsumeFromWhere::ConsumeFromFirstOffset);
+        assert_eq!(
+            c.consume_from_where,
+            ConsumeFromWhere::ConsumeFromFirstOffset
+        );
         assert_eq!(c.subscription_data_set[0].sub_version, 17);
         assert!(hb.producer_data_set.is_empty());
     }

@@ -83,7 +83,9 @@ pub(crate) mod lenient_i64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         Ok(match Value::deserialize(d)? {
-            Value::Number(n) => n.as_i64().unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
+            Value::Number(n) => n
+                .as_i64()
+                .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
             Value::String(s) => s.trim().parse().unwrap_or(0),
             _ => 0,
         })
@@ -92,10 +94,16 @@ pub(crate) mod lenient_i64 {
 
 /// Enums that Java writes by name and some clients by ordinal.
 macro_rules! java_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident ($default:ident) { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name { $($variant),+ }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::$default
+            }
+        }
 
         impl $name {
             const NAMES: &'static [(&'static str, $name)] = &[$(($text, $name::$variant)),+];
@@ -161,8 +169,12 @@ pub(crate) mod strategies {
     }
 
     pub fn topic_list() -> impl Strategy<Value = super::TopicList> {
-        (vec(name(), 0..4), proptest::option::of(text()))
-            .prop_map(|(topic_list, broker_addr)| super::TopicList { topic_list, broker_addr })
+        (vec(name(), 0..4), proptest::option::of(text())).prop_map(|(topic_list, broker_addr)| {
+            super::TopicList {
+                topic_list,
+                broker_addr,
+            }
+        })
     }
 }
 

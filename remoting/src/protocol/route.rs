@@ -101,15 +101,20 @@ pub(crate) mod strategies {
     use proptest::prelude::*;
 
     pub fn queue_data() -> impl Strategy<Value = QueueData> {
-        (name(), any::<i32>(), any::<i32>(), any::<i32>(), any::<i32>()).prop_map(
-            |(broker_name, r, w, perm, flag)| QueueData {
+        (
+            name(),
+            any::<i32>(),
+            any::<i32>(),
+            any::<i32>(),
+            any::<i32>(),
+        )
+            .prop_map(|(broker_name, r, w, perm, flag)| QueueData {
                 broker_name,
                 read_queue_nums: r,
                 write_queue_nums: w,
                 perm,
                 topic_sys_flag: flag,
-            },
-        )
+            })
     }
 
     pub fn broker_data() -> impl Strategy<Value = BrokerData> {
@@ -120,13 +125,15 @@ pub(crate) mod strategies {
             any::<bool>(),
             proptest::option::of(text()),
         )
-            .prop_map(|(cluster, broker_name, broker_addrs, acting, zone)| BrokerData {
-                cluster,
-                broker_name,
-                broker_addrs,
-                enable_acting_master: acting,
-                zone_name: zone,
-            })
+            .prop_map(
+                |(cluster, broker_name, broker_addrs, acting, zone)| BrokerData {
+                    cluster,
+                    broker_name,
+                    broker_addrs,
+                    enable_acting_master: acting,
+                    zone_name: zone,
+                },
+            )
     }
 
     pub fn topic_route_data() -> impl Strategy<Value = TopicRouteData> {
@@ -136,13 +143,15 @@ pub(crate) mod strategies {
             vec(broker_data(), 0..3),
             hash_map(text(), vec(text(), 0..2), 0..2),
         )
-            .prop_map(|(order, queue_datas, broker_datas, filter)| TopicRouteData {
-                order_topic_conf: order,
-                queue_datas,
-                broker_datas,
-                filter_server_table: filter,
-                topic_queue_mapping_by_broker: None,
-            })
+            .prop_map(
+                |(order, queue_datas, broker_datas, filter)| TopicRouteData {
+                    order_topic_conf: order,
+                    queue_datas,
+                    broker_datas,
+                    filter_server_table: filter,
+                    topic_queue_mapping_by_broker: None,
+                },
+            )
     }
 
     pub fn cluster_info() -> impl Strategy<Value = ClusterInfo> {

@@ -38,17 +38,11 @@ pub mod perm {
 
 java_enum!(
     /// `TopicFilterType`.
-    TopicFilterType {
+    TopicFilterType (SingleTag) {
         SingleTag = "SINGLE_TAG",
         MultiTag = "MULTI_TAG",
     }
 );
-
-impl Default for TopicFilterType {
-    fn default() -> Self {
-        TopicFilterType::SingleTag
-    }
-}
 
 /// `TopicConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,8 +172,7 @@ impl RegisterBrokerBody {
         for info in w.topic_queue_mapping_info_map.values() {
             put_chunk(&mut raw, &fastjson::to_vec(info));
         }
-        let mut enc =
-            flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         use std::io::Write;
         let _ = enc.write_all(&raw);
         enc.finish().unwrap_or_default()
@@ -204,7 +197,9 @@ fn inflate(body: &[u8]) -> Result<Vec<u8>> {
             .map_err(|e| bad(format!("compressed register body: {e}")))?;
     }
     if out.len() as u64 > MAX_INFLATED_REGISTER_BODY {
-        return Err(bad("compressed register body inflates beyond the limit".into()));
+        return Err(bad(
+            "compressed register body inflates beyond the limit".into()
+        ));
     }
     Ok(out)
 }
