@@ -1,1 +1,3 @@
-//! Broker: not built yet (issues 3 and 4).
+//! RocketMQ-compatible broker. So far: the message store ([`store`]), usable on its own.
+
+pub mod store;

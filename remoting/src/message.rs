@@ -214,7 +214,7 @@ impl MessageExt {
         let crc = if self.body_crc != 0 {
             self.body_crc
         } else {
-            crc32fast::hash(&self.body) as i32
+            body_crc(&self.body)
         };
         let mut b = BytesMut::with_capacity(total);
         b.put_i32(total as i32);
@@ -335,6 +335,11 @@ impl MessageExt {
         }
         Ok(out)
     }
+}
+
+/// The body CRC RocketMQ stores: CRC-32 with the sign bit cleared (`UtilAll.crc32`).
+pub fn body_crc(body: &[u8]) -> i32 {
+    (crc32fast::hash(body) & 0x7FFF_FFFF) as i32
 }
 
 fn bad(msg: &str) -> RemotingError {
@@ -561,7 +566,7 @@ mod tests {
             if store_host.is_ipv6() { sys_flag |= sys_flag::STOREHOST_V6; }
             let body = Bytes::from(body);
             MessageExt {
-                store_size: 0, body_crc: crc32fast::hash(&body) as i32, queue_id, flag, queue_offset,
+                store_size: 0, body_crc: body_crc(&body), queue_id, flag, queue_offset,
                 commit_log_offset, sys_flag, born_timestamp: born, born_host,
                 store_timestamp: store, store_host, reconsume_times: reconsume,
                 prepared_transaction_offset: prepared, body, topic, properties,

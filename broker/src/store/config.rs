@@ -1,0 +1,118 @@
+//! `MessageStoreConfig`: the store's `broker.conf` properties, names and defaults as RocketMQ's.
+
+use std::path::PathBuf;
+
+use rmq_remoting::java_config;
+
+fn default_root() -> String {
+    format!("{}/store", std::env::var("HOME").unwrap_or_else(|_| ".".into()))
+}
+
+/// `flushDiskType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushDiskType {
+    /// Acknowledge after the append; flush in the background.
+    AsyncFlush,
+    /// Acknowledge once the record is on disk (group commit).
+    SyncFlush,
+}
+
+java_config! {
+    /// The store's settings.
+    pub struct MessageStoreConfig {
+        store_path_root_dir: String = default_root() => "storePathRootDir",
+        /// Empty means `storePathRootDir/commitlog`.
+        store_path_commit_log: String = String::new() => "storePathCommitLog",
+        mapped_file_size_commit_log: u64 = 1024 * 1024 * 1024 => "mappedFileSizeCommitLog",
+        /// Rounded down to a multiple of 20 (one unit).
+        mapped_file_size_consume_queue: u64 = 300_000 * 20 => "mappedFileSizeConsumeQueue",
+        flush_disk_type: String = "ASYNC_FLUSH".into() => "flushDiskType",
+        flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog",
+        flush_commit_log_least_pages: u64 = 4 => "flushCommitLogLeastPages",
+        flush_commit_log_thorough_interval: u64 = 10_000 => "flushCommitLogThoroughInterval",
+        flush_interval_consume_queue: u64 = 1000 => "flushIntervalConsumeQueue",
+        flush_consume_queue_least_pages: u64 = 2 => "flushConsumeQueueLeastPages",
+        flush_consume_queue_thorough_interval: u64 = 60_000 => "flushConsumeQueueThoroughInterval",
+        sync_flush_timeout: u64 = 5000 => "syncFlushTimeout",
+        max_message_size: usize = 4 * 1024 * 1024 => "maxMessageSize",
+        message_index_enable: bool = true => "messageIndexEnable",
+        max_hash_slot_num: u32 = 5_000_000 => "maxHashSlotNum",
+        max_index_num: u32 = 20_000_000 => "maxIndexNum",
+        /// Verify body CRCs when recovering after a crash.
+        check_crc_on_recover: bool = true => "checkCRCOnRecover",
+        /// Hours a commit-log file is kept after its last write.
+        file_reserved_time: u64 = 72 => "fileReservedTime",
+        /// Hours of the day (`;`-separated) when expired files are deleted.
+        delete_when: String = "04".into() => "deleteWhen",
+        /// Above this disk usage (%), expired files are deleted at any hour.
+        disk_max_used_space_ratio: u32 = 75 => "diskMaxUsedSpaceRatio",
+        /// Above this disk usage (%), the oldest files are deleted even if not expired.
+        disk_space_clean_forcibly_ratio: u32 = 85 => "diskSpaceCleanForciblyRatio",
+        /// Above this disk usage (%), appends are refused until space is freed.
+        disk_space_warning_level_ratio: u32 = 90 => "diskSpaceWarningLevelRatio",
+        clean_file_forcibly_enable: bool = true => "cleanFileForciblyEnable",
+        clean_resource_interval: u64 = 10_000 => "cleanResourceInterval",
+        delete_commit_log_files_interval: u64 = 100 => "deleteCommitLogFilesInterval",
+        delete_file_batch_max: usize = 10 => "deleteFileBatchMax",
+        /// Touch every page of a new commit-log file when it is created ahead of need, so
+        /// appends never fault pages in.
+        warm_mapped_file_enable: bool = false => "warmMapedFileEnable",
+        /// Most records one batch of the writer thread takes from its queue.
+        max_append_batch: usize = 1024 => "maxAppendBatch",
+    }
+}
+
+impl MessageStoreConfig {
+    pub fn flush_type(&self) -> FlushDiskType {
+        if self.flush_disk_type.eq_ignore_ascii_case("SYNC_FLUSH") {
+            FlushDiskType::SyncFlush
+        } else {
+            FlushDiskType::AsyncFlush
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        PathBuf::from(&self.store_path_root_dir)
+    }
+
+    pub fn commit_log_dir(&self) -> PathBuf {
+        if self.store_path_commit_log.is_empty() {
+            self.root().join("commitlog")
+        } else {
+            PathBuf::from(&self.store_path_commit_log)
+        }
+    }
+
+    pub fn consume_queue_dir(&self) -> PathBuf {
+        self.root().join("consumequeue")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.root().join("index")
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.root().join("checkpoint")
+    }
+
+    pub fn abort_path(&self) -> PathBuf {
+        self.root().join("abort")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.root().join("lock")
+    }
+
+    /// Consume-queue file size in bytes, a whole number of 20-byte units.
+    pub fn consume_queue_file_size(&self) -> u64 {
+        (self.mapped_file_size_consume_queue / 20).max(1) * 20
+    }
+
+    /// The hours of `deleteWhen`.
+    pub fn delete_hours(&self) -> Vec<u32> {
+        self.delete_when
+            .split(';')
+            .filter_map(|h| h.trim().parse().ok())
+            .collect()
+    }
+}

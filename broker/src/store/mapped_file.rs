@@ -1,0 +1,282 @@
+//! One memory-mapped, preallocated file of the commit log or a consume queue.
+//!
+//! A single writer appends at `wrote`; readers only see bytes below it, so a published range
+//! is never written again and can be handed out as `Bytes` that keep the mapping alive (zero
+//! copy, even after the file is deleted). Files are preallocated with `posix_fallocate`:
+//! running out of disk fails file creation cleanly instead of raising SIGBUS on a write.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A file name of 20 digits: the offset of the file's first byte in its log.
+pub fn offset_to_file_name(offset: u64) -> String {
+    format!("{offset:020}")
+}
+
+pub struct MappedFile {
+    path: PathBuf,
+    from_offset: u64,
+    size: usize,
+    map: Arc<MmapRaw>,
+    _file: File,
+    wrote: AtomicUsize,
+    flushed: AtomicUsize,
+    deleted: AtomicBool,
+}
+
+/// Keeps a mapping alive for as long as a slice of it is in use.
+struct MapSlice {
+    map: Arc<MmapRaw>,
+    offset: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the range lies inside the mapping (checked when the slice was made) and below
+        // the file's write position, which the single writer never rewrites while readers run.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(self.offset), self.len) }
+    }
+}
+
+impl MappedFile {
+    /// Creates `dir/<from_offset>` of `size` bytes, preallocated, and maps it.
+    pub fn create(dir: &Path, from_offset: u64, size: usize, warm: bool) -> io::Result<MappedFile> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(offset_to_file_name(from_offset));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", path.display())))?;
+        // SAFETY: plain syscall on a file we own.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) };
+        if rc != 0 {
+            let _ = std::fs::remove_file(&path);
+            return Err(io::Error::new(
+                io::Error::from_raw_os_error(rc).kind(),
+                format!(
+                    "cannot allocate {size} bytes for {}: {}",
+                    path.display(),
+                    io::Error::from_raw_os_error(rc)
+                ),
+            ));
+        }
+        let mut opts = MmapOptions::new();
+        opts.len(size);
+        if warm {
+            opts.populate();
+        }
+        let map = opts.map_raw(&file)?;
+        Ok(MappedFile {
+            path,
+            from_offset,
+            size,
+            map: Arc::new(map),
+            _file: file,
+            wrote: AtomicUsize::new(0),
+            flushed: AtomicUsize::new(0),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Maps an existing file. Its write position starts at the end; recovery moves it back.
+    pub fn open(path: &Path, size: usize) -> io::Result<MappedFile> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let from_offset: u64 = name.parse().map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{} is not named by an offset", path.display()))
+        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        let len = file.metadata()?.len() as usize;
+        if len != size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} has {len} bytes, expected {size}", path.display()),
+            ));
+        }
+        let map = MmapOptions::new().len(size).map_raw(&file)?;
+        Ok(MappedFile {
+            path: path.to_path_buf(),
+            from_offset,
+            size,
+            map: Arc::new(map),
+            _file: file,
+            wrote: AtomicUsize::new(size),
+            flushed: AtomicUsize::new(size),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn from_offset(&self) -> u64 {
+        self.from_offset
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn wrote(&self) -> usize {
+        self.wrote.load(Ordering::Acquire)
+    }
+
+    pub fn flushed(&self) -> usize {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.wrote() >= self.size
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.size - self.wrote()
+    }
+
+    /// Copies `data` to `pos` without publishing it. Only the single writer calls this, and
+    /// only at or above the write position.
+    pub fn write_at(&self, pos: usize, data: &[u8]) {
+        assert!(pos + data.len() <= self.size, "write past the end of {}", self.path.display());
+        debug_assert!(pos >= self.wrote() || self.wrote() == self.size);
+        // SAFETY: in bounds (asserted), and no reader looks at bytes at or above `wrote`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len());
+        }
+    }
+
+    /// Makes everything below `pos` visible to readers.
+    pub fn publish(&self, pos: usize) {
+        self.wrote.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// A zero-copy slice of published bytes.
+    pub fn slice(&self, pos: usize, len: usize) -> Option<Bytes> {
+        if pos.checked_add(len)? > self.wrote() {
+            return None;
+        }
+        Some(Bytes::from_owner(MapSlice {
+            map: self.map.clone(),
+            offset: pos,
+            len,
+        }))
+    }
+
+    /// Reads bytes at any position (recovery and tests; not for data being written).
+    pub fn read_raw(&self, pos: usize, out: &mut [u8]) -> bool {
+        if pos.checked_add(out.len()).map(|e| e > self.size).unwrap_or(true) {
+            return false;
+        }
+        // SAFETY: in bounds; used when no writer runs (recovery) or below `wrote`.
+        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(pos), out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    pub fn read_i32(&self, pos: usize) -> Option<i32> {
+        let mut b = [0u8; 4];
+        self.read_raw(pos, &mut b).then(|| i32::from_be_bytes(b))
+    }
+
+    pub fn read_i64(&self, pos: usize) -> Option<i64> {
+        let mut b = [0u8; 8];
+        self.read_raw(pos, &mut b).then(|| i64::from_be_bytes(b))
+    }
+
+    /// Dirty pages between the flushed and written positions.
+    pub fn dirty_pages(&self) -> usize {
+        let (w, f) = (self.wrote(), self.flushed());
+        w.saturating_sub(f).div_ceil(4096)
+    }
+
+    /// `msync`s everything written and not yet flushed, if at least `least_pages` are dirty
+    /// (0: any). Returns the flushed position.
+    pub fn flush(&self, least_pages: usize) -> io::Result<usize> {
+        let (w, f) = (self.wrote(), self.flushed());
+        if w <= f || (least_pages > 0 && self.dirty_pages() < least_pages && w < self.size) {
+            return Ok(f);
+        }
+        self.map
+            .flush_range(f, w - f)
+            .map_err(|e| io::Error::new(e.kind(), format!("msync {}: {e}", self.path.display())))?;
+        self.flushed.fetch_max(w, Ordering::AcqRel);
+        Ok(w)
+    }
+
+    /// Recovery: sets the write position, zeroes everything after it (a torn tail) and
+    /// makes the zeroes durable.
+    pub fn truncate_to(&self, pos: usize) -> io::Result<()> {
+        let pos = pos.min(self.size);
+        let old = self.wrote.load(Ordering::Acquire).max(pos);
+        if old > pos {
+            // SAFETY: in bounds; no reader or writer runs during recovery.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, self.size - pos) };
+            self.map.flush_range(pos, self.size - pos)?;
+        }
+        self.wrote.store(pos, Ordering::Release);
+        self.flushed.store(pos, Ordering::Release);
+        Ok(())
+    }
+
+    /// Recovery: the write position found by scanning, without touching bytes.
+    pub fn set_positions(&self, pos: usize) {
+        self.wrote.store(pos.min(self.size), Ordering::Release);
+        self.flushed.store(pos.min(self.size), Ordering::Release);
+    }
+
+    /// Seconds-resolution time of the last write, from the file system.
+    pub fn last_modified_ms(&self) -> i64 {
+        std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    /// Removes the file from disk; readers holding slices keep the mapping until they drop.
+    pub fn destroy(&self) -> io::Result<()> {
+        if self.deleted.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        std::fs::remove_file(&self.path)
+            .map_err(|e| io::Error::new(e.kind(), format!("delete {}: {e}", self.path.display())))
+    }
+}
+
+/// Maps every file of `dir` named by an offset, sorted; files of the wrong size are errors.
+pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
+    let mut files = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("read {}: {e}", dir.display()))),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .map(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+                .unwrap_or(false)
+        })
+        .collect();
+    paths.sort();
+    for p in paths {
+        files.push(Arc::new(MappedFile::open(&p, size)?));
+    }
+    Ok(files)
+}
