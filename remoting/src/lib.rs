@@ -18,6 +18,7 @@ pub mod header;
 pub mod message;
 pub mod protocol;
 pub mod server;
+pub mod topic;
 pub mod util;
 
 pub use client::{ClientConfig, RemotingClient};

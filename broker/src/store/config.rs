@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use rmq_remoting::java_config;
 
 fn default_root() -> String {
-    format!("{}/store", std::env::var("HOME").unwrap_or_else(|_| ".".into()))
+    format!(
+        "{}/store",
+        std::env::var("HOME").unwrap_or_else(|_| ".".into())
+    )
 }
 
 /// `flushDiskType`.

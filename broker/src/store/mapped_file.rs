@@ -90,9 +90,15 @@ impl MappedFile {
 
     /// Maps an existing file. Its write position starts at the end; recovery moves it back.
     pub fn open(path: &Path, size: usize) -> io::Result<MappedFile> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let from_offset: u64 = name.parse().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{} is not named by an offset", path.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not named by an offset", path.display()),
+            )
         })?;
         let file = OpenOptions::new()
             .read(true)
@@ -150,11 +156,19 @@ impl MappedFile {
     /// Copies `data` to `pos` without publishing it. Only the single writer calls this, and
     /// only at or above the write position.
     pub fn write_at(&self, pos: usize, data: &[u8]) {
-        assert!(pos + data.len() <= self.size, "write past the end of {}", self.path.display());
+        assert!(
+            pos + data.len() <= self.size,
+            "write past the end of {}",
+            self.path.display()
+        );
         debug_assert!(pos >= self.wrote() || self.wrote() == self.size);
         // SAFETY: in bounds (asserted), and no reader looks at bytes at or above `wrote`.
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len());
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
         }
     }
 
@@ -177,11 +191,17 @@ impl MappedFile {
 
     /// Reads bytes at any position (recovery and tests; not for data being written).
     pub fn read_raw(&self, pos: usize, out: &mut [u8]) -> bool {
-        if pos.checked_add(out.len()).map(|e| e > self.size).unwrap_or(true) {
+        if pos
+            .checked_add(out.len())
+            .map(|e| e > self.size)
+            .unwrap_or(true)
+        {
             return false;
         }
         // SAFETY: in bounds; used when no writer runs (recovery) or below `wrote`.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(pos), out.as_mut_ptr(), out.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(pos), out.as_mut_ptr(), out.len())
+        };
         true
     }
 
@@ -262,7 +282,12 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("read {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("read {}: {e}", dir.display()),
+            ))
+        }
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
@@ -276,6 +301,12 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         .collect();
     paths.sort();
     for p in paths {
+        // A crash between creating a file and allocating it leaves it empty: drop it.
+        if std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false) {
+            tracing::warn!(file = %p.display(), "removing an empty file left by an interrupted creation");
+            std::fs::remove_file(&p)?;
+            continue;
+        }
         files.push(Arc::new(MappedFile::open(&p, size)?));
     }
     Ok(files)

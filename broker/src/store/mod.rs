@@ -1,3 +1,18 @@
-//! The message store: commit log, consume queues and index on memory-mapped files.
+//! The message store: commit log, consume queues and index on memory-mapped files, with group
+//! commit, crash recovery and retention. Usable on its own; the broker's network layer sits on
+//! top of [`MessageStore`].
 
+pub mod checkpoint;
+pub mod commit_log;
+pub mod config;
+pub mod consume_queue;
 pub mod index;
+pub mod mapped_file;
+pub mod message_store;
+pub mod retention;
+mod services;
+pub mod types;
+
+pub use config::{FlushDiskType, MessageStoreConfig};
+pub use message_store::{DispatchListener, MessageStore, StoreError};
+pub use types::*;

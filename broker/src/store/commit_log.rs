@@ -1,0 +1,472 @@
+//! The commit log: every message of every topic, appended to a sequence of mapped files.
+//!
+//! Offsets are global byte positions. A record that does not fit in the rest of a file is
+//! preceded by an end-of-file blank (`[remaining][BLANK_MAGIC_CODE]`) and goes to the next
+//! file, which an allocator thread has usually created already, off the append path.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+use rmq_remoting::message::{
+    MessageExt, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
+};
+
+use super::mapped_file::{load_dir, MappedFile};
+
+/// Space always left for the end-of-file blank.
+pub const END_FILE_MIN_BLANK_LENGTH: usize = 8;
+
+pub struct CommitLog {
+    dir: PathBuf,
+    file_size: usize,
+    warm: bool,
+    files: RwLock<Vec<Arc<MappedFile>>>,
+    /// The next file, created ahead of need by the allocator thread.
+    spare: Mutex<Option<Arc<MappedFile>>>,
+    alloc_tx: Mutex<Option<Sender<u64>>>,
+    max_offset: AtomicU64,
+    flushed_offset: AtomicU64,
+    /// Store timestamp of the last appended record (for the checkpoint).
+    last_store_timestamp: AtomicI64,
+}
+
+/// What recovery learned from one valid record.
+#[derive(Debug, Clone)]
+pub struct RecoveredRecord {
+    pub offset: u64,
+    pub size: usize,
+    pub msg: MessageExt,
+}
+
+/// Where the writer appends next.
+pub struct WriteCursor {
+    file: Option<Arc<MappedFile>>,
+    pos: usize,
+}
+
+impl CommitLog {
+    /// Maps the existing files of `dir` (no recovery yet).
+    pub fn load(dir: &Path, file_size: usize, warm: bool) -> io::Result<CommitLog> {
+        let files = load_dir(dir, file_size)?;
+        let max = files
+            .last()
+            .map(|f| f.from_offset() + f.size() as u64)
+            .unwrap_or(0);
+        Ok(CommitLog {
+            dir: dir.to_path_buf(),
+            file_size,
+            warm,
+            files: RwLock::new(files),
+            spare: Mutex::new(None),
+            alloc_tx: Mutex::new(None),
+            max_offset: AtomicU64::new(max),
+            flushed_offset: AtomicU64::new(max),
+            last_store_timestamp: AtomicI64::new(0),
+        })
+    }
+
+    pub fn file_size(&self) -> usize {
+        self.file_size
+    }
+
+    pub fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.files.read().clone()
+    }
+
+    /// First offset still stored.
+    pub fn min_offset(&self) -> u64 {
+        self.files
+            .read()
+            .first()
+            .map(|f| f.from_offset())
+            .unwrap_or(0)
+    }
+
+    /// End of the appended data.
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    /// End of the data known to be on disk.
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    pub fn last_store_timestamp(&self) -> i64 {
+        self.last_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// The file holding `offset`.
+    pub fn file_for(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let files = self.files.read();
+        let first = files.first()?;
+        if offset < first.from_offset() {
+            return None;
+        }
+        let idx = ((offset - first.from_offset()) / self.file_size as u64) as usize;
+        files
+            .get(idx)
+            .filter(|f| f.from_offset() <= offset)
+            .cloned()
+    }
+
+    /// `len` bytes at `offset`, zero copy, if they are all written.
+    pub fn read(&self, offset: u64, len: usize) -> Option<Bytes> {
+        let f = self.file_for(offset)?;
+        f.slice((offset - f.from_offset()) as usize, len)
+    }
+
+    /// The whole record at `offset`.
+    pub fn read_record(&self, offset: u64) -> Option<Bytes> {
+        let f = self.file_for(offset)?;
+        let pos = (offset - f.from_offset()) as usize;
+        let size = f.slice(pos, 4)?;
+        let size = i32::from_be_bytes([size[0], size[1], size[2], size[3]]);
+        if size <= 0 {
+            return None;
+        }
+        f.slice(pos, size as usize)
+    }
+
+    /// The decoded message at `offset`.
+    pub fn read_message(&self, offset: u64) -> Option<MessageExt> {
+        let mut rec = self.read_record(offset)?;
+        MessageExt::decode(&mut rec).ok()
+    }
+
+    /// The store timestamp of the record at `offset` (binary searches by time use it).
+    pub fn store_timestamp_at(&self, offset: u64) -> Option<i64> {
+        let rec = self.read(offset, 80)?;
+        let sys_flag = i32::from_be_bytes([rec[36], rec[37], rec[38], rec[39]]);
+        let born_host_len = if sys_flag & rmq_remoting::message::sys_flag::BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
+        let at = 48 + born_host_len;
+        Some(i64::from_be_bytes(rec[at..at + 8].try_into().ok()?))
+    }
+
+    /// Starts the allocator thread that creates the next file ahead of need.
+    pub fn start_allocator(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let (tx, rx): (Sender<u64>, Receiver<u64>) = crossbeam_channel::unbounded();
+        *self.alloc_tx.lock() = Some(tx);
+        let log = self.clone();
+        std::thread::Builder::new()
+            .name("commitlog-alloc".into())
+            .spawn(move || {
+                while let Ok(offset) = rx.recv() {
+                    if log.spare.lock().as_ref().map(|f| f.from_offset()) == Some(offset) {
+                        continue;
+                    }
+                    match MappedFile::create(&log.dir, offset, log.file_size, log.warm) {
+                        Ok(f) => *log.spare.lock() = Some(Arc::new(f)),
+                        Err(e) => tracing::warn!(error = %e, "could not create the next commit log file ahead of need"),
+                    }
+                }
+            })
+            .expect("spawn allocator thread")
+    }
+
+    pub fn stop_allocator(&self) {
+        self.alloc_tx.lock().take();
+    }
+
+    /// The writer's cursor after recovery: the end of the last file's data.
+    pub fn cursor(&self) -> WriteCursor {
+        let files = self.files.read();
+        match files.last() {
+            Some(f) => WriteCursor {
+                file: Some(f.clone()),
+                pos: f.wrote(),
+            },
+            None => WriteCursor { file: None, pos: 0 },
+        }
+    }
+
+    /// A file to hold `len` more bytes at the cursor, rolling to the next file (after writing
+    /// the end-of-file blank) when they do not fit. Writer thread only.
+    pub fn prepare_append(&self, cursor: &mut WriteCursor, len: usize) -> io::Result<()> {
+        if len + END_FILE_MIN_BLANK_LENGTH > self.file_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{len} bytes cannot fit in a commit log file of {} bytes",
+                    self.file_size
+                ),
+            ));
+        }
+        let next_from = match &cursor.file {
+            Some(_) if cursor.pos + len + END_FILE_MIN_BLANK_LENGTH <= self.file_size => {
+                return Ok(())
+            }
+            Some(f) => {
+                let remaining = self.file_size - cursor.pos;
+                let mut blank = [0u8; 8];
+                blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
+                blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+                f.write_at(cursor.pos, &blank);
+                f.publish(self.file_size);
+                f.from_offset() + self.file_size as u64
+            }
+            None => 0,
+        };
+        let spare = self.spare.lock().take();
+        let file = match spare {
+            Some(f) if f.from_offset() == next_from => f,
+            other => {
+                if let Some(stale) = other {
+                    let _ = stale.destroy();
+                }
+                Arc::new(MappedFile::create(
+                    &self.dir,
+                    next_from,
+                    self.file_size,
+                    false,
+                )?)
+            }
+        };
+        self.files.write().push(file.clone());
+        self.max_offset.store(next_from, Ordering::Release);
+        cursor.file = Some(file);
+        cursor.pos = 0;
+        if let Some(tx) = self.alloc_tx.lock().as_ref() {
+            let _ = tx.send(next_from + self.file_size as u64);
+        }
+        Ok(())
+    }
+
+    /// Copies `data` at the cursor (after `prepare_append`) and returns its offset.
+    pub fn append(&self, cursor: &mut WriteCursor, data: &[u8]) -> u64 {
+        let f = cursor.file.as_ref().expect("prepare_append first");
+        f.write_at(cursor.pos, data);
+        let offset = f.from_offset() + cursor.pos as u64;
+        cursor.pos += data.len();
+        offset
+    }
+
+    /// The offset the next append lands at, if it fits in the current file.
+    pub fn cursor_offset(&self, cursor: &WriteCursor) -> u64 {
+        cursor
+            .file
+            .as_ref()
+            .map(|f| f.from_offset() + cursor.pos as u64)
+            .unwrap_or(0)
+    }
+
+    /// Makes appended bytes visible. Writer thread only.
+    pub fn publish(&self, cursor: &WriteCursor, last_store_timestamp: i64) {
+        if let Some(f) = &cursor.file {
+            f.publish(cursor.pos);
+            self.max_offset
+                .store(f.from_offset() + cursor.pos as u64, Ordering::Release);
+        }
+        self.last_store_timestamp
+            .store(last_store_timestamp, Ordering::Release);
+    }
+
+    /// Flushes every file between the flushed and the written offset; returns the new
+    /// flushed offset. `least_pages` > 0 skips a file with fewer dirty pages.
+    pub fn flush(&self, least_pages: usize) -> io::Result<u64> {
+        let target = self.max_offset();
+        let from = self.flushed_offset();
+        if target <= from {
+            return Ok(from);
+        }
+        let files: Vec<Arc<MappedFile>> = self
+            .files
+            .read()
+            .iter()
+            .filter(|f| f.from_offset() + f.size() as u64 > from && f.from_offset() < target)
+            .cloned()
+            .collect();
+        let mut flushed = from;
+        for f in files {
+            let pos = f.flush(least_pages)?;
+            let end = f.from_offset() + pos as u64;
+            if pos < f.wrote() {
+                break; // skipped (too few pages): later files wait too
+            }
+            flushed = end.min(target).max(flushed);
+            if pos < f.size() {
+                break;
+            }
+        }
+        self.flushed_offset.fetch_max(flushed, Ordering::AcqRel);
+        Ok(self.flushed_offset())
+    }
+
+    /// Recovery, pass 1: the end of valid data, scanning from file `start`. Verifies magic,
+    /// size and (if `check_crc`) body CRC; stops at the first record that fails.
+    pub fn find_valid_end(&self, start: usize, check_crc: bool) -> u64 {
+        let files = self.files.read().clone();
+        if files.is_empty() {
+            return 0;
+        }
+        let start = start.min(files.len() - 1);
+        let mut end = files[start].from_offset();
+        let mut done = false;
+        for f in &files[start..] {
+            let (valid, file_ended) = scan_file(f, check_crc, &mut |_| {});
+            end = f.from_offset() + valid as u64;
+            if !file_ended {
+                done = true;
+                break;
+            }
+        }
+        let _ = done;
+        end
+    }
+
+    /// Recovery, pass 2: every valid record from file `start` up to `end`, in order.
+    pub fn for_each_record(&self, start: usize, end: u64, mut f: impl FnMut(RecoveredRecord)) {
+        let files = self.files.read().clone();
+        for file in files.iter().skip(start) {
+            if file.from_offset() >= end {
+                break;
+            }
+            scan_file(file, false, &mut |r| {
+                if r.offset < end {
+                    f(r)
+                }
+            });
+        }
+    }
+
+    /// Recovery: cuts everything from `end` on (a torn or corrupt tail) and positions the
+    /// writer there.
+    pub fn truncate_to(&self, end: u64) -> io::Result<()> {
+        let mut files = self.files.write();
+        while let Some(last) = files.last() {
+            if last.from_offset() >= end
+                && !(end == 0 && files.len() == 1 && last.from_offset() == 0)
+            {
+                tracing::warn!(file = %last.path().display(), "deleting commit log file past the valid end");
+                last.destroy()?;
+                files.pop();
+            } else {
+                break;
+            }
+        }
+        for f in files.iter() {
+            let file_end = f.from_offset() + f.size() as u64;
+            if end >= file_end {
+                f.set_positions(f.size());
+            } else {
+                f.truncate_to((end - f.from_offset()) as usize)?;
+            }
+        }
+        self.max_offset.store(end, Ordering::Release);
+        self.flushed_offset.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// The store timestamp of the first record of file `idx` (recovery picks its start by it).
+    pub fn first_store_timestamp(&self, idx: usize) -> Option<i64> {
+        let f = self.files.read().get(idx)?.clone();
+        let magic = f.read_i32(4)?;
+        if magic != MESSAGE_MAGIC_CODE_V1 && magic != MESSAGE_MAGIC_CODE_V2 {
+            return None;
+        }
+        let sys_flag = f.read_i32(36)?;
+        let born = if sys_flag & rmq_remoting::message::sys_flag::BORNHOST_V6 != 0 {
+            20
+        } else {
+            8
+        };
+        f.read_i64(48 + born)
+    }
+
+    /// Retention: deletes up to `max` files (never the last) whose last write is older than
+    /// `expire_ms` ago, or regardless of age when `force`. Returns how many.
+    pub fn delete_expired(&self, now_ms: i64, expire_ms: i64, force: bool, max: usize) -> usize {
+        let candidates: Vec<Arc<MappedFile>> = {
+            let files = self.files.read();
+            let n = files.len();
+            files.iter().take(n.saturating_sub(1)).cloned().collect()
+        };
+        let mut deleted = 0;
+        for f in candidates {
+            if deleted >= max {
+                break;
+            }
+            if !force && f.last_modified_ms() + expire_ms > now_ms {
+                break; // files are in write order: the rest are newer
+            }
+            if let Err(e) = f.destroy() {
+                tracing::error!(error = %e, "cannot delete expired commit log file");
+                break;
+            }
+            tracing::info!(file = %f.path().display(), force, "deleted commit log file");
+            self.files.write().retain(|x| !Arc::ptr_eq(x, &f));
+            deleted += 1;
+        }
+        deleted
+    }
+}
+
+/// Scans one file's records; returns the valid length and whether the scan reached the end
+/// of the file cleanly (blank record or exactly full).
+fn scan_file(
+    f: &MappedFile,
+    check_crc: bool,
+    on_record: &mut dyn FnMut(RecoveredRecord),
+) -> (usize, bool) {
+    let size = f.size();
+    let mut pos = 0usize;
+    loop {
+        if pos + 8 > size {
+            return (pos, pos == size);
+        }
+        let (Some(total), Some(magic)) = (f.read_i32(pos), f.read_i32(pos + 4)) else {
+            return (pos, false);
+        };
+        if magic == BLANK_MAGIC_CODE {
+            return if total as usize == size - pos {
+                (size, true)
+            } else {
+                (pos, false)
+            };
+        }
+        if total == 0 && magic == 0 {
+            return (pos, false); // end of data
+        }
+        if (magic != MESSAGE_MAGIC_CODE_V1 && magic != MESSAGE_MAGIC_CODE_V2)
+            || total < 8
+            || pos + total as usize > size
+        {
+            tracing::warn!(file = %f.path().display(), pos, total, magic, "invalid record: end of valid data");
+            return (pos, false);
+        }
+        let mut raw = vec![0u8; total as usize];
+        f.read_raw(pos, &mut raw);
+        let mut bytes = Bytes::from(raw);
+        let msg = match MessageExt::decode(&mut bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(file = %f.path().display(), pos, error = %e, "undecodable record: end of valid data");
+                return (pos, false);
+            }
+        };
+        let offset = f.from_offset() + pos as u64;
+        if msg.commit_log_offset as u64 != offset {
+            tracing::warn!(file = %f.path().display(), pos, stored = msg.commit_log_offset, "record offset mismatch: end of valid data");
+            return (pos, false);
+        }
+        if check_crc && rmq_remoting::message::body_crc(&msg.body) != msg.body_crc {
+            tracing::warn!(file = %f.path().display(), pos, "body CRC mismatch: end of valid data");
+            return (pos, false);
+        }
+        on_record(RecoveredRecord {
+            offset,
+            size: total as usize,
+            msg,
+        });
+        pos += total as usize;
+    }
+}

@@ -1,0 +1,815 @@
+//! `MessageStore`: opening and recovering the store, the put path, reads and queries.
+//!
+//! Threads (see `services`): one writer appends every put to the commit log (group commit),
+//! a dispatcher builds consume-queue units and index entries from what was appended, a flusher
+//! makes the commit log durable (on a timer, or at once for SYNC_FLUSH), another flushes
+//! queues, index and checkpoint, an allocator creates commit-log files ahead of need, and a
+//! cleaner enforces retention and disk limits. Async callers never block on any of them.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+use rmq_remoting::message::{encode_offset_msg_id, property, sys_flag, MessageExt};
+use rmq_remoting::util::{java_hash_code, now_millis};
+use tokio::sync::{oneshot, watch};
+
+use super::checkpoint::Checkpoint;
+use super::commit_log::CommitLog;
+use super::config::{FlushDiskType, MessageStoreConfig};
+use super::consume_queue::{ConsumeQueue, CqUnit};
+use super::index::{IndexConfig, IndexRequest, IndexService};
+use super::services;
+use super::types::*;
+
+/// Called after messages are dispatched to a queue: `(topic, queue_id, next queue offset)`.
+/// Long polling hangs off this.
+pub type DispatchListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
+
+/// Errors opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is locked by another process")]
+    Locked { path: String },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// One record waiting for the writer.
+pub(crate) struct PendingRecord {
+    pub data: BytesMut,
+    pub tags_code: i64,
+    pub keys: Option<String>,
+    pub uniq_key: Option<String>,
+    pub store_timestamp: i64,
+    pub tran_type: i32,
+}
+
+/// A put handed to the writer thread: records of one topic and queue, stored contiguously.
+pub(crate) struct PutRequest {
+    pub topic: Arc<str>,
+    pub queue_id: i32,
+    pub records: Vec<PendingRecord>,
+    pub reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
+}
+
+/// What the dispatcher needs of one appended record.
+#[derive(Debug, Clone)]
+pub(crate) struct DispatchInfo {
+    pub topic: Arc<str>,
+    pub queue_id: i32,
+    pub queue_offset: i64,
+    pub commit_log_offset: i64,
+    pub size: i32,
+    pub tags_code: i64,
+    pub keys: Option<String>,
+    pub uniq_key: Option<String>,
+    pub store_timestamp: i64,
+    pub tran_type: i32,
+}
+
+pub(crate) struct Inner {
+    pub config: MessageStoreConfig,
+    pub commit_log: Arc<CommitLog>,
+    pub queues: RwLock<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>>,
+    pub index: Option<IndexService>,
+    pub checkpoint: Checkpoint,
+    pub put_tx: Mutex<Option<Sender<PutRequest>>>,
+    pub flushed_tx: watch::Sender<u64>,
+    pub flush_wake: (Mutex<bool>, Condvar),
+    pub stop: (Mutex<bool>, Condvar),
+    pub running: AtomicBool,
+    pub disk_full: AtomicBool,
+    pub listener: RwLock<Option<DispatchListener>>,
+    /// Next queue offset of every queue: the writer assigns from it.
+    pub topic_queue_table: Mutex<HashMap<Arc<str>, HashMap<i32, i64>>>,
+    pub last_dispatched_store_ts: AtomicI64,
+    pub dispatched_offset: AtomicU64,
+    pub threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// The message store.
+#[derive(Clone)]
+pub struct MessageStore {
+    inner: Arc<Inner>,
+}
+
+fn dispatchable(tran_type: i32) -> bool {
+    tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
+        && tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE
+}
+
+impl Inner {
+    pub fn stopping(&self) -> bool {
+        *self.stop.0.lock()
+    }
+
+    /// Sleeps up to `d`; true when the store is stopping.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let mut stop = self.stop.0.lock();
+        if !*stop {
+            self.stop.1.wait_for(&mut stop, d);
+        }
+        *stop
+    }
+
+    pub fn wake_flusher(&self) {
+        let mut w = self.flush_wake.0.lock();
+        *w = true;
+        self.flush_wake.1.notify_one();
+    }
+
+    pub fn find_queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    fn find_or_create_queue(&self, topic: &str, queue_id: i32) -> io::Result<Arc<ConsumeQueue>> {
+        if let Some(q) = self.find_queue(topic, queue_id) {
+            return Ok(q);
+        }
+        let mut queues = self.queues.write();
+        if let Some(q) = queues.get(topic).and_then(|m| m.get(&queue_id)) {
+            return Ok(q.clone());
+        }
+        let q = Arc::new(ConsumeQueue::load(
+            &self.config.consume_queue_dir(),
+            topic,
+            queue_id,
+            self.config.consume_queue_file_size() as usize,
+        )?);
+        queues
+            .entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, q.clone());
+        Ok(q)
+    }
+
+    /// Builds the consume-queue unit and index entries of one record.
+    pub fn dispatch(&self, d: &DispatchInfo) {
+        if dispatchable(d.tran_type) {
+            match self.find_or_create_queue(&d.topic, d.queue_id) {
+                Ok(q) => {
+                    if let Err(e) = q.put(d.commit_log_offset, d.size, d.tags_code, d.queue_offset)
+                    {
+                        tracing::error!(topic = %d.topic, queue = d.queue_id, error = %e, "consume queue write failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(topic = %d.topic, queue = d.queue_id, error = %e, "consume queue open failed")
+                }
+            }
+        }
+        if let Some(index) = &self.index {
+            if d.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE {
+                let req = IndexRequest {
+                    topic: &d.topic,
+                    keys: d.keys.as_deref().unwrap_or(""),
+                    uniq_key: d.uniq_key.as_deref(),
+                    commit_log_offset: d.commit_log_offset,
+                    store_timestamp: d.store_timestamp,
+                };
+                if let Err(e) = index.put(&req) {
+                    tracing::error!(error = %e, "index write failed");
+                }
+            }
+        }
+        self.dispatched_offset.fetch_max(
+            (d.commit_log_offset + d.size as i64) as u64,
+            Ordering::AcqRel,
+        );
+        self.last_dispatched_store_ts
+            .store(d.store_timestamp, Ordering::Release);
+    }
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the store under `config.storePathRootDir` and recovers it:
+    /// quickly after a clean stop, verifying every record past the checkpoint after a crash.
+    pub fn open(config: MessageStoreConfig) -> Result<MessageStore, StoreError> {
+        let root = config.root();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", root.display())))?;
+        let lock = lock_store(&config.lock_path())?;
+        let abnormal = config.abort_path().exists();
+        let checkpoint = Checkpoint::open(&config.checkpoint_path())?;
+        let commit_log = Arc::new(CommitLog::load(
+            &config.commit_log_dir(),
+            config.mapped_file_size_commit_log as usize,
+            config.warm_mapped_file_enable,
+        )?);
+        let queues = load_queues(&config)?;
+        let index = if config.message_index_enable {
+            Some(IndexService::open(IndexConfig {
+                dir: config.index_dir(),
+                max_hash_slot_num: config.max_hash_slot_num,
+                max_index_num: config.max_index_num,
+            })?)
+        } else {
+            None
+        };
+        let (flushed_tx, _) = watch::channel(0u64);
+        let inner = Arc::new(Inner {
+            config,
+            commit_log,
+            queues: RwLock::new(queues),
+            index,
+            checkpoint,
+            put_tx: Mutex::new(None),
+            flushed_tx,
+            flush_wake: (Mutex::new(false), Condvar::new()),
+            stop: (Mutex::new(false), Condvar::new()),
+            running: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
+            listener: RwLock::new(None),
+            topic_queue_table: Mutex::new(HashMap::new()),
+            last_dispatched_store_ts: AtomicI64::new(0),
+            dispatched_offset: AtomicU64::new(0),
+            threads: Mutex::new(Vec::new()),
+            _lock: lock,
+        });
+        recover(&inner, abnormal)?;
+        // From here on a crash leaves the abort file behind and the next start verifies.
+        File::create(inner.config.abort_path())?;
+        let store = MessageStore { inner };
+        services::start(&store.inner);
+        store.inner.running.store(true, Ordering::Release);
+        Ok(store)
+    }
+
+    pub fn config(&self) -> &MessageStoreConfig {
+        &self.inner.config
+    }
+
+    /// Registers the callback run after each dispatch.
+    pub fn set_dispatch_listener(&self, listener: DispatchListener) {
+        *self.inner.listener.write() = Some(listener);
+    }
+
+    /// Stores one message.
+    pub async fn put_message(&self, msg: PutMessage) -> PutResult {
+        self.put_messages(vec![msg]).await
+    }
+
+    /// Stores messages of one topic and queue as consecutive records (a batch).
+    pub async fn put_messages(&self, msgs: Vec<PutMessage>) -> PutResult {
+        let inner = &self.inner;
+        if !inner.running.load(Ordering::Acquire) {
+            return PutResult::error(PutStatus::ServiceNotAvailable(
+                "message store is not running".into(),
+            ));
+        }
+        if inner.disk_full.load(Ordering::Acquire) {
+            return PutResult::error(PutStatus::ServiceNotAvailable(format!(
+                "disk usage is above diskSpaceWarningLevelRatio ({}%): message store is not writable",
+                inner.config.disk_space_warning_level_ratio
+            )));
+        }
+        let Some(first) = msgs.first() else {
+            return PutResult::error(PutStatus::MessageIllegal("empty batch".into()));
+        };
+        let topic: Arc<str> = Arc::from(first.topic.as_str());
+        let queue_id = first.queue_id;
+        let store_host = first.store_host;
+        let mut wait = true;
+        let mut records = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            if *m.topic != *topic || m.queue_id != queue_id {
+                return PutResult::error(PutStatus::MessageIllegal(
+                    "a batch must be of one topic and queue".into(),
+                ));
+            }
+            match self.encode(m) {
+                Ok((rec, w)) => {
+                    wait &= w;
+                    records.push(rec);
+                }
+                Err(status) => return PutResult::error(status),
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = PutRequest {
+            topic,
+            queue_id,
+            records,
+            reply: tx,
+        };
+        let sent = match inner.put_tx.lock().as_ref() {
+            Some(put_tx) => put_tx.send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return PutResult::error(PutStatus::ServiceNotAvailable(
+                "message store is shutting down".into(),
+            ));
+        }
+        let mut append = match rx.await {
+            Ok(Ok(a)) => a,
+            Ok(Err(status)) => return PutResult::error(status),
+            Err(_) => return PutResult::error(PutStatus::UnknownError("writer stopped".into())),
+        };
+        append.msg_ids = append
+            .offsets
+            .iter()
+            .map(|o| encode_offset_msg_id(store_host, *o))
+            .collect();
+        let end = append.wrote_offset as u64 + append.wrote_bytes as u64;
+        let mut status = PutStatus::PutOk;
+        if wait
+            && inner.config.flush_type() == FlushDiskType::SyncFlush
+            && inner.commit_log.flushed_offset() < end
+        {
+            let mut rx = inner.flushed_tx.subscribe();
+            let timeout = Duration::from_millis(inner.config.sync_flush_timeout);
+            let flushed = tokio::time::timeout(timeout, rx.wait_for(|f| *f >= end)).await;
+            if !matches!(flushed, Ok(Ok(_))) {
+                tracing::warn!(end, "sync flush did not finish within syncFlushTimeout");
+                status = PutStatus::FlushDiskTimeout;
+            }
+        }
+        PutResult {
+            status,
+            append: Some(append),
+        }
+    }
+
+    /// Validates a message and encodes its record (offsets are patched by the writer).
+    fn encode(&self, m: PutMessage) -> Result<(PendingRecord, bool), PutStatus> {
+        rmq_remoting::topic::validate_topic(&m.topic).map_err(PutStatus::MessageIllegal)?;
+        if m.queue_id < 0 {
+            return Err(PutStatus::MessageIllegal(format!(
+                "invalid queue id {}",
+                m.queue_id
+            )));
+        }
+        let props_len = rmq_remoting::message::encode_properties(&m.properties).len();
+        if props_len > i16::MAX as usize {
+            return Err(PutStatus::PropertiesSizeExceeded);
+        }
+        let store_timestamp = now_millis();
+        let tags_code = m
+            .properties
+            .get(property::TAGS)
+            .map(|t| java_hash_code(t) as i64)
+            .unwrap_or(0);
+        let keys = m.properties.get(property::KEYS).cloned();
+        let uniq_key = m
+            .properties
+            .get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            .cloned();
+        let wait = m
+            .properties
+            .get(property::WAIT_STORE_MSG_OK)
+            .map(|w| !w.eq_ignore_ascii_case("false"))
+            .unwrap_or(true);
+        let tran_type = sys_flag::transaction_value(m.sys_flag);
+        let ext = MessageExt {
+            store_size: 0,
+            body_crc: 0,
+            queue_id: m.queue_id,
+            flag: m.flag,
+            queue_offset: 0,
+            commit_log_offset: 0,
+            sys_flag: m.sys_flag,
+            born_timestamp: m.born_timestamp,
+            born_host: m.born_host,
+            store_timestamp,
+            store_host: m.store_host,
+            reconsume_times: m.reconsume_times,
+            prepared_transaction_offset: m.prepared_transaction_offset,
+            body: m.body,
+            topic: m.topic,
+            properties: m.properties,
+        };
+        let data = ext
+            .encode()
+            .map_err(|e| PutStatus::MessageIllegal(e.to_string()))?;
+        if data.len() > self.inner.config.max_message_size {
+            return Err(PutStatus::MessageIllegal(format!(
+                "message of {} bytes exceeds maxMessageSize {}",
+                data.len(),
+                self.inner.config.max_message_size
+            )));
+        }
+        Ok((
+            PendingRecord {
+                data,
+                tags_code,
+                keys,
+                uniq_key,
+                store_timestamp,
+                tran_type,
+            },
+            wait,
+        ))
+    }
+
+    /// Reads up to `max_count` messages (and about `max_bytes`) of a queue from `offset`.
+    pub fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_count: usize,
+        max_bytes: usize,
+        filter: Option<&dyn MessageFilter>,
+    ) -> GetResult {
+        let mut r = GetResult {
+            status: GetStatus::NoMatchedLogicQueue,
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+            queue_offsets: Vec::new(),
+            total_bytes: 0,
+        };
+        let Some(q) = self.inner.find_queue(topic, queue_id) else {
+            return r;
+        };
+        let (min, max) = (q.min_offset(), q.max_offset());
+        r.min_offset = min;
+        r.max_offset = max;
+        if max == 0 {
+            r.status = GetStatus::NoMessageInQueue;
+            return r;
+        }
+        if offset < min {
+            r.status = GetStatus::OffsetTooSmall;
+            r.next_begin_offset = min;
+            return r;
+        }
+        if offset == max {
+            r.status = GetStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return r;
+        }
+        if offset > max {
+            r.status = GetStatus::OffsetOverflowBadly;
+            r.next_begin_offset = if min == 0 { min } else { max };
+            return r;
+        }
+        let scan = max_count.max(800);
+        let units = q.read_units(offset, scan);
+        if units.is_empty() {
+            r.status = GetStatus::OffsetFoundNull;
+            r.next_begin_offset = offset;
+            return r;
+        }
+        let mut next = offset;
+        let mut status = GetStatus::NoMatchedMessage;
+        for u in &units {
+            let CqUnit {
+                queue_offset,
+                commit_log_offset,
+                size,
+                tags_code,
+            } = *u;
+            if !r.messages.is_empty()
+                && (r.messages.len() >= max_count || r.total_bytes + size as usize > max_bytes)
+            {
+                break;
+            }
+            next = queue_offset + 1;
+            if u.is_blank() {
+                continue;
+            }
+            if let Some(f) = filter {
+                if !f.matches_tags_code(tags_code) {
+                    continue;
+                }
+            }
+            let Some(rec) = self
+                .inner
+                .commit_log
+                .read(commit_log_offset as u64, size as usize)
+            else {
+                if r.messages.is_empty() {
+                    status = GetStatus::MessageWasRemoving;
+                }
+                continue;
+            };
+            if let Some(f) = filter {
+                if !f.matches_record(&rec) {
+                    continue;
+                }
+            }
+            r.total_bytes += rec.len();
+            r.messages.push(rec);
+            r.queue_offsets.push(queue_offset);
+            status = GetStatus::Found;
+        }
+        r.status = status;
+        r.next_begin_offset = next;
+        r
+    }
+
+    /// Next queue offset: dispatched (`committed`) or assigned by the writer.
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32, committed: bool) -> i64 {
+        if committed {
+            self.inner
+                .find_queue(topic, queue_id)
+                .map(|q| q.max_offset())
+                .unwrap_or(0)
+        } else {
+            self.inner
+                .topic_queue_table
+                .lock()
+                .get(topic)
+                .and_then(|m| m.get(&queue_id).copied())
+                .unwrap_or(0)
+        }
+    }
+
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .find_queue(topic, queue_id)
+            .map(|q| q.min_offset())
+            .unwrap_or(0)
+    }
+
+    /// The queue offset for a store time (`upper` = last at or before, else first at or after).
+    pub fn offset_in_queue_by_time(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp: i64,
+        upper: bool,
+    ) -> i64 {
+        let Some(q) = self.inner.find_queue(topic, queue_id) else {
+            return 0;
+        };
+        let cl = &self.inner.commit_log;
+        q.offset_by_time(timestamp, upper, |phys| cl.store_timestamp_at(phys as u64))
+    }
+
+    /// Store time of the message at `offset` of a queue.
+    pub fn message_store_timestamp(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let u = self.inner.find_queue(topic, queue_id)?.get(offset)?;
+        self.inner
+            .commit_log
+            .store_timestamp_at(u.commit_log_offset as u64)
+    }
+
+    /// Store time of the oldest message still in a queue.
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> Option<i64> {
+        let q = self.inner.find_queue(topic, queue_id)?;
+        let min = q.min_offset();
+        (min < q.max_offset())
+            .then(|| self.message_store_timestamp(topic, queue_id, min))
+            .flatten()
+    }
+
+    /// The raw record at a commit-log offset (VIEW_MESSAGE_BY_ID).
+    pub fn select_one_message_by_offset(&self, commit_log_offset: i64) -> Option<Bytes> {
+        if commit_log_offset < 0 {
+            return None;
+        }
+        self.inner.commit_log.read_record(commit_log_offset as u64)
+    }
+
+    /// The decoded message at a commit-log offset.
+    pub fn look_message_by_offset(&self, commit_log_offset: i64) -> Option<MessageExt> {
+        let mut rec = self.select_one_message_by_offset(commit_log_offset)?;
+        MessageExt::decode(&mut rec).ok()
+    }
+
+    /// Messages of `topic` with `key` (a KEYS entry or the UNIQ_KEY), stored in
+    /// `[begin, end]` ms, newest first, at most `max_num`.
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin: i64,
+        end: i64,
+    ) -> QueryResult {
+        let Some(index) = &self.inner.index else {
+            return QueryResult::default();
+        };
+        let found = index.query(topic, key, max_num, begin, end);
+        let mut out = QueryResult {
+            messages: Vec::new(),
+            index_last_update_timestamp: found.index_last_update_timestamp,
+            index_last_update_phyoffset: found.index_last_update_phyoffset,
+        };
+        for off in found.phy_offsets {
+            let Some(rec) = self.select_one_message_by_offset(off) else {
+                continue;
+            };
+            let mut b = rec.clone();
+            let Ok(m) = MessageExt::decode(&mut b) else {
+                continue;
+            };
+            // The index is a hash table: confirm the key on the message itself.
+            if m.topic == topic && (m.uniq_key() == Some(key) || m.keys().any(|k| k == key)) {
+                out.messages.push(rec);
+            }
+        }
+        out
+    }
+
+    /// Deletes the queues (and their files) of `topics`.
+    pub fn delete_topics(&self, topics: &[&str]) -> usize {
+        let mut n = 0;
+        for t in topics {
+            let removed = self.inner.queues.write().remove(*t);
+            if let Some(qs) = removed {
+                for q in qs.values() {
+                    if let Err(e) = q.destroy() {
+                        tracing::error!(topic = t, error = %e, "cannot delete consume queue");
+                    }
+                }
+                let _ = std::fs::remove_dir_all(self.inner.config.consume_queue_dir().join(t));
+                n += 1;
+            }
+            self.inner.topic_queue_table.lock().remove(*t);
+        }
+        n
+    }
+
+    /// Queue ids that exist for `topic`.
+    pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
+        let mut ids: Vec<i32> = self
+            .inner
+            .queues
+            .read()
+            .get(topic)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn min_phy_offset(&self) -> i64 {
+        self.inner.commit_log.min_offset() as i64
+    }
+
+    pub fn max_phy_offset(&self) -> i64 {
+        self.inner.commit_log.max_offset() as i64
+    }
+
+    pub fn flushed_phy_offset(&self) -> i64 {
+        self.inner.commit_log.flushed_offset() as i64
+    }
+
+    /// Commit-log offset up to which queues and index are built.
+    pub fn dispatched_phy_offset(&self) -> i64 {
+        self.inner.dispatched_offset.load(Ordering::Acquire) as i64
+    }
+
+    /// Whether appends are refused for lack of disk space.
+    pub fn is_disk_full(&self) -> bool {
+        self.inner.disk_full.load(Ordering::Acquire)
+    }
+
+    /// Runs one retention pass now (normally every `cleanResourceInterval`).
+    pub fn clean_now(&self, force_hour: bool) {
+        super::retention::run(&self.inner, force_hour);
+    }
+
+    /// Stops the threads, flushes everything, writes the checkpoint and removes the abort
+    /// file, so the next open recovers quickly.
+    pub fn shutdown(&self) {
+        services::shutdown(&self.inner);
+    }
+}
+
+fn lock_store(path: &Path) -> Result<File, StoreError> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    // SAFETY: plain syscall on our own descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::Locked {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(f)
+}
+
+fn load_queues(
+    config: &MessageStoreConfig,
+) -> io::Result<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>> {
+    let root = config.consume_queue_dir();
+    let mut out: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::new();
+    let Ok(topics) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    for t in topics.flatten() {
+        let Some(topic) = t.file_name().to_str().map(String::from) else {
+            continue;
+        };
+        let Ok(ids) = std::fs::read_dir(t.path()) else {
+            continue;
+        };
+        for q in ids.flatten() {
+            let Some(id) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cq =
+                ConsumeQueue::load(&root, &topic, id, config.consume_queue_file_size() as usize)?;
+            out.entry(topic.clone())
+                .or_default()
+                .insert(id, Arc::new(cq));
+        }
+    }
+    Ok(out)
+}
+
+/// Brings commit log, queues and index back in line after a stop.
+fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
+    let cl = &inner.commit_log;
+    let n = cl.files().len();
+    let start = if abnormal {
+        // The newest file whose first record is older than everything the checkpoint says
+        // was flushed (less 3 s of slack): everything before it is consistent.
+        let min_ts = inner.checkpoint.min_timestamp(inner.index.is_some()) - 3000;
+        (0..n)
+            .rev()
+            .find(|i| {
+                cl.first_store_timestamp(*i)
+                    .map(|t| t <= min_ts)
+                    .unwrap_or(false)
+            })
+            .unwrap_or(0)
+    } else {
+        n.saturating_sub(3)
+    };
+    let check_crc = abnormal && inner.config.check_crc_on_recover;
+    let end = cl.find_valid_end(start, check_crc);
+    let before = cl
+        .files()
+        .last()
+        .map(|f| f.from_offset() + f.size() as u64)
+        .unwrap_or(0);
+    cl.truncate_to(end)?;
+    tracing::info!(
+        abnormal,
+        start_file = start,
+        files = n,
+        valid_end = end,
+        mapped_end = before,
+        "commit log recovered"
+    );
+    let queues: Vec<Arc<ConsumeQueue>> = inner
+        .queues
+        .read()
+        .values()
+        .flat_map(|m| m.values().cloned())
+        .collect();
+    for q in &queues {
+        q.truncate_dirty(end as i64)?;
+    }
+    if let Some(index) = &inner.index {
+        index.truncate_after(end as i64);
+    }
+    // Re-dispatch from the start file: queue and index writes skip what they already hold.
+    let mut redispatched = 0u64;
+    cl.for_each_record(start, end, |r| {
+        let m = &r.msg;
+        inner.dispatch(&DispatchInfo {
+            topic: Arc::from(m.topic.as_str()),
+            queue_id: m.queue_id,
+            queue_offset: m.queue_offset,
+            commit_log_offset: r.offset as i64,
+            size: r.size as i32,
+            tags_code: m.tags().map(|t| java_hash_code(t) as i64).unwrap_or(0),
+            keys: m.properties.get(property::KEYS).cloned(),
+            uniq_key: m.uniq_key().map(String::from),
+            store_timestamp: m.store_timestamp,
+            tran_type: sys_flag::transaction_value(m.sys_flag),
+        });
+        redispatched += 1;
+    });
+    let min_phys = cl.min_offset() as i64;
+    let mut table = inner.topic_queue_table.lock();
+    for q in inner.queues.read().values().flat_map(|m| m.values()) {
+        q.correct_min_offset(min_phys);
+        table
+            .entry(Arc::from(q.topic()))
+            .or_default()
+            .insert(q.queue_id(), q.max_offset());
+    }
+    drop(table);
+    inner.dispatched_offset.store(end, Ordering::Release);
+    inner.flushed_tx.send_replace(end);
+    tracing::info!(
+        records = redispatched,
+        queues = queues.len(),
+        "dispatch rebuilt"
+    );
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! The store's threads: writer (group commit), dispatcher, commit-log flusher, queue/index
+//! flusher with checkpoint, allocator and cleaner. Plain OS threads: none of this blocking
+//! work ever runs on a tokio worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rmq_remoting::message::sys_flag;
+
+use super::config::FlushDiskType;
+use super::message_store::{DispatchInfo, Inner, PutRequest};
+use super::types::{AppendResult, PutStatus};
+
+fn spawn(inner: &Arc<Inner>, name: &str, f: impl FnOnce(Arc<Inner>) + Send + 'static) {
+    let i = inner.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || f(i))
+        .expect("spawn store thread");
+    inner.threads.lock().push(handle);
+}
+
+pub(crate) fn start(inner: &Arc<Inner>) {
+    let (put_tx, put_rx) = crossbeam_channel::unbounded::<PutRequest>();
+    let (dispatch_tx, dispatch_rx) = crossbeam_channel::unbounded::<Vec<DispatchInfo>>();
+    *inner.put_tx.lock() = Some(put_tx);
+    inner
+        .threads
+        .lock()
+        .push(inner.commit_log.start_allocator());
+    spawn(inner, "store-writer", move |i| {
+        writer_loop(i, put_rx, dispatch_tx)
+    });
+    spawn(inner, "store-dispatch", move |i| {
+        dispatch_loop(i, dispatch_rx)
+    });
+    spawn(inner, "store-flush-cl", flush_commit_log_loop);
+    spawn(inner, "store-flush-cq", flush_queues_loop);
+    spawn(inner, "store-clean", clean_loop);
+}
+
+pub(crate) fn shutdown(inner: &Arc<Inner>) {
+    if !inner.running.swap(false, Ordering::AcqRel) && inner.put_tx.lock().is_none() {
+        return;
+    }
+    // Closing the put channel lets the writer drain and exit, which closes the dispatch
+    // channel in turn.
+    inner.put_tx.lock().take();
+    inner.commit_log.stop_allocator();
+    {
+        let mut stop = inner.stop.0.lock();
+        *stop = true;
+        inner.stop.1.notify_all();
+    }
+    inner.wake_flusher();
+    let threads: Vec<_> = inner.threads.lock().drain(..).collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Err(e) = final_flush(inner) {
+        tracing::error!(error = %e, "final flush failed: the next start will verify the store");
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(inner.config.abort_path()) {
+        tracing::warn!(error = %e, "cannot remove the abort file");
+    }
+    tracing::info!(
+        max_offset = inner.commit_log.max_offset(),
+        "message store shut down cleanly"
+    );
+}
+
+fn final_flush(inner: &Inner) -> std::io::Result<()> {
+    let ts = inner.commit_log.last_store_timestamp();
+    inner.commit_log.flush(0)?;
+    for q in inner.queues.read().values().flat_map(|m| m.values()) {
+        q.flush(0)?;
+    }
+    if let Some(index) = &inner.index {
+        index.flush()?;
+    }
+    let dispatched_ts = inner.last_dispatched_store_ts.load(Ordering::Acquire);
+    inner
+        .checkpoint
+        .physic_msg_timestamp
+        .store(ts, Ordering::Release);
+    inner
+        .checkpoint
+        .logics_msg_timestamp
+        .store(dispatched_ts, Ordering::Release);
+    inner
+        .checkpoint
+        .index_msg_timestamp
+        .store(dispatched_ts, Ordering::Release);
+    inner.checkpoint.flush()
+}
+
+fn writer_loop(
+    inner: Arc<Inner>,
+    rx: Receiver<PutRequest>,
+    dispatch_tx: Sender<Vec<DispatchInfo>>,
+) {
+    let cl = inner.commit_log.clone();
+    let mut cursor = cl.cursor();
+    let max_batch = inner.config.max_append_batch.max(1);
+    let mut replies = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut reqs = Vec::with_capacity(16);
+        reqs.push(first);
+        while reqs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => reqs.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut dispatch = Vec::with_capacity(reqs.len());
+        let mut last_ts = cl.last_store_timestamp();
+        {
+            let mut table = inner.topic_queue_table.lock();
+            for mut req in reqs {
+                let total: usize = req.records.iter().map(|r| r.data.len()).sum();
+                if let Err(e) = cl.prepare_append(&mut cursor, total) {
+                    let status = if e.kind() == std::io::ErrorKind::InvalidInput {
+                        PutStatus::MessageIllegal(e.to_string())
+                    } else {
+                        tracing::error!(error = %e, "cannot create a commit log file");
+                        PutStatus::CreateMappedFileFailed(e.to_string())
+                    };
+                    replies.push((req.reply, Err(status)));
+                    continue;
+                }
+                let next = match table.get_mut(&req.topic) {
+                    Some(m) => m.entry(req.queue_id).or_insert(0),
+                    None => table
+                        .entry(req.topic.clone())
+                        .or_insert_with(HashMap::new)
+                        .entry(req.queue_id)
+                        .or_insert(0),
+                };
+                let first_offset = cl.cursor_offset(&cursor) as i64;
+                let mut logics_offset = None;
+                let mut offsets = Vec::with_capacity(req.records.len());
+                for rec in req.records.iter_mut() {
+                    let dispatchable = rec.tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
+                        && rec.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE;
+                    let queue_offset = if dispatchable {
+                        let q = *next;
+                        *next += 1;
+                        q
+                    } else {
+                        0
+                    };
+                    let phys = cl.cursor_offset(&cursor) as i64;
+                    rec.data[20..28].copy_from_slice(&queue_offset.to_be_bytes());
+                    rec.data[28..36].copy_from_slice(&phys.to_be_bytes());
+                    cl.append(&mut cursor, &rec.data);
+                    logics_offset.get_or_insert(queue_offset);
+                    offsets.push(phys);
+                    last_ts = rec.store_timestamp;
+                    dispatch.push(DispatchInfo {
+                        topic: req.topic.clone(),
+                        queue_id: req.queue_id,
+                        queue_offset,
+                        commit_log_offset: phys,
+                        size: rec.data.len() as i32,
+                        tags_code: rec.tags_code,
+                        keys: rec.keys.take(),
+                        uniq_key: rec.uniq_key.take(),
+                        store_timestamp: rec.store_timestamp,
+                        tran_type: rec.tran_type,
+                    });
+                }
+                let result = AppendResult {
+                    wrote_offset: first_offset,
+                    wrote_bytes: total,
+                    logics_offset: logics_offset.unwrap_or(0),
+                    store_timestamp: last_ts,
+                    msg_ids: Vec::new(),
+                    offsets,
+                };
+                replies.push((req.reply, Ok(result)));
+            }
+        }
+        cl.publish(&cursor, last_ts);
+        if !dispatch.is_empty() {
+            let _ = dispatch_tx.send(dispatch);
+        }
+        inner.wake_flusher();
+        for (tx, r) in replies.drain(..) {
+            let _ = tx.send(r);
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
+    while let Ok(batch) = rx.recv() {
+        for d in &batch {
+            inner.dispatch(d);
+        }
+        let listener = inner.listener.read().clone();
+        if let Some(listener) = listener {
+            // One call per queue touched, with its new max offset.
+            let mut last: Option<(&str, i32)> = None;
+            for d in batch.iter().rev() {
+                if last == Some((&d.topic, d.queue_id)) {
+                    continue;
+                }
+                last = Some((&d.topic, d.queue_id));
+                listener(&d.topic, d.queue_id, d.queue_offset + 1);
+            }
+        }
+    }
+    tracing::debug!("store dispatcher stopped");
+}
+
+fn flush_commit_log_loop(inner: Arc<Inner>) {
+    let sync = inner.config.flush_type() == FlushDiskType::SyncFlush;
+    let interval = Duration::from_millis(inner.config.flush_interval_commit_log.max(1));
+    let thorough = Duration::from_millis(inner.config.flush_commit_log_thorough_interval);
+    let least = inner.config.flush_commit_log_least_pages as usize;
+    let mut last_thorough = Instant::now();
+    loop {
+        if sync {
+            // Group commit: flush whatever was appended since the last flush, as soon as the
+            // writer says there is something; every waiter up to that point is released.
+            let mut w = inner.flush_wake.0.lock();
+            if !*w {
+                inner
+                    .flush_wake
+                    .1
+                    .wait_for(&mut w, Duration::from_millis(10));
+            }
+            *w = false;
+        } else if inner.sleep(interval) {
+            // stopping: fall through to a last full flush
+        }
+        let stopping = inner.stopping();
+        let full = sync || stopping || last_thorough.elapsed() >= thorough;
+        if full {
+            last_thorough = Instant::now();
+        }
+        let ts = inner.commit_log.last_store_timestamp();
+        let before = inner.commit_log.flushed_offset();
+        match inner.commit_log.flush(if full { 0 } else { least }) {
+            Ok(flushed) => {
+                if flushed > before {
+                    inner
+                        .checkpoint
+                        .physic_msg_timestamp
+                        .store(ts, Ordering::Release);
+                    inner.flushed_tx.send_replace(flushed);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "commit log flush failed"),
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+fn flush_queues_loop(inner: Arc<Inner>) {
+    let interval = Duration::from_millis(inner.config.flush_interval_consume_queue.max(1));
+    let thorough = Duration::from_millis(inner.config.flush_consume_queue_thorough_interval);
+    let least = inner.config.flush_consume_queue_least_pages as usize;
+    let mut last_thorough = Instant::now();
+    loop {
+        let stopping = inner.sleep(interval);
+        let full = stopping || last_thorough.elapsed() >= thorough;
+        if full {
+            last_thorough = Instant::now();
+        }
+        let ts = inner.last_dispatched_store_ts.load(Ordering::Acquire);
+        let queues: Vec<_> = inner
+            .queues
+            .read()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
+        let mut ok = true;
+        for q in queues {
+            if let Err(e) = q.flush(if full { 0 } else { least }) {
+                tracing::error!(topic = q.topic(), queue = q.queue_id(), error = %e, "consume queue flush failed");
+                ok = false;
+            }
+        }
+        if let Some(index) = &inner.index {
+            if let Err(e) = index.flush() {
+                tracing::error!(error = %e, "index flush failed");
+                ok = false;
+            }
+        }
+        if ok && full {
+            inner
+                .checkpoint
+                .logics_msg_timestamp
+                .store(ts, Ordering::Release);
+            inner
+                .checkpoint
+                .index_msg_timestamp
+                .store(ts, Ordering::Release);
+        }
+        if let Err(e) = inner.checkpoint.flush() {
+            tracing::error!(error = %e, "checkpoint write failed");
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+fn clean_loop(inner: Arc<Inner>) {
+    let interval = Duration::from_millis(inner.config.clean_resource_interval.max(100));
+    // First pass right away: a store opened on a full disk should say so before any put.
+    super::retention::run(&inner, false);
+    while !inner.sleep(interval) {
+        super::retention::run(&inner, false);
+    }
+}

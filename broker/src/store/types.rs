@@ -1,0 +1,119 @@
+//! What goes into the store and what comes out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct PutMessage {
+    pub topic: String,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub body: Bytes,
+    pub properties: HashMap<String, String>,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
+}
+
+/// RocketMQ's `PutMessageStatus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutStatus {
+    PutOk,
+    /// Stored, but not flushed within `syncFlushTimeout`.
+    FlushDiskTimeout,
+    /// The store refuses writes (shut down, disk full, ...); the text says why.
+    ServiceNotAvailable(String),
+    CreateMappedFileFailed(String),
+    /// The message breaks a rule (size, topic); the text says which.
+    MessageIllegal(String),
+    PropertiesSizeExceeded,
+    UnknownError(String),
+}
+
+impl PutStatus {
+    /// Whether the message is stored (possibly with a flush warning).
+    pub fn is_stored(&self) -> bool {
+        matches!(self, PutStatus::PutOk | PutStatus::FlushDiskTimeout)
+    }
+}
+
+/// Where a stored message landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Commit-log offset of the first record.
+    pub wrote_offset: i64,
+    /// Bytes written, all records together.
+    pub wrote_bytes: usize,
+    /// Queue offset of the first record.
+    pub logics_offset: i64,
+    pub store_timestamp: i64,
+    /// Offset message id of each record.
+    pub msg_ids: Vec<String>,
+    /// Commit-log offset of each record.
+    pub offsets: Vec<i64>,
+}
+
+/// The answer to a put.
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub status: PutStatus,
+    pub append: Option<AppendResult>,
+}
+
+impl PutResult {
+    pub fn error(status: PutStatus) -> Self {
+        PutResult {
+            status,
+            append: None,
+        }
+    }
+}
+
+/// RocketMQ's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMatchedMessage,
+    MessageWasRemoving,
+    OffsetFoundNull,
+    OffsetOverflowBadly,
+    OffsetOverflowOne,
+    OffsetTooSmall,
+    NoMatchedLogicQueue,
+    NoMessageInQueue,
+}
+
+/// Messages read from a queue: each record a zero-copy slice of the commit log mapping.
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+    pub messages: Vec<Bytes>,
+    pub queue_offsets: Vec<i64>,
+    pub total_bytes: usize,
+}
+
+/// Chooses messages during a read: first by the consume-queue tag code, then (if that
+/// passes) by the stored record itself.
+pub trait MessageFilter {
+    fn matches_tags_code(&self, tags_code: i64) -> bool;
+    fn matches_record(&self, _record: &Bytes) -> bool {
+        true
+    }
+}
+
+/// Messages found by key.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub messages: Vec<Bytes>,
+    pub index_last_update_timestamp: i64,
+    pub index_last_update_phyoffset: i64,
+}

@@ -1,0 +1,324 @@
+//! The store on its own: puts, reads, queues, index, file rolling, bad input, clean restart.
+
+mod common;
+
+use common::*;
+use rmq_broker::store::{GetStatus, MessageFilter, MessageStore, MessageStoreConfig, PutStatus};
+use rmq_remoting::util::java_hash_code;
+
+#[tokio::test]
+async fn put_and_read_across_files_and_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    let body = vec![b'x'; 900];
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let q = i % 3;
+        let r = store
+            .put_message(msg(
+                "TopicA",
+                q,
+                &body,
+                Some(if i % 2 == 0 { "even" } else { "odd" }),
+                Some(&format!("k{i}")),
+            ))
+            .await;
+        assert_eq!(r.status, PutStatus::PutOk);
+        let a = r.append.unwrap();
+        assert_eq!(a.msg_ids.len(), 1);
+        acked.push((q, a.logics_offset, a.wrote_offset));
+    }
+    // Queue offsets are consecutive per queue.
+    wait_dispatched(&store);
+    for q in 0..3 {
+        let offs: Vec<i64> = acked.iter().filter(|a| a.0 == q).map(|a| a.1).collect();
+        assert_eq!(offs, (0..100).collect::<Vec<i64>>());
+        assert_eq!(store.max_offset_in_queue("TopicA", q, true), 100);
+        assert_eq!(store.max_offset_in_queue("TopicA", q, false), 100);
+        assert_eq!(store.min_offset_in_queue("TopicA", q), 0);
+    }
+    // ~300 KB over 64 KB files: several files, each ending in a blank record.
+    let files = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
+    assert!(files >= 5, "{files} commit log files");
+    let all = read_all(&store, "TopicA", 1);
+    assert_eq!(all.len(), 100);
+    for (n, m) in all.iter().enumerate() {
+        assert_eq!(m.queue_offset, n as i64);
+        assert_eq!(m.queue_id, 1);
+        assert_eq!(m.body.len(), 900);
+        assert_eq!(m.body_crc, rmq_remoting::message::body_crc(&m.body));
+        // The stored offset is where the record really is.
+        let again = store.look_message_by_offset(m.commit_log_offset).unwrap();
+        assert_eq!(again.queue_offset, m.queue_offset);
+    }
+    // Statuses at the edges.
+    assert_eq!(
+        store
+            .get_messages("TopicA", 0, 100, 32, 1 << 20, None)
+            .status,
+        GetStatus::OffsetOverflowOne
+    );
+    assert_eq!(
+        store
+            .get_messages("TopicA", 0, 500, 32, 1 << 20, None)
+            .status,
+        GetStatus::OffsetOverflowBadly
+    );
+    assert_eq!(
+        store.get_messages("Nope", 0, 0, 32, 1 << 20, None).status,
+        GetStatus::NoMatchedLogicQueue
+    );
+    // Size and count limits.
+    let r = store.get_messages("TopicA", 0, 0, 5, 1 << 20, None);
+    assert_eq!((r.messages.len(), r.next_begin_offset), (5, 5));
+    let r = store.get_messages("TopicA", 0, 0, 32, 3500, None);
+    assert_eq!(r.messages.len(), 3);
+    store.shutdown();
+}
+
+struct TagFilter(i64);
+impl MessageFilter for TagFilter {
+    fn matches_tags_code(&self, code: i64) -> bool {
+        code == self.0
+    }
+}
+
+#[tokio::test]
+async fn tag_filter_batch_index_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    let t0 = rmq_remoting::util::now_millis();
+    for i in 0..40 {
+        let tag = if i % 4 == 0 { "TagA" } else { "TagB" };
+        store
+            .put_message(msg(
+                "T",
+                0,
+                format!("m{i}").as_bytes(),
+                Some(tag),
+                Some(&format!("order-{i} shared")),
+            ))
+            .await;
+    }
+    wait_dispatched(&store);
+    let filter = TagFilter(java_hash_code("TagA") as i64);
+    let r = store.get_messages("T", 0, 0, 32, 1 << 20, Some(&filter));
+    assert_eq!(r.status, GetStatus::Found);
+    assert_eq!(r.messages.len(), 10);
+    assert!(r.messages.iter().all(|m| decode(m).tags() == Some("TagA")));
+    let none = TagFilter(12345);
+    let r = store.get_messages("T", 0, 0, 32, 1 << 20, Some(&none));
+    assert_eq!(r.status, GetStatus::NoMatchedMessage);
+    assert_eq!(
+        r.next_begin_offset, 40,
+        "filtered units still advance the offset"
+    );
+
+    // A batch gets consecutive queue offsets and one record each.
+    let batch: Vec<_> = (0..5)
+        .map(|i| msg("T", 1, format!("b{i}").as_bytes(), None, None))
+        .collect();
+    let r = store.put_messages(batch).await;
+    let a = r.append.unwrap();
+    assert_eq!(
+        (a.logics_offset, a.offsets.len(), a.msg_ids.len()),
+        (0, 5, 5)
+    );
+    let back = read_all(&store, "T", 1);
+    assert_eq!(
+        back.iter().map(|m| m.body.to_vec()).collect::<Vec<_>>(),
+        (0..5)
+            .map(|i| format!("b{i}").into_bytes())
+            .collect::<Vec<_>>()
+    );
+
+    // Index: by key and by unique key.
+    wait_dispatched(&store);
+    let found = store.query_message("T", "order-7", 10, 0, i64::MAX);
+    assert_eq!(found.messages.len(), 1);
+    assert_eq!(decode(&found.messages[0]).body.as_ref(), b"m7");
+    assert_eq!(
+        store
+            .query_message("T", "shared", 64, 0, i64::MAX)
+            .messages
+            .len(),
+        40
+    );
+    assert_eq!(
+        store
+            .query_message("T", "shared", 5, 0, i64::MAX)
+            .messages
+            .len(),
+        5
+    );
+    let m3 = decode(&store.get_messages("T", 0, 3, 1, 1 << 20, None).messages[0]);
+    let by_uniq = store.query_message("T", m3.uniq_key().unwrap(), 1, 0, i64::MAX);
+    assert_eq!(decode(&by_uniq.messages[0]).queue_offset, 3);
+    assert!(store
+        .query_message("T", "absent", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+    assert!(store
+        .query_message("Other", "order-7", 10, 0, i64::MAX)
+        .messages
+        .is_empty());
+
+    // Offsets by time.
+    assert_eq!(store.offset_in_queue_by_time("T", 0, t0 - 10_000, false), 0);
+    assert_eq!(store.offset_in_queue_by_time("T", 0, i64::MAX, false), 40);
+    assert_eq!(store.offset_in_queue_by_time("T", 0, i64::MAX, true), 39);
+    let earliest = store.earliest_message_time("T", 0).unwrap();
+    assert!(earliest >= t0 && earliest <= rmq_remoting::util::now_millis());
+    store.shutdown();
+}
+
+#[tokio::test]
+async fn reads_are_zero_copy_slices_of_the_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    store.put_message(msg("Z", 0, b"hello", None, None)).await;
+    wait_dispatched(&store);
+    let a = store
+        .get_messages("Z", 0, 0, 1, 1 << 20, None)
+        .messages
+        .remove(0);
+    let b = store
+        .get_messages("Z", 0, 0, 1, 1 << 20, None)
+        .messages
+        .remove(0);
+    assert_eq!(
+        a.as_ptr(),
+        b.as_ptr(),
+        "both reads point into the same mapped memory"
+    );
+    store.shutdown();
+    // The slice outlives the store (it owns the mapping).
+    assert_eq!(decode(&a).body.as_ref(), b"hello");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small_config(dir.path());
+    cfg.max_message_size = 4096;
+    let store = MessageStore::open(cfg).unwrap();
+    store.put_message(msg("Good", 0, b"ok", None, None)).await;
+    let before = store.max_phy_offset();
+
+    let r = store
+        .put_message(msg("Good", 0, &vec![0u8; 5000], None, None))
+        .await;
+    assert!(
+        matches!(&r.status, PutStatus::MessageIllegal(s) if s.contains("maxMessageSize")),
+        "{:?}",
+        r.status
+    );
+    let r = store
+        .put_message(msg(&"t".repeat(128), 0, b"x", None, None))
+        .await;
+    assert!(
+        matches!(&r.status, PutStatus::MessageIllegal(s) if s.contains("longer")),
+        "{:?}",
+        r.status
+    );
+    let r = store
+        .put_message(msg("bad topic!", 0, b"x", None, None))
+        .await;
+    assert!(
+        matches!(&r.status, PutStatus::MessageIllegal(s) if s.contains("illegal characters")),
+        "{:?}",
+        r.status
+    );
+    let r = store.put_message(msg("Good", -1, b"x", None, None)).await;
+    assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
+    let mut huge = msg("Good", 0, b"x", None, None);
+    huge.properties.insert("P".into(), "v".repeat(40_000));
+    assert_eq!(
+        store.put_message(huge).await.status,
+        PutStatus::PropertiesSizeExceeded
+    );
+    let mixed = vec![
+        msg("Good", 0, b"a", None, None),
+        msg("Good", 1, b"b", None, None),
+    ];
+    assert!(matches!(
+        store.put_messages(mixed).await.status,
+        PutStatus::MessageIllegal(_)
+    ));
+
+    assert_eq!(store.max_phy_offset(), before, "nothing was written");
+    assert_eq!(read_all(&store, "Good", 0).len(), 1);
+    store.shutdown();
+    // After shutdown, puts are refused, not lost silently.
+    let r = store.put_message(msg("Good", 0, b"late", None, None)).await;
+    assert!(matches!(r.status, PutStatus::ServiceNotAvailable(_)));
+}
+
+#[tokio::test]
+async fn clean_restart_keeps_everything_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path());
+    {
+        let store = MessageStore::open(cfg.clone()).unwrap();
+        for i in 0..150 {
+            store
+                .put_message(msg(
+                    "R",
+                    i % 2,
+                    &[i as u8; 700],
+                    None,
+                    Some(&format!("key{i}")),
+                ))
+                .await;
+        }
+        store.shutdown();
+    }
+    assert!(
+        !dir.path().join("abort").exists(),
+        "clean stop removes the abort file"
+    );
+    let store = MessageStore::open(cfg.clone()).unwrap();
+    assert!(dir.path().join("abort").exists());
+    assert_eq!(read_all(&store, "R", 0).len(), 75);
+    assert_eq!(store.max_offset_in_queue("R", 1, false), 75);
+    let r = store.put_message(msg("R", 1, b"after", None, None)).await;
+    assert_eq!(r.append.unwrap().logics_offset, 75);
+    wait_dispatched(&store);
+    assert_eq!(
+        store
+            .query_message("R", "key149", 4, 0, i64::MAX)
+            .messages
+            .len(),
+        1
+    );
+    // A second process (or store) on the same directory is refused.
+    assert!(MessageStore::open(cfg).is_err());
+    store.shutdown();
+}
+
+#[tokio::test]
+async fn sync_flush_acknowledges_durable_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MessageStoreConfig {
+        flush_disk_type: "SYNC_FLUSH".into(),
+        ..small_config(dir.path())
+    };
+    let store = MessageStore::open(cfg).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.put_message(msg("S", i % 4, &[1u8; 1024], None, None))
+                .await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, PutStatus::PutOk);
+        let a = r.append.unwrap();
+        assert!(store.flushed_phy_offset() >= a.wrote_offset + a.wrote_bytes as i64);
+    }
+    store.shutdown();
+}
