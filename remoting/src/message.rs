@@ -306,6 +306,13 @@ impl MessageExt {
             return Err(bad(&format!("properties length {props_len} out of range")));
         }
         let props = r.split_to(props_len as usize);
+        if !r.is_empty() {
+            // The fields must add up to the stored size, as RocketMQ checks on recovery.
+            return Err(bad(&format!(
+                "record size {store_size} disagrees with its fields ({} bytes left over)",
+                r.len()
+            )));
+        }
         let properties = decode_properties(&String::from_utf8_lossy(&props));
         Ok(MessageExt {
             store_size,

@@ -177,6 +177,13 @@ impl CommitLog {
         self.alloc_tx.lock().take();
     }
 
+    /// Deletes the file created ahead of need, if unused (at shutdown).
+    pub fn discard_spare(&self) {
+        if let Some(f) = self.spare.lock().take() {
+            let _ = f.destroy();
+        }
+    }
+
     /// The writer's cursor after recovery: the end of the last file's data.
     pub fn cursor(&self) -> WriteCursor {
         let files = self.files.read();

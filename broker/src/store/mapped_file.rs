@@ -300,6 +300,28 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         })
         .collect();
     paths.sort();
+    // The last file may have been cut short (a torn write at the file-system level, or by
+    // hand): grow it back with zeroes so recovery finds the end of its valid records.
+    if let Some(last) = paths.last() {
+        let len = std::fs::metadata(last)?.len();
+        if len > 0 && len < size as u64 {
+            tracing::warn!(file = %last.display(), len, expected = size, "last file is short: extending it; recovery cuts at its last valid entry");
+            let f = OpenOptions::new().write(true).open(last)?;
+            f.set_len(size as u64)?;
+            // SAFETY: plain syscall on a file we own.
+            let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, size as libc::off_t) };
+            if rc != 0 {
+                return Err(io::Error::new(
+                    io::Error::from_raw_os_error(rc).kind(),
+                    format!(
+                        "cannot extend {}: {}",
+                        last.display(),
+                        io::Error::from_raw_os_error(rc)
+                    ),
+                ));
+            }
+        }
+    }
     for p in paths {
         // A crash between creating a file and allocating it leaves it empty: drop it.
         if std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false) {

@@ -95,7 +95,8 @@ pub(crate) struct Inner {
     pub last_dispatched_store_ts: AtomicI64,
     pub dispatched_offset: AtomicU64,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
-    _lock: File,
+    /// The flock on `storePathRootDir/lock`, released at shutdown.
+    pub lock: Mutex<Option<File>>,
 }
 
 /// The message store.
@@ -235,7 +236,7 @@ impl MessageStore {
             last_dispatched_store_ts: AtomicI64::new(0),
             dispatched_offset: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         recover(&inner, abnormal)?;
         // From here on a crash leaves the abort file behind and the next start verifies.

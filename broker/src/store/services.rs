@@ -67,6 +67,8 @@ pub(crate) fn shutdown(inner: &Arc<Inner>) {
     if let Err(e) = std::fs::remove_file(inner.config.abort_path()) {
         tracing::warn!(error = %e, "cannot remove the abort file");
     }
+    // Closing the descriptor releases the flock: the store may be opened again.
+    inner.lock.lock().take();
     tracing::info!(
         max_offset = inner.commit_log.max_offset(),
         "message store shut down cleanly"
