@@ -274,16 +274,14 @@ impl ConsumeQueue {
 
     /// Recovery: removes units whose record ends past `phys_end` (a cut commit log tail).
     pub fn truncate_dirty(&self, phys_end: i64) -> io::Result<()> {
-        loop {
-            let max = self.max_offset();
-            if max <= self.min_offset() {
-                break;
-            }
-            let Some(u) = self.get(max - 1) else { break };
-            if u.is_blank() || unit_end(&u) <= phys_end {
-                break;
-            }
-            // Find the last good unit with a binary search over the tail of this queue.
+        let max = self.max_offset();
+        let dirty = max > self.min_offset()
+            && self
+                .get(max - 1)
+                .map(|u| !u.is_blank() && unit_end(&u) > phys_end)
+                .unwrap_or(false);
+        if dirty {
+            // Binary search for the first unit whose record ends past the cut.
             let (mut lo, mut hi) = (self.min_offset(), max - 1);
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
@@ -293,7 +291,6 @@ impl ConsumeQueue {
                 }
             }
             self.cut_at(lo)?;
-            break;
         }
         self.max_phys_end.store(
             self.last_unit().map(|u| unit_end(&u)).unwrap_or(0),

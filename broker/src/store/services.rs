@@ -2,7 +2,6 @@
 //! flusher with checkpoint, allocator and cleaner. Plain OS threads: none of this blocking
 //! work ever runs on a tokio worker.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,7 +137,7 @@ fn writer_loop(
                     Some(m) => m.entry(req.queue_id).or_insert(0),
                     None => table
                         .entry(req.topic.clone())
-                        .or_insert_with(HashMap::new)
+                        .or_default()
                         .entry(req.queue_id)
                         .or_insert(0),
                 };
