@@ -25,7 +25,8 @@ async fn put_and_read_across_files_and_queues() {
             .await;
         assert_eq!(r.status, PutStatus::PutOk);
         let a = r.append.unwrap();
-        assert_eq!(a.msg_ids.len(), 1);
+        assert_eq!(a.msg_ids().len(), 1);
+        assert_eq!(a.msg_ids()[0].len(), 32);
         acked.push((q, a.logics_offset, a.wrote_offset));
     }
     // Queue offsets are consecutive per queue.
@@ -123,7 +124,7 @@ async fn tag_filter_batch_index_and_time() {
     let r = store.put_messages(batch).await;
     let a = r.append.unwrap();
     assert_eq!(
-        (a.logics_offset, a.offsets.len(), a.msg_ids.len()),
+        (a.logics_offset, a.offsets.len(), a.msg_ids().len()),
         (0, 5, 5)
     );
     let back = read_all(&store, "T", 1);
@@ -234,7 +235,8 @@ async fn bad_input_is_refused_and_stores_nothing() {
     let r = store.put_message(msg("Good", -1, b"x", None, None)).await;
     assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
     let mut huge = msg("Good", 0, b"x", None, None);
-    huge.properties.insert("P".into(), "v".repeat(40_000));
+    huge.properties
+        .push_str(&format!("P\u{1}{}\u{2}", "v".repeat(40_000)));
     assert_eq!(
         store.put_message(huge).await.status,
         PutStatus::PropertiesSizeExceeded
@@ -320,5 +322,38 @@ async fn sync_flush_acknowledges_durable_records() {
         let a = r.append.unwrap();
         assert!(store.flushed_phy_offset() >= a.wrote_offset + a.wrote_bytes as i64);
     }
+    store.shutdown();
+}
+
+#[tokio::test]
+async fn sync_flush_timeout_is_reported_and_the_message_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // A zero timeout: any put not flushed by the time the writer answers reports the timeout.
+    let cfg = MessageStoreConfig {
+        flush_disk_type: "SYNC_FLUSH".into(),
+        sync_flush_timeout: 0,
+        ..small_config(dir.path())
+    };
+    let store = MessageStore::open(cfg).unwrap();
+    let mut timeouts = 0;
+    for i in 0..50 {
+        let r = store
+            .put_message(msg("F", 0, format!("{i}").as_bytes(), None, None))
+            .await;
+        assert!(r.status.is_stored());
+        if r.status == PutStatus::FlushDiskTimeout {
+            timeouts += 1;
+            assert!(
+                r.append.is_some(),
+                "a timed-out put still says where it was stored"
+            );
+        }
+    }
+    assert!(timeouts > 0, "no put reported FLUSH_DISK_TIMEOUT");
+    assert_eq!(read_all(&store, "F", 0).len(), 50);
+    // WAIT=false skips the flush wait entirely.
+    let mut m = msg("F", 0, b"nowait", None, None);
+    m.properties.push_str("WAIT\u{1}false\u{2}");
+    assert_eq!(store.put_message(m).await.status, PutStatus::PutOk);
     store.shutdown();
 }

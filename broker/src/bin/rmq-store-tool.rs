@@ -6,7 +6,6 @@
 //!   (`queue_id queue_offset commit_log_offset body_crc`); with `--count` it exits right after,
 //!   without a clean shutdown (a crash, as far as the store can tell). Crash tests use it.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
@@ -51,6 +50,15 @@ enum Cmd {
         /// Commit-log file size.
         #[arg(long, default_value_t = 1 << 30)]
         file_size: u64,
+        /// Runs to do, of `async1,async-batch,sync1,sync-batch`.
+        #[arg(long, default_value = "async1,async-batch,sync1,sync-batch")]
+        runs: String,
+        /// Skip measuring the disk itself.
+        #[arg(long)]
+        no_disk: bool,
+        /// warmMapedFileEnable: the allocator touches every page of the next file.
+        #[arg(long)]
+        warm: bool,
     },
     /// Append until killed (or `--count` records), printing each acknowledgement.
     Append {
@@ -75,9 +83,8 @@ enum Cmd {
 }
 
 fn message(topic: &str, queue_id: i32, body: Bytes, n: u64) -> PutMessage {
-    let mut properties = HashMap::new();
-    properties.insert("KEYS".to_string(), format!("key-{n}"));
-    properties.insert("TAGS".to_string(), "bench".to_string());
+    // Properties in their wire form, as a send request carries them.
+    let properties = format!("KEYS\u{1}key-{n}\u{2}TAGS\u{1}bench\u{2}");
     PutMessage {
         topic: topic.to_string(),
         queue_id,
@@ -126,7 +133,20 @@ fn main() {
             writers,
             batch,
             file_size,
-        } => rt.block_on(bench(dir, size, seconds, writers, batch, file_size)),
+            runs,
+            no_disk,
+            warm,
+        } => rt.block_on(bench(BenchArgs {
+            dir,
+            size,
+            seconds,
+            writers,
+            batch,
+            file_size,
+            runs,
+            no_disk,
+            warm,
+        })),
     }
 }
 
@@ -323,39 +343,66 @@ fn disk_fdatasync_rate(dir: &Path, seconds: f64) -> f64 {
     rate
 }
 
-async fn bench(
+struct BenchArgs {
     dir: PathBuf,
     size: usize,
     seconds: u64,
     writers: usize,
     batch: usize,
     file_size: u64,
-) {
+    runs: String,
+    no_disk: bool,
+    warm: bool,
+}
+
+async fn bench(args: BenchArgs) {
+    let BenchArgs {
+        dir,
+        size,
+        seconds,
+        writers,
+        batch,
+        file_size,
+        runs,
+        no_disk,
+        warm,
+    } = args;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create bench dir");
-    let seq = disk_sequential_write(&dir, 1 << 30);
-    let syncs = disk_fdatasync_rate(&dir, 3.0);
-    println!("disk: sequential write {seq:.0} MB/s (1 GiB, 1 MiB blocks, one fdatasync), fdatasync {syncs:.0}/s (4 KiB)");
-    println!("records of {size} B body, {writers} writers, {seconds} s per run, commit-log files of {} MiB", file_size >> 20);
+    let seq = if no_disk {
+        1.0
+    } else {
+        let seq = disk_sequential_write(&dir, 1 << 30);
+        let syncs = disk_fdatasync_rate(&dir, 3.0);
+        println!("disk: sequential write {seq:.0} MB/s (1 GiB, 1 MiB blocks, one fdatasync), fdatasync {syncs:.0}/s (4 KiB)");
+        seq
+    };
+    println!("records of {size} B body, {writers} writers, {seconds} s per run, commit-log files of {} MiB, warm={warm}", file_size >> 20);
     println!(
         "{:<34} {:>12} {:>10} {:>18}",
         "run", "records/s", "MB/s", "vs disk seq write"
     );
-    for (flush, b) in [
-        ("ASYNC_FLUSH", 1),
-        ("ASYNC_FLUSH", batch),
-        ("SYNC_FLUSH", 1),
-        ("SYNC_FLUSH", batch),
+    let wanted: Vec<&str> = runs.split(',').map(str::trim).collect();
+    for (name, flush, b) in [
+        ("async1", "ASYNC_FLUSH", 1),
+        ("async-batch", "ASYNC_FLUSH", batch),
+        ("sync1", "SYNC_FLUSH", 1),
+        ("sync-batch", "SYNC_FLUSH", batch),
     ] {
+        if !wanted.contains(&name) {
+            continue;
+        }
         let sub = dir.join(format!("{}-{b}", flush.to_lowercase()));
         let config = MessageStoreConfig {
             store_path_root_dir: sub.display().to_string(),
             mapped_file_size_commit_log: file_size,
             flush_disk_type: flush.to_string(),
-            warm_mapped_file_enable: true,
+            warm_mapped_file_enable: warm,
             ..Default::default()
         };
         let store = MessageStore::open(config).expect("open store");
+        // Let the allocator map (and warm) the next file before timing.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let run = bench_appends(&store, size, seconds, writers, b).await;
         let label = format!("append {flush} batch={b}");
         println!(

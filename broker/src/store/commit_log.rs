@@ -177,6 +177,30 @@ impl CommitLog {
         self.alloc_tx.lock().take();
     }
 
+    /// At start: creates the first file if there is none, and asks the allocator for the one
+    /// after the last, so the first appends find their files ready.
+    pub fn prepare_files(&self) -> io::Result<()> {
+        let next = {
+            let mut files = self.files.write();
+            if files.is_empty() {
+                files.push(Arc::new(MappedFile::create(
+                    &self.dir,
+                    0,
+                    self.file_size,
+                    false,
+                )?));
+            }
+            files
+                .last()
+                .map(|f| f.from_offset() + self.file_size as u64)
+                .unwrap_or(0)
+        };
+        if let Some(tx) = self.alloc_tx.lock().as_ref() {
+            let _ = tx.send(next);
+        }
+        Ok(())
+    }
+
     /// Deletes the file created ahead of need, if unused (at shutdown).
     pub fn discard_spare(&self) {
         if let Some(f) = self.spare.lock().take() {
@@ -230,6 +254,7 @@ impl CommitLog {
                 if let Some(stale) = other {
                     let _ = stale.destroy();
                 }
+                // Never warm here: touching every page would stall every writer behind us.
                 Arc::new(MappedFile::create(
                     &self.dir,
                     next_from,

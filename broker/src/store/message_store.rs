@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
-use rmq_remoting::message::{encode_offset_msg_id, property, sys_flag, MessageExt};
+use rmq_remoting::message::{property, sys_flag, MessageExt};
 use rmq_remoting::util::{java_hash_code, now_millis};
 use tokio::sync::{oneshot, watch};
 
@@ -44,9 +44,12 @@ pub enum StoreError {
     Io(#[from] io::Error),
 }
 
-/// One record waiting for the writer.
+/// One record waiting for the writer: `meta` holds the fields before the body (`head_len`
+/// bytes) and after it.
 pub(crate) struct PendingRecord {
-    pub data: BytesMut,
+    pub meta: BytesMut,
+    pub head_len: usize,
+    pub body: Bytes,
     pub tags_code: i64,
     pub keys: Option<String>,
     pub uniq_key: Option<String>,
@@ -318,11 +321,7 @@ impl MessageStore {
             Ok(Err(status)) => return PutResult::error(status),
             Err(_) => return PutResult::error(PutStatus::UnknownError("writer stopped".into())),
         };
-        append.msg_ids = append
-            .offsets
-            .iter()
-            .map(|o| encode_offset_msg_id(store_host, *o))
-            .collect();
+        append.store_host = store_host;
         let end = append.wrote_offset as u64 + append.wrote_bytes as u64;
         let mut status = PutStatus::PutOk;
         if wait
@@ -343,7 +342,8 @@ impl MessageStore {
         }
     }
 
-    /// Validates a message and encodes its record (offsets are patched by the writer).
+    /// Validates a message and lays out its record: everything but the body in `meta` (the
+    /// writer patches the offsets), the body as given, so it is copied once, into the map.
     fn encode(&self, m: PutMessage) -> Result<(PendingRecord, bool), PutStatus> {
         rmq_remoting::topic::validate_topic(&m.topic).map_err(PutStatus::MessageIllegal)?;
         if m.queue_id < 0 {
@@ -352,58 +352,87 @@ impl MessageStore {
                 m.queue_id
             )));
         }
-        let props_len = rmq_remoting::message::encode_properties(&m.properties).len();
-        if props_len > i16::MAX as usize {
+        if m.properties.len() > i16::MAX as usize {
             return Err(PutStatus::PropertiesSizeExceeded);
         }
+        let props = m.properties.as_str();
         let store_timestamp = now_millis();
-        let tags_code = m
-            .properties
-            .get(property::TAGS)
+        let tags_code = find_property(props, property::TAGS)
             .map(|t| java_hash_code(t) as i64)
             .unwrap_or(0);
-        let keys = m.properties.get(property::KEYS).cloned();
-        let uniq_key = m
-            .properties
-            .get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
-            .cloned();
-        let wait = m
-            .properties
-            .get(property::WAIT_STORE_MSG_OK)
+        let keys = find_property(props, property::KEYS).map(String::from);
+        let uniq_key =
+            find_property(props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).map(String::from);
+        let wait = find_property(props, property::WAIT_STORE_MSG_OK)
             .map(|w| !w.eq_ignore_ascii_case("false"))
             .unwrap_or(true);
         let tran_type = sys_flag::transaction_value(m.sys_flag);
-        let ext = MessageExt {
-            store_size: 0,
-            body_crc: 0,
-            queue_id: m.queue_id,
-            flag: m.flag,
-            queue_offset: 0,
-            commit_log_offset: 0,
-            sys_flag: m.sys_flag,
-            born_timestamp: m.born_timestamp,
-            born_host: m.born_host,
-            store_timestamp,
-            store_host: m.store_host,
-            reconsume_times: m.reconsume_times,
-            prepared_transaction_offset: m.prepared_transaction_offset,
-            body: m.body,
-            topic: m.topic,
-            properties: m.properties,
-        };
-        let data = ext
-            .encode()
-            .map_err(|e| PutStatus::MessageIllegal(e.to_string()))?;
-        if data.len() > self.inner.config.max_message_size {
+        let topic = m.topic.as_bytes();
+        let v2 = topic.len() > 127;
+        let host_len = |a: &std::net::SocketAddr| if a.is_ipv6() { 20 } else { 8 };
+        let head_len = 4
+            + 4
+            + 4
+            + 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + 8
+            + host_len(&m.born_host)
+            + 8
+            + host_len(&m.store_host)
+            + 4
+            + 8
+            + 4;
+        let tail_len = if v2 { 2 } else { 1 } + topic.len() + 2 + props.len();
+        let total = head_len + m.body.len() + tail_len;
+        if total > self.inner.config.max_message_size {
             return Err(PutStatus::MessageIllegal(format!(
-                "message of {} bytes exceeds maxMessageSize {}",
-                data.len(),
+                "message of {total} bytes exceeds maxMessageSize {}",
                 self.inner.config.max_message_size
             )));
         }
+        let mut sys = m.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
+        if m.born_host.is_ipv6() {
+            sys |= sys_flag::BORNHOST_V6;
+        }
+        if m.store_host.is_ipv6() {
+            sys |= sys_flag::STOREHOST_V6;
+        }
+        let mut meta = BytesMut::with_capacity(head_len + tail_len);
+        meta.put_i32(total as i32);
+        meta.put_i32(if v2 {
+            rmq_remoting::message::MESSAGE_MAGIC_CODE_V2
+        } else {
+            rmq_remoting::message::MESSAGE_MAGIC_CODE_V1
+        });
+        meta.put_i32(rmq_remoting::message::body_crc(&m.body));
+        meta.put_i32(m.queue_id);
+        meta.put_i32(m.flag);
+        meta.put_i64(0); // queue offset, set by the writer
+        meta.put_i64(0); // commit-log offset, set by the writer
+        meta.put_i32(sys);
+        meta.put_i64(m.born_timestamp);
+        put_host(&mut meta, m.born_host);
+        meta.put_i64(store_timestamp);
+        put_host(&mut meta, m.store_host);
+        meta.put_i32(m.reconsume_times);
+        meta.put_i64(m.prepared_transaction_offset);
+        meta.put_i32(m.body.len() as i32);
+        if v2 {
+            meta.put_i16(topic.len() as i16);
+        } else {
+            meta.put_u8(topic.len() as u8);
+        }
+        meta.put_slice(topic);
+        meta.put_i16(props.len() as i16);
+        meta.put_slice(props.as_bytes());
         Ok((
             PendingRecord {
-                data,
+                meta,
+                head_len,
+                body: m.body,
                 tags_code,
                 keys,
                 uniq_key,
@@ -682,6 +711,22 @@ impl MessageStore {
     pub fn shutdown(&self) {
         services::shutdown(&self.inner);
     }
+}
+
+fn put_host(b: &mut BytesMut, addr: std::net::SocketAddr) {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => b.put_slice(&ip.octets()),
+        std::net::IpAddr::V6(ip) => b.put_slice(&ip.octets()),
+    }
+    b.put_i32(addr.port() as i32);
+}
+
+/// The value of `name` in an encoded properties string (`name\x01value\x02...`).
+pub fn find_property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
+    props.split('\u{2}').find_map(|item| {
+        let (k, v) = item.split_once('\u{1}')?;
+        (k == name).then_some(v)
+    })
 }
 
 fn lock_store(path: &Path) -> Result<File, StoreError> {

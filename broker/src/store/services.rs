@@ -122,7 +122,11 @@ fn writer_loop(
         {
             let mut table = inner.topic_queue_table.lock();
             for mut req in reqs {
-                let total: usize = req.records.iter().map(|r| r.data.len()).sum();
+                let total: usize = req
+                    .records
+                    .iter()
+                    .map(|r| r.meta.len() + r.body.len())
+                    .sum();
                 if let Err(e) = cl.prepare_append(&mut cursor, total) {
                     let status = if e.kind() == std::io::ErrorKind::InvalidInput {
                         PutStatus::MessageIllegal(e.to_string())
@@ -155,9 +159,11 @@ fn writer_loop(
                         0
                     };
                     let phys = cl.cursor_offset(&cursor) as i64;
-                    rec.data[20..28].copy_from_slice(&queue_offset.to_be_bytes());
-                    rec.data[28..36].copy_from_slice(&phys.to_be_bytes());
-                    cl.append(&mut cursor, &rec.data);
+                    rec.meta[20..28].copy_from_slice(&queue_offset.to_be_bytes());
+                    rec.meta[28..36].copy_from_slice(&phys.to_be_bytes());
+                    cl.append(&mut cursor, &rec.meta[..rec.head_len]);
+                    cl.append(&mut cursor, &rec.body);
+                    cl.append(&mut cursor, &rec.meta[rec.head_len..]);
                     logics_offset.get_or_insert(queue_offset);
                     offsets.push(phys);
                     last_ts = rec.store_timestamp;
@@ -166,7 +172,7 @@ fn writer_loop(
                         queue_id: req.queue_id,
                         queue_offset,
                         commit_log_offset: phys,
-                        size: rec.data.len() as i32,
+                        size: (rec.meta.len() + rec.body.len()) as i32,
                         tags_code: rec.tags_code,
                         keys: rec.keys.take(),
                         uniq_key: rec.uniq_key.take(),
@@ -179,8 +185,8 @@ fn writer_loop(
                     wrote_bytes: total,
                     logics_offset: logics_offset.unwrap_or(0),
                     store_timestamp: last_ts,
-                    msg_ids: Vec::new(),
                     offsets,
+                    store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
                 };
                 replies.push((req.reply, Ok(result)));
             }

@@ -12,7 +12,8 @@ pub struct PutMessage {
     pub queue_id: i32,
     pub flag: i32,
     pub body: Bytes,
-    pub properties: HashMap<String, String>,
+    /// Properties in their wire form (`name\x01value\x02...`), as the send header carries them.
+    pub properties: String,
     pub sys_flag: i32,
     pub born_timestamp: i64,
     pub born_host: SocketAddr,
@@ -53,10 +54,27 @@ pub struct AppendResult {
     /// Queue offset of the first record.
     pub logics_offset: i64,
     pub store_timestamp: i64,
-    /// Offset message id of each record.
-    pub msg_ids: Vec<String>,
     /// Commit-log offset of each record.
     pub offsets: Vec<i64>,
+    /// The store host the records carry (for their message ids).
+    pub store_host: SocketAddr,
+}
+
+impl AppendResult {
+    /// The offset message id of each record.
+    pub fn msg_ids(&self) -> Vec<String> {
+        self.offsets
+            .iter()
+            .map(|o| rmq_remoting::message::encode_offset_msg_id(self.store_host, *o))
+            .collect()
+    }
+}
+
+impl PutMessage {
+    /// Sets the properties from a map (encoded as on the wire).
+    pub fn set_properties(&mut self, props: &HashMap<String, String>) {
+        self.properties = rmq_remoting::message::encode_properties(props);
+    }
 }
 
 /// The answer to a put.

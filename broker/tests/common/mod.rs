@@ -45,7 +45,7 @@ pub fn msg(
         queue_id,
         flag: 0,
         body: Bytes::copy_from_slice(body),
-        properties,
+        properties: rmq_remoting::message::encode_properties(&properties),
         sys_flag: 0,
         born_timestamp: rmq_remoting::util::now_millis(),
         born_host: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
