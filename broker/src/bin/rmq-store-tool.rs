@@ -370,7 +370,7 @@ async fn bench(args: BenchArgs) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create bench dir");
     let seq = if no_disk {
-        1.0
+        f64::NAN
     } else {
         let seq = disk_sequential_write(&dir, 1 << 30);
         let syncs = disk_fdatasync_rate(&dir, 3.0);
