@@ -328,32 +328,43 @@ async fn sync_flush_acknowledges_durable_records() {
 #[tokio::test]
 async fn sync_flush_timeout_is_reported_and_the_message_kept() {
     let dir = tempfile::tempdir().unwrap();
-    // A zero timeout: any put not flushed by the time the writer answers reports the timeout.
     let cfg = MessageStoreConfig {
         flush_disk_type: "SYNC_FLUSH".into(),
-        sync_flush_timeout: 0,
+        sync_flush_timeout: 200,
         ..small_config(dir.path())
     };
     let store = MessageStore::open(cfg).unwrap();
-    let mut timeouts = 0;
-    for i in 0..50 {
-        let r = store
-            .put_message(msg("F", 0, format!("{i}").as_bytes(), None, None))
-            .await;
-        assert!(r.status.is_stored());
-        if r.status == PutStatus::FlushDiskTimeout {
-            timeouts += 1;
-            assert!(
-                r.append.is_some(),
-                "a timed-out put still says where it was stored"
-            );
-        }
-    }
-    assert!(timeouts > 0, "no put reported FLUSH_DISK_TIMEOUT");
-    assert_eq!(read_all(&store, "F", 0).len(), 50);
-    // WAIT=false skips the flush wait entirely.
+    assert_eq!(
+        store
+            .put_message(msg("F", 0, b"first", None, None))
+            .await
+            .status,
+        PutStatus::PutOk
+    );
+    // A disk that does not finish flushing: the put is stored but reports the timeout.
+    store.set_flush_paused(true);
+    let started = std::time::Instant::now();
+    let r = store
+        .put_message(msg("F", 0, b"slow disk", None, None))
+        .await;
+    assert_eq!(r.status, PutStatus::FlushDiskTimeout);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+    let a = r
+        .append
+        .expect("a timed-out put still says where it was stored");
+    assert_eq!(a.logics_offset, 1);
+    // WAIT=false does not wait for the flush at all.
     let mut m = msg("F", 0, b"nowait", None, None);
     m.properties.push_str("WAIT\u{1}false\u{2}");
     assert_eq!(store.put_message(m).await.status, PutStatus::PutOk);
+    store.set_flush_paused(false);
+    assert_eq!(
+        store
+            .put_message(msg("F", 0, b"fast again", None, None))
+            .await
+            .status,
+        PutStatus::PutOk
+    );
+    assert_eq!(read_all(&store, "F", 0).len(), 4);
     store.shutdown();
 }

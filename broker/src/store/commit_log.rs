@@ -187,7 +187,7 @@ impl CommitLog {
                     &self.dir,
                     0,
                     self.file_size,
-                    false,
+                    self.warm,
                 )?));
             }
             files

@@ -70,12 +70,21 @@ impl MappedFile {
                 ),
             ));
         }
-        let mut opts = MmapOptions::new();
-        opts.len(size);
         if warm {
-            opts.populate();
+            // Write real zeroes: the extents become "written", so a later flush of data
+            // written through the mapping has no metadata to commit, and the pages are in
+            // the page cache already.
+            use std::os::unix::fs::FileExt;
+            let zeros = vec![0u8; 1 << 20];
+            let mut off = 0usize;
+            while off < size {
+                let n = zeros.len().min(size - off);
+                file.write_all_at(&zeros[..n], off as u64)?;
+                off += n;
+            }
+            file.sync_data()?;
         }
-        let map = opts.map_raw(&file)?;
+        let map = MmapOptions::new().len(size).map_raw(&file)?;
         Ok(MappedFile {
             path,
             from_offset,

@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub stop: (Mutex<bool>, Condvar),
     pub running: AtomicBool,
     pub disk_full: AtomicBool,
+    /// Tests: the commit-log flusher does nothing while set (a disk that never finishes).
+    pub flush_paused: AtomicBool,
     pub listener: RwLock<Option<DispatchListener>>,
     /// Next queue offset of every queue: the writer assigns from it.
     pub topic_queue_table: Mutex<HashMap<Arc<str>, HashMap<i32, i64>>>,
@@ -234,6 +236,7 @@ impl MessageStore {
             stop: (Mutex::new(false), Condvar::new()),
             running: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            flush_paused: AtomicBool::new(false),
             listener: RwLock::new(None),
             topic_queue_table: Mutex::new(HashMap::new()),
             last_dispatched_store_ts: AtomicI64::new(0),
@@ -694,6 +697,13 @@ impl MessageStore {
     /// Commit-log offset up to which queues and index are built.
     pub fn dispatched_phy_offset(&self) -> i64 {
         self.inner.dispatched_offset.load(Ordering::Acquire) as i64
+    }
+
+    /// Test support: stops the commit-log flusher from flushing until called with `false`,
+    /// as a disk that never completes would (SYNC_FLUSH puts then time out).
+    #[doc(hidden)]
+    pub fn set_flush_paused(&self, paused: bool) {
+        self.inner.flush_paused.store(paused, Ordering::Release);
     }
 
     /// Whether appends are refused for lack of disk space.

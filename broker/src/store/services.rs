@@ -246,6 +246,9 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
             // stopping: fall through to a last full flush
         }
         let stopping = inner.stopping();
+        if !stopping && inner.flush_paused.load(Ordering::Acquire) {
+            continue;
+        }
         let full = sync || stopping || last_thorough.elapsed() >= thorough;
         if full {
             last_thorough = Instant::now();
