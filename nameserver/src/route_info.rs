@@ -753,10 +753,22 @@ mod tests {
     #[test]
     fn expiry_removes_broker_and_its_topics() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("a", 0, "a:1", &[("T", 4)], 1), None, 0, T, false)
-            .unwrap();
-        m.register_broker(reg("b", 0, "b:1", &[("T", 4)], 1), None, 100_000, T, false)
-            .unwrap();
+        m.register_broker(
+            reg("a", 0, "a:1", &[("T", 4), ("a", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
+        m.register_broker(
+            reg("b", 0, "b:1", &[("T", 4), ("b", 1)], 1),
+            None,
+            100_000,
+            T,
+            false,
+        )
+        .unwrap();
         assert!(m.scan_not_active_brokers(T).is_empty());
         let gone = m.scan_not_active_brokers(T + 1);
         assert_eq!(gone.len(), 1);
@@ -773,10 +785,22 @@ mod tests {
     #[test]
     fn slave_promoted_to_master_takes_id_zero() {
         let m = RouteInfoManager::new();
-        m.register_broker(reg("b", 1, "s:1", &[("T", 4)], 1), None, 0, T, false)
-            .unwrap();
-        m.register_broker(reg("b", 0, "s:1", &[("T", 4)], 2), None, 0, T, false)
-            .unwrap();
+        m.register_broker(
+            reg("b", 1, "s:1", &[("T", 4), ("b", 1)], 1),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
+        m.register_broker(
+            reg("b", 0, "s:1", &[("T", 4), ("b", 1)], 2),
+            None,
+            0,
+            T,
+            false,
+        )
+        .unwrap();
         let bd = &m.topic_route("T").unwrap().broker_datas[0];
         assert_eq!(bd.broker_addrs.len(), 1);
         assert_eq!(bd.master_addr(), Some("s:1"));
