@@ -1,3 +1,13 @@
-//! RocketMQ-compatible broker. So far: the message store ([`store`]), usable on its own.
+//! RocketMQ-compatible broker: the message store ([`store`]), the metadata managers, the
+//! request processors and the server that ties them to the network ([`Broker`]).
 
+pub mod broker;
+pub mod config;
+pub mod long_polling;
+pub mod manager;
+pub mod namesrv;
+pub mod processor;
 pub mod store;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, BrokerSettings};

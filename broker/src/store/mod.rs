@@ -14,5 +14,5 @@ mod services;
 pub mod types;
 
 pub use config::{FlushDiskType, MessageStoreConfig};
-pub use message_store::{DispatchListener, MessageStore, StoreError};
+pub use message_store::{find_property, DispatchListener, MessageStore, StoreError};
 pub use types::*;

@@ -138,3 +138,44 @@ mod tests {
         round_trip(&conn);
     }
 }
+
+/// `SubscriptionGroupConfig`: a consumer group's settings on a broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SubscriptionGroupConfig {
+    pub group_name: String,
+    pub consume_enable: bool,
+    pub consume_from_min_enable: bool,
+    pub consume_broadcast_enable: bool,
+    pub consume_message_orderly: bool,
+    pub retry_queue_nums: i32,
+    pub retry_max_times: i32,
+    pub broker_id: i64,
+    pub which_broker_when_consume_slowly: i64,
+    pub notify_consumer_ids_changed_enable: bool,
+    pub group_sys_flag: i32,
+    pub consume_timeout_minute: i32,
+    pub attributes: HashMap<String, String>,
+}
+
+impl Default for SubscriptionGroupConfig {
+    fn default() -> Self {
+        SubscriptionGroupConfig {
+            group_name: String::new(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            consume_message_orderly: false,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            group_sys_flag: 0,
+            consume_timeout_minute: 15,
+            attributes: HashMap::new(),
+        }
+    }
+}
+
+impl JsonBody for SubscriptionGroupConfig {}

@@ -1,0 +1,224 @@
+//! The broker: the store, the metadata managers, the request processors and their servers,
+//! registration with the name servers, and the periodic housekeeping.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use parking_lot::RwLock;
+use rmq_remoting::{ConnectionConfig, RemotingClient, RemotingServer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerSettings;
+use crate::long_polling::PullRequestHoldService;
+use crate::manager::clients::ClientManager;
+use crate::manager::offsets::ConsumerOffsetManager;
+use crate::manager::subscriptions::SubscriptionGroupManager;
+use crate::manager::topics::TopicConfigManager;
+use crate::processor::BrokerProcessor;
+use crate::store::MessageStore;
+
+/// Counters for runtime info and metrics.
+#[derive(Default)]
+pub struct BrokerStats {
+    pub put_messages: AtomicU64,
+    pub put_bytes: AtomicU64,
+    pub get_messages: AtomicU64,
+    pub get_bytes: AtomicU64,
+}
+
+/// Everything the processors share.
+pub struct BrokerInner {
+    pub settings: RwLock<BrokerSettings>,
+    pub store: MessageStore,
+    pub topics: TopicConfigManager,
+    pub groups: SubscriptionGroupManager,
+    pub offsets: ConsumerOffsetManager,
+    pub clients: ClientManager,
+    pub holds: PullRequestHoldService,
+    /// Talks to name servers.
+    pub namesrv: RemotingClient,
+    /// The address stored in every record (`brokerIP1:listenPort`).
+    pub store_host: SocketAddr,
+    pub broker_addr: String,
+    pub started: Instant,
+    pub stats: BrokerStats,
+    pub send_permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl BrokerInner {
+    pub fn cluster_name(&self) -> String {
+        self.settings.read().broker.broker_cluster_name.clone()
+    }
+
+    pub fn broker_name(&self) -> String {
+        self.settings.read().broker.broker_name.clone()
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    inner: Arc<BrokerInner>,
+    servers: Vec<RemotingServer>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Opens the store (recovering it), loads metadata, listens on `listenPort` (and the VIP
+    /// port `listenPort - 2`), and registers with every name server.
+    pub async fn start(settings: BrokerSettings) -> anyhow::Result<Broker> {
+        let store_config = settings.store.clone();
+        let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
+            .await
+            .context("store thread")?
+            .context("cannot open the message store")?;
+        let b = &settings.broker;
+        let ip: IpAddr = b
+            .broker_ip1()
+            .parse()
+            .with_context(|| format!("brokerIP1 `{}` is not an IP address", b.broker_ip1()))?;
+        let config_dir = settings.store.root().join("config");
+        let topics = TopicConfigManager::load(config_dir.join("topics.json"), b);
+        topics.persist();
+        let groups = SubscriptionGroupManager::load(config_dir.join("subscriptionGroup.json"));
+        let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"));
+        let conn_config = ConnectionConfig {
+            max_frame_len: b.frame_max_length,
+            idle_timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        };
+        let bind: IpAddr = b.bind_address.parse().context("bindAddress")?;
+        let listen_port = b.listen_port;
+        let fast_port = b.fast_listen_port();
+        let inner = Arc::new(BrokerInner {
+            store_host: SocketAddr::new(ip, listen_port),
+            broker_addr: b.broker_addr(),
+            send_permits: Arc::new(tokio::sync::Semaphore::new(b.max_in_flight_sends.max(1))),
+            settings: RwLock::new(settings),
+            store,
+            topics,
+            groups,
+            offsets,
+            clients: ClientManager::default(),
+            holds: PullRequestHoldService::default(),
+            namesrv: RemotingClient::default(),
+            started: Instant::now(),
+            stats: BrokerStats::default(),
+        });
+        {
+            let weak = Arc::downgrade(&inner);
+            inner
+                .store
+                .set_dispatch_listener(Arc::new(move |topic, queue_id, max| {
+                    if let Some(i) = weak.upgrade() {
+                        i.holds.notify(topic, queue_id, max);
+                    }
+                }));
+        }
+        let processor = Arc::new(BrokerProcessor::new(inner.clone()));
+        let mut servers = Vec::new();
+        let main = RemotingServer::bind(
+            SocketAddr::new(bind, listen_port),
+            processor.clone(),
+            conn_config.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot listen on port {listen_port}"))?;
+        servers.push(main);
+        if let Some(port) = fast_port.filter(|p| *p != 0 && *p != listen_port) {
+            match RemotingServer::bind(SocketAddr::new(bind, port), processor.clone(), conn_config)
+                .await
+            {
+                Ok(s) => servers.push(s),
+                Err(e) => {
+                    tracing::warn!(port, error = %e, "cannot listen on the VIP port; old clients using it will fail")
+                }
+            }
+        }
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::namesrv::register_loop(
+            inner.clone(),
+            stop.clone(),
+        )));
+        tasks.push(tokio::spawn(housekeeping(inner.clone(), stop.clone())));
+        tracing::info!(
+            addr = %inner.broker_addr,
+            listen = %servers[0].local_addr(),
+            "The broker[{}, {}] boot success.",
+            inner.broker_name(),
+            inner.broker_addr
+        );
+        Ok(Broker {
+            inner,
+            servers,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn inner(&self) -> &Arc<BrokerInner> {
+        &self.inner
+    }
+
+    /// The main listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.servers[0].local_addr()
+    }
+
+    /// Unregisters from the name servers, stops serving, persists metadata and offsets, and
+    /// shuts the store down cleanly.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        crate::namesrv::unregister_all(&self.inner).await;
+        self.inner.holds.wake_all();
+        for s in self.servers {
+            s.shutdown().await;
+        }
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            inner.offsets.persist();
+            inner.topics.persist();
+            inner.groups.persist();
+            inner.store.shutdown();
+        })
+        .await;
+        self.inner.namesrv.close_all();
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped.
+async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
+    let interval = Duration::from_millis(
+        inner
+            .settings
+            .read()
+            .broker
+            .flush_consumer_offset_interval
+            .max(100),
+    );
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let i = inner.clone();
+        let _ = tokio::task::spawn_blocking(move || i.offsets.persist()).await;
+        let timeout = inner.settings.read().broker.channel_expired_timeout as i64;
+        for conn in inner
+            .clients
+            .expired(rmq_remoting::util::now_millis(), timeout)
+        {
+            tracing::info!(peer = %conn.peer_addr(), "closing a client that stopped heartbeating");
+            conn.close();
+        }
+    }
+}

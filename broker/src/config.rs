@@ -1,0 +1,175 @@
+//! `broker.conf`: RocketMQ's `BrokerConfig` and server keys (the store's keys live in
+//! [`crate::store::MessageStoreConfig`]; one properties file feeds both).
+
+use std::collections::BTreeMap;
+
+use rmq_remoting::config::{ConfigError, JavaConfig};
+use rmq_remoting::java_config;
+
+use crate::store::MessageStoreConfig;
+
+fn default_broker_name() -> String {
+    hostname().unwrap_or_else(|| "DEFAULT_BROKER".into())
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+/// The first non-loopback IPv4 address, as RocketMQ picks `brokerIP1` by default.
+pub fn local_ip() -> String {
+    // Connecting a UDP socket sends nothing but makes the kernel choose the outgoing address.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("10.255.255.255:9")?;
+        s.local_addr()
+    });
+    match probe {
+        Ok(a) if !a.ip().is_loopback() && !a.ip().is_unspecified() => a.ip().to_string(),
+        _ => "127.0.0.1".into(),
+    }
+}
+
+java_config! {
+    /// Broker identity, roles and behaviour.
+    pub struct BrokerConfig {
+        rocketmq_home: String = std::env::var("ROCKETMQ_HOME").unwrap_or_default() => "rocketmqHome",
+        namesrv_addr: String = std::env::var("NAMESRV_ADDR").unwrap_or_default() => "namesrvAddr",
+        broker_cluster_name: String = "DefaultCluster".into() => "brokerClusterName",
+        broker_name: String = default_broker_name() => "brokerName",
+        broker_id: i64 = 0 => "brokerId",
+        /// `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`.
+        broker_role: String = "ASYNC_MASTER".into() => "brokerRole",
+        /// Empty: the first non-loopback address.
+        broker_ip1: String = String::new() => "brokerIP1",
+        broker_ip2: String = String::new() => "brokerIP2",
+        listen_port: u16 = 10911 => "listenPort",
+        /// 0: `listenPort + 1`.
+        ha_listen_port: u16 = 0 => "haListenPort",
+        bind_address: String = "0.0.0.0".into() => "bindAddress",
+        broker_permission: i32 = 6 => "brokerPermission",
+        auto_create_topic_enable: bool = true => "autoCreateTopicEnable",
+        auto_create_subscription_group: bool = true => "autoCreateSubscriptionGroup",
+        default_topic_queue_nums: i32 = 8 => "defaultTopicQueueNums",
+        cluster_topic_enable: bool = true => "clusterTopicEnable",
+        broker_topic_enable: bool = true => "brokerTopicEnable",
+        register_name_server_period: u64 = 30_000 => "registerNameServerPeriod",
+        register_broker_timeout_mills: u64 = 24_000 => "registerBrokerTimeoutMills",
+        long_polling_enable: bool = true => "longPollingEnable",
+        short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
+        flush_consumer_offset_interval: u64 = 5000 => "flushConsumerOffsetInterval",
+        /// Client connections silent this long are closed, ms.
+        channel_expired_timeout: u64 = 120_000 => "channelExpiredTimeout",
+        /// Sends queued longer than this get SYSTEM_BUSY, ms.
+        wait_time_mills_in_send_queue: u64 = 200 => "waitTimeMillsInSendQueue",
+        /// Most sends in flight at once before SYSTEM_BUSY.
+        max_in_flight_sends: usize = 10_000 => "maxInFlightSends",
+        reject_transaction_message: bool = false => "rejectTransactionMessage",
+        slave_read_enable: bool = false => "slaveReadEnable",
+        max_transfer_bytes_on_message_in_memory: usize = 256 * 1024 => "maxTransferBytesOnMessageInMemory",
+        max_transfer_count_on_message_in_memory: usize = 32 => "maxTransferCountOnMessageInMemory",
+        /// 0 disables the VIP channel on `listenPort - 2`.
+        fast_listen_port: u16 = 0 => "fastListenPort",
+        enable_vip_channel: bool = true => "enableVipChannel",
+        /// Prometheus `/metrics` port; 0 disables.
+        metrics_port: u16 = 0 => "metricsPort",
+        /// Frames longer than this are refused and their connection closed.
+        frame_max_length: usize = rmq_remoting::codec::DEFAULT_MAX_FRAME_LEN => "frameMaxLength",
+    }
+}
+
+impl BrokerConfig {
+    pub fn broker_ip1(&self) -> String {
+        if self.broker_ip1.is_empty() {
+            local_ip()
+        } else {
+            self.broker_ip1.clone()
+        }
+    }
+
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1(), self.listen_port)
+    }
+
+    pub fn ha_listen_port(&self) -> u16 {
+        if self.ha_listen_port == 0 {
+            self.listen_port.wrapping_add(1)
+        } else {
+            self.ha_listen_port
+        }
+    }
+
+    pub fn ha_server_addr(&self) -> String {
+        let ip = if self.broker_ip2.is_empty() {
+            self.broker_ip1()
+        } else {
+            self.broker_ip2.clone()
+        };
+        format!("{ip}:{}", self.ha_listen_port())
+    }
+
+    /// The VIP ("fast") port older Java clients send to: `listenPort - 2`.
+    pub fn fast_listen_port(&self) -> Option<u16> {
+        if !self.enable_vip_channel {
+            return None;
+        }
+        Some(if self.fast_listen_port != 0 {
+            self.fast_listen_port
+        } else {
+            self.listen_port.wrapping_sub(2)
+        })
+    }
+
+    pub fn name_servers(&self) -> Vec<String> {
+        self.namesrv_addr
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.broker_role.eq_ignore_ascii_case("SLAVE")
+    }
+}
+
+/// Both halves of a broker's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerSettings {
+    pub broker: BrokerConfig,
+    pub store: MessageStoreConfig,
+}
+
+impl BrokerSettings {
+    /// Applies properties to whichever half knows each key; returns the unknown keys.
+    pub fn apply(&mut self, props: &BTreeMap<String, String>) -> Result<Vec<String>, ConfigError> {
+        let mut unknown = Vec::new();
+        for (k, v) in props {
+            let a = self.broker.set_property(k, v)?;
+            let b = self.store.set_property(k, v)?;
+            if !a && !b {
+                unknown.push(k.clone());
+            }
+        }
+        // Masters are broker id 0, whatever the file says.
+        if !self.broker.is_slave() {
+            self.broker.broker_id = 0;
+        }
+        Ok(unknown)
+    }
+
+    /// Every property, both halves.
+    pub fn properties(&self) -> BTreeMap<String, String> {
+        let mut p = self.broker.properties();
+        p.extend(self.store.properties());
+        p
+    }
+}

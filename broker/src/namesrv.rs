@@ -1,0 +1,122 @@
+//! Registration with the name servers: at start, every `registerNameServerPeriod` (clamped to
+//! 10–60 s as RocketMQ does), right after a topic is created, and an unregistration at stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmq_remoting::header::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
+use rmq_remoting::protocol::topic::RegisterBrokerBody;
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::BrokerInner;
+
+/// Registers with every name server once; returns how many accepted.
+pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
+    let (servers, header, timeout) = {
+        let s = inner.settings.read();
+        let b = &s.broker;
+        (
+            b.name_servers(),
+            RegisterBrokerRequestHeader {
+                broker_name: b.broker_name.clone(),
+                broker_addr: inner.broker_addr.clone(),
+                cluster_name: b.broker_cluster_name.clone(),
+                ha_server_addr: b.ha_server_addr(),
+                broker_id: b.broker_id,
+                heartbeat_timeout_millis: None,
+                enable_acting_master: Some(false),
+                compressed: Some(false),
+                body_crc32: None,
+            },
+            Duration::from_millis(b.register_broker_timeout_mills.max(1000)),
+        )
+    };
+    let mut wrapper = inner.topics.wrapper();
+    // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
+    let broker_perm = inner.settings.read().broker.broker_permission;
+    for tc in wrapper.topic_config_table.values_mut() {
+        tc.perm &= broker_perm | rmq_remoting::protocol::topic::perm::INHERIT;
+    }
+    let body = RegisterBrokerBody {
+        topic_config_serialize_wrapper: wrapper,
+        filter_server_list: vec![],
+    }
+    .encode();
+    let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
+    let mut ok = 0;
+    let calls = servers.iter().map(|addr| {
+        let mut h = header.clone();
+        h.body_crc32 = Some(crc);
+        let req = RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h)
+            .with_body(body.clone());
+        let client = inner.namesrv.clone();
+        async move {
+            (
+                addr.clone(),
+                client
+                    .invoke(addr, req, timeout)
+                    .await
+                    .and_then(|r| r.ensure_success()),
+            )
+        }
+    });
+    for (addr, result) in futures::future::join_all(calls).await {
+        match result {
+            Ok(_) => ok += 1,
+            Err(e) => tracing::warn!(namesrv = %addr, error = %e, "register broker failed"),
+        }
+    }
+    ok
+}
+
+pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
+    loop {
+        let n = register_all(&inner).await;
+        tracing::debug!(accepted = n, "registered with name servers");
+        let period = inner
+            .settings
+            .read()
+            .broker
+            .register_name_server_period
+            .clamp(10_000, 60_000);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(period)) => {}
+        }
+    }
+}
+
+/// Registers now, in the background (after topic changes).
+pub fn register_soon(inner: &Arc<BrokerInner>) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        register_all(&inner).await;
+    });
+}
+
+pub async fn unregister_all(inner: &Arc<BrokerInner>) {
+    let (servers, header) = {
+        let s = inner.settings.read();
+        let b = &s.broker;
+        (
+            b.name_servers(),
+            UnregisterBrokerRequestHeader {
+                broker_name: b.broker_name.clone(),
+                broker_addr: inner.broker_addr.clone(),
+                cluster_name: b.broker_cluster_name.clone(),
+                broker_id: b.broker_id,
+            },
+        )
+    };
+    for addr in servers {
+        let req = RemotingCommand::request_with_header(RequestCode::UNREGISTER_BROKER, &header);
+        if let Err(e) = inner
+            .namesrv
+            .invoke(&addr, req, Duration::from_secs(3))
+            .await
+        {
+            tracing::warn!(namesrv = %addr, error = %e, "unregister broker failed");
+        }
+    }
+}

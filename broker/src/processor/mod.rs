@@ -1,0 +1,121 @@
+//! Request processors, one module per family; [`BrokerProcessor`] routes by request code.
+
+mod admin;
+mod client;
+mod offset;
+mod pull;
+mod send;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rmq_remoting::{
+    Connection, RemotingCommand, RemotingError, RequestCode, RequestProcessor, ResponseCode,
+};
+
+use crate::broker::BrokerInner;
+
+/// The request codes this broker answers (everything else: REQUEST_CODE_NOT_SUPPORTED).
+pub const HANDLED_CODES: &[i32] = &[
+    RequestCode::SEND_MESSAGE,
+    RequestCode::SEND_MESSAGE_V2,
+    RequestCode::SEND_BATCH_MESSAGE,
+    RequestCode::PULL_MESSAGE,
+    RequestCode::LITE_PULL_MESSAGE,
+    RequestCode::HEART_BEAT,
+    RequestCode::UNREGISTER_CLIENT,
+    RequestCode::GET_CONSUMER_LIST_BY_GROUP,
+    RequestCode::QUERY_CONSUMER_OFFSET,
+    RequestCode::UPDATE_CONSUMER_OFFSET,
+    RequestCode::GET_MAX_OFFSET,
+    RequestCode::GET_MIN_OFFSET,
+    RequestCode::GET_EARLIEST_MSG_STORETIME,
+    RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
+    RequestCode::UPDATE_AND_CREATE_TOPIC,
+    RequestCode::DELETE_TOPIC_IN_BROKER,
+    RequestCode::GET_ALL_TOPIC_CONFIG,
+    RequestCode::GET_TOPIC_STATS_INFO,
+    RequestCode::GET_CONSUME_STATS,
+    RequestCode::GET_CONSUMER_CONNECTION_LIST,
+    RequestCode::GET_BROKER_RUNTIME_INFO,
+    RequestCode::GET_BROKER_CONFIG,
+    RequestCode::UPDATE_BROKER_CONFIG,
+    RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+    RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+    RequestCode::DELETE_SUBSCRIPTIONGROUP,
+    RequestCode::GET_ALL_CONSUMER_OFFSET,
+    RequestCode::VIEW_MESSAGE_BY_ID,
+    RequestCode::QUERY_MESSAGE,
+];
+
+pub type Response = Result<RemotingCommand, RemotingError>;
+
+pub struct BrokerProcessor {
+    pub inner: Arc<BrokerInner>,
+}
+
+impl BrokerProcessor {
+    pub fn new(inner: Arc<BrokerInner>) -> Self {
+        BrokerProcessor { inner }
+    }
+
+    async fn handle(&self, conn: &Connection, req: &RemotingCommand) -> Option<RemotingCommand> {
+        let i = &self.inner;
+        let result = match req.code {
+            RequestCode::SEND_MESSAGE
+            | RequestCode::SEND_MESSAGE_V2
+            | RequestCode::SEND_BATCH_MESSAGE => send::send(i, conn, req).await,
+            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+                pull::pull(i, conn, req).await
+            }
+            RequestCode::HEART_BEAT => client::heartbeat(i, conn, req).await,
+            RequestCode::UNREGISTER_CLIENT => client::unregister(i, conn, req).await,
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP => client::consumer_list(i, req),
+            RequestCode::QUERY_CONSUMER_OFFSET => offset::query_consumer_offset(i, req),
+            RequestCode::UPDATE_CONSUMER_OFFSET => offset::update_consumer_offset(i, req),
+            RequestCode::GET_MAX_OFFSET => offset::max_offset(i, req),
+            RequestCode::GET_MIN_OFFSET => offset::min_offset(i, req),
+            RequestCode::GET_EARLIEST_MSG_STORETIME => offset::earliest_time(i, req),
+            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => offset::search_by_time(i, req),
+            RequestCode::UPDATE_AND_CREATE_TOPIC => admin::create_topic(i, req),
+            RequestCode::DELETE_TOPIC_IN_BROKER => admin::delete_topic(i, req).await,
+            RequestCode::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(i),
+            RequestCode::GET_TOPIC_STATS_INFO => admin::topic_stats(i, req),
+            RequestCode::GET_CONSUME_STATS => admin::consume_stats(i, req),
+            RequestCode::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(i, req),
+            RequestCode::GET_BROKER_RUNTIME_INFO => admin::runtime_info(i),
+            RequestCode::GET_BROKER_CONFIG => admin::get_config(i),
+            RequestCode::UPDATE_BROKER_CONFIG => admin::update_config(i, req),
+            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_group(i, req),
+            RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(i),
+            RequestCode::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(i, req),
+            RequestCode::GET_ALL_CONSUMER_OFFSET => {
+                Ok(RemotingCommand::success().with_body(i.offsets.encode()))
+            }
+            RequestCode::VIEW_MESSAGE_BY_ID => admin::view_message(i, req),
+            RequestCode::QUERY_MESSAGE => admin::query_message(i, req),
+            other => Ok(RemotingCommand::not_supported(other)),
+        };
+        Some(result.unwrap_or_else(|e| {
+            tracing::warn!(code = req.code, name = req.code_name(), peer = %conn.peer_addr(), error = %e, "bad request");
+            RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string())
+        }))
+    }
+}
+
+impl RequestProcessor for BrokerProcessor {
+    fn process(
+        self: Arc<Self>,
+        conn: Connection,
+        request: RemotingCommand,
+    ) -> BoxFuture<'static, Option<RemotingCommand>> {
+        Box::pin(async move { self.handle(&conn, &request).await })
+    }
+
+    fn connection_closed(&self, conn: &Connection) {
+        for group in self.inner.clients.connection_closed(conn) {
+            tracing::info!(group, peer = %conn.peer_addr(), "consumer connection closed");
+            client::notify_consumer_ids_changed(&self.inner, &group);
+        }
+    }
+}

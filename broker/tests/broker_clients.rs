@@ -1,0 +1,277 @@
+//! The broker over the wire with `rocketmq-client-rust` 1.0 (crates.io) as the client:
+//! sync/batch/oneway sends, push consumers in clustering mode splitting queues, tag filters,
+//! auto-created topics, and the errors clients expect.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use cheetah_string::CheetahString;
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+use rocketmq_client_rust::{
+    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently, TelemetryHandle,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::result::SendStatus;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
+    let mut config = RuntimeConfig {
+        thread_name: "broker-it".to_string(),
+        ..Default::default()
+    };
+    // The client runs each consume request on this lane; its default depth (8 × cores) makes
+    // it treat a burst of pulled messages as consume failures on a 2-core machine.
+    config.blocking_lane_policies.metadata_io.max_queue_depth = 4096;
+    RuntimeOwner::plan(config)
+        .expect("runtime plan")
+        .build()
+        .expect("runtime owner")
+});
+
+fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
+    ClientRuntime::try_new(
+        OWNER.root_context().component(scope),
+        ClientRuntimeConfig::default(),
+        TelemetryHandle::noop(),
+    )
+    .expect("client runtime")
+}
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The broker also takes port - 2 (VIP channel).
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+struct Cluster {
+    namesrv: NameServer,
+    broker: Broker,
+    ns_addr: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_cluster(tweak: impl FnOnce(&mut BrokerSettings)) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = namesrv.local_addr().to_string();
+    let mut settings = BrokerSettings::default();
+    settings.broker.namesrv_addr = ns_addr.clone();
+    settings.broker.broker_ip1 = "127.0.0.1".into();
+    settings.broker.bind_address = "127.0.0.1".into();
+    settings.broker.listen_port = free_port();
+    settings.broker.broker_name = "broker-a".into();
+    settings.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    settings.store.mapped_file_size_commit_log = 16 << 20;
+    settings.store.mapped_file_size_consume_queue = 20 * 10_000;
+    settings.store.max_hash_slot_num = 4096;
+    settings.store.max_index_num = 16_384;
+    tweak(&mut settings);
+    let broker = Broker::start(settings).await.unwrap();
+    Cluster {
+        namesrv,
+        broker,
+        ns_addr,
+        _dir: dir,
+    }
+}
+
+impl Cluster {
+    async fn stop(self) {
+        self.broker.shutdown().await;
+        self.namesrv.shutdown().await;
+    }
+}
+
+fn config(ns: &str) -> ClientConfig {
+    ClientConfig {
+        namesrv_addr: Some(ns.to_string().into()),
+        vip_channel_enabled: false,
+        ..Default::default()
+    }
+}
+
+fn message(topic: &str, tag: &str, body: String) -> Message {
+    Message::builder()
+        .topic(topic.to_string())
+        .tags(tag.to_string())
+        .keys(vec![format!("key-{body}")])
+        .body_slice(body.as_bytes())
+        .build_unchecked()
+}
+
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<(String, String)>>>);
+
+impl MessageListenerConcurrently for Collect {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _ctx: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut got = self.0.lock().unwrap();
+        for m in msgs {
+            let body = m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .unwrap_or_default();
+            let tag = m.get_tags().map(|t| t.to_string()).unwrap_or_default();
+            got.push((body, tag));
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_with_an_unchanged_client() {
+    let c = start_cluster(|_| {}).await;
+    let rt = client_runtime("produce-consume");
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(config(&c.ns_addr))
+        .producer_group("pg_it")
+        .build();
+    producer.start().await.expect("producer starts");
+
+    // Sync sends to a topic that does not exist yet: auto-created from TBW102.
+    let mut sent = HashSet::new();
+    for i in 0..60 {
+        let tag = if i % 3 == 0 { "TagA" } else { "TagB" };
+        let r = producer
+            .send_with_timeout(message("ItTopic", tag, format!("m{i}")), 5000)
+            .await
+            .expect("send");
+        let r = r.expect("a send result");
+        assert_eq!(r.send_status, SendStatus::SendOk);
+        assert!(r.msg_id.is_some());
+        sent.insert(format!("m{i}"));
+    }
+    // A batch and oneway sends.
+    let batch: Vec<Message> = (0..10)
+        .map(|i| message("ItTopic", "TagB", format!("b{i}")))
+        .collect();
+    let r = producer
+        .send_batch_with_timeout(batch, 5000)
+        .await
+        .expect("batch send");
+    assert_eq!(r.send_status, SendStatus::SendOk);
+    sent.extend((0..10).map(|i| format!("b{i}")));
+    for i in 0..5 {
+        producer
+            .send_oneway(message("ItTopic", "TagB", format!("o{i}")))
+            .await
+            .expect("oneway");
+        sent.insert(format!("o{i}"));
+    }
+
+    // Two consumers of one group split the queues and together get every message once.
+    let got = Collect::default();
+    let mut consumers = Vec::new();
+    for n in 0..2 {
+        let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+            .client_config(ClientConfig {
+                instance_name: format!("it-consumer-{n}").into(),
+                ..config(&c.ns_addr)
+            })
+            .consumer_group("cg_it")
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .build();
+        consumer.subscribe("ItTopic", "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(got.clone());
+        consumer.start().await.expect("consumer starts");
+        consumers.push(consumer);
+    }
+    let all = wait_until(Duration::from_secs(60), || {
+        let g = got.0.lock().unwrap();
+        g.iter().map(|(b, _)| b.clone()).collect::<HashSet<_>>() == sent
+    })
+    .await;
+    {
+        let g = got.0.lock().unwrap();
+        let distinct: HashSet<String> = g.iter().map(|(b, _)| b.clone()).collect();
+        let missing: Vec<&String> = sent.difference(&distinct).collect();
+        assert!(
+            all,
+            "received {} of {} distinct ({} deliveries), missing {missing:?}",
+            distinct.len(),
+            sent.len(),
+            g.len()
+        );
+        assert_eq!(
+            g.len(),
+            sent.len(),
+            "each message delivered once in a clean run"
+        );
+    }
+
+    // A tag filter: another group sees only TagA.
+    let tagged = Collect::default();
+    let mut tag_consumer = DefaultMQPushConsumer::builder(rt.clone())
+        .client_config(ClientConfig {
+            instance_name: "it-tag-consumer".into(),
+            ..config(&c.ns_addr)
+        })
+        .consumer_group("cg_tag")
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    tag_consumer
+        .subscribe("ItTopic", "TagA")
+        .await
+        .expect("subscribe");
+    tag_consumer.register_message_listener_concurrently(tagged.clone());
+    tag_consumer.start().await.expect("consumer starts");
+    assert!(
+        wait_until(Duration::from_secs(60), || tagged.0.lock().unwrap().len()
+            >= 20)
+        .await,
+        "tagged messages"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let t = tagged.0.lock().unwrap();
+        assert_eq!(t.len(), 20);
+        assert!(t.iter().all(|(_, tag)| tag == "TagA"));
+    }
+
+    // The broker knows the group and its offsets.
+    let ids = c.broker.inner().clients.consumer_ids("cg_it");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for consumer in consumers.iter_mut() {
+        consumer.shutdown().await;
+    }
+    tag_consumer.shutdown().await;
+    producer.shutdown().await;
+    let _ = CheetahString::from("x");
+    c.stop().await;
+}

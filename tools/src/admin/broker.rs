@@ -1,0 +1,164 @@
+//! `brokerStatus`, `getBrokerConfig`, `updateBrokerConfig`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Result};
+use rmq_remoting::config::parse_properties;
+use rmq_remoting::protocol::route::MASTER_ID;
+use rmq_remoting::protocol::topic::perm;
+use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+
+use super::cli::{BrokerTargetArgs, UpdateBrokerConfigArgs};
+use super::client::{all_addrs, cluster_brokers, master_addrs, CodeError};
+use super::{Admin, Out};
+
+/// `PermName.isValid`.
+pub fn perm_is_valid(p: i32) -> bool {
+    (0..perm::PRIORITY).contains(&p)
+}
+
+pub async fn broker_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> Result<()> {
+    if let Some(addr) = &args.broker_addr {
+        let table = admin.broker_runtime(addr.trim()).await?.table;
+        for (k, v) in table.iter().collect::<BTreeMap<_, _>>() {
+            writeln!(out, "{k:<32}: {v}")?;
+        }
+        return Ok(());
+    }
+    let cluster = args.cluster.as_deref().unwrap_or_default().trim();
+    let addrs = all_addrs(&admin.cluster_info().await?, cluster)?;
+    let mut failure = None;
+    for addr in &addrs {
+        match admin.broker_runtime(addr).await {
+            Ok(kv) => {
+                for (k, v) in kv.table.iter().collect::<BTreeMap<_, _>>() {
+                    writeln!(out, "{addr:<24} {k:<32}: {v}")?;
+                }
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// GET_BROKER_CONFIG of `addr`, as sorted properties.
+async fn broker_config(admin: &Admin, addr: &str) -> Result<BTreeMap<String, String>> {
+    let resp = admin
+        .call(addr, &RemotingCommand::request(RequestCode::GET_BROKER_CONFIG))
+        .await?;
+    let text = String::from_utf8_lossy(&resp.body);
+    parse_properties(&text).map_err(|e| anyhow!("{addr}: {e}"))
+}
+
+fn print_properties(out: Out<'_>, props: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in props {
+        writeln!(out, "{k:<50}=  {v}")?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+pub async fn get_broker_config(
+    admin: &Admin,
+    args: &BrokerTargetArgs,
+    out: Out<'_>,
+) -> Result<()> {
+    if let Some(addr) = &args.broker_addr {
+        let addr = addr.trim();
+        write!(out, "============{addr}============\n")?;
+        let props = broker_config(admin, addr).await?;
+        return print_properties(out, &props);
+    }
+    let cluster = args.cluster.as_deref().unwrap_or_default().trim();
+    let info = admin.cluster_info().await?;
+    let mut failure = None;
+    for bd in cluster_brokers(&info, cluster)? {
+        let master = bd.broker_addrs.get(&MASTER_ID);
+        let targets: Vec<(String, &String)> = match master {
+            Some(m) => std::iter::once((format!("============Master: {m}============"), m))
+                .chain(
+                    bd.broker_addrs
+                        .iter()
+                        .filter(|(id, _)| **id != MASTER_ID)
+                        .map(|(_, s)| {
+                            (
+                                format!("============My Master: {m}=====Slave: {s}============"),
+                                s,
+                            )
+                        }),
+                )
+                .collect(),
+            None => {
+                writeln!(out, "============Master: NO_MASTER============")?;
+                bd.broker_addrs
+                    .values()
+                    .map(|s| {
+                        (
+                            format!("============My Master: NO_MASTER=====Slave: {s}============"),
+                            s,
+                        )
+                    })
+                    .collect()
+            }
+        };
+        for (title, addr) in targets {
+            writeln!(out, "{title}")?;
+            match broker_config(admin, addr).await {
+                Ok(props) => print_properties(out, &props)?,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+pub async fn update_broker_config(
+    admin: &Admin,
+    args: &UpdateBrokerConfigArgs,
+    out: Out<'_>,
+) -> Result<()> {
+    let key = args.key.trim();
+    let value = args.value.trim();
+    if key == "brokerPermission" {
+        let valid = value.parse::<i32>().map(perm_is_valid).unwrap_or(false);
+        if !valid {
+            return Err(CodeError::new(
+                None,
+                ResponseCode::NO_PERMISSION,
+                format!("brokerPermission value: {value} is invalid."),
+            )
+            .into());
+        }
+    }
+    let req = RemotingCommand::request(RequestCode::UPDATE_BROKER_CONFIG)
+        .with_body(format!("{key}={value}\n").into_bytes());
+    let addrs = match (&args.broker_addr, &args.cluster) {
+        (Some(addr), _) => vec![addr.trim().to_string()],
+        (None, Some(cluster)) => {
+            let info = admin.cluster_info().await?;
+            if args.all_brokers {
+                all_addrs(&info, cluster.trim())?
+            } else {
+                master_addrs(&info, cluster.trim())?
+            }
+        }
+        (None, None) => bail!("give -b brokerAddr or -c clusterName"),
+    };
+    let mut failure = None;
+    for addr in &addrs {
+        match admin.call(addr, &req).await {
+            Ok(_) => writeln!(out, "update broker config success, {addr}")?,
+            Err(e) => {
+                eprintln!("{e:#}");
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}

@@ -1,0 +1,471 @@
+//! Command line: RocketMQ's `mqadmin <subcommand>` names and options.
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+use super::java::parse_bool;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mqadmin",
+    version,
+    about = "RocketMQ admin tool",
+    subcommand_help_heading = "The most commonly used mqadmin commands are"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Name server address list, eg: '192.168.0.1:9876;192.168.0.2:9876' (default: $NAMESRV_ADDR)
+    #[arg(short = 'n', long = "namesrvAddr", value_name = "ADDRS")]
+    pub namesrv_addr: Option<String>,
+    /// Request timeout in milliseconds
+    #[arg(long = "timeout", value_name = "MS", default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List cluster infos
+    #[command(name = "clusterList")]
+    ClusterList(ClusterListArgs),
+    /// Fetch all topic list from name server
+    #[command(name = "topicList")]
+    TopicList(TopicListArgs),
+    /// Examine topic route info
+    #[command(name = "topicRoute")]
+    TopicRoute(TopicRouteArgs),
+    /// Update or create topic
+    #[command(name = "updateTopic")]
+    UpdateTopic(UpdateTopicArgs),
+    /// Delete topic from broker and NameServer
+    #[command(name = "deleteTopic")]
+    DeleteTopic(DeleteTopicArgs),
+    /// Examine topic Status info
+    #[command(name = "topicStatus")]
+    TopicStatus(TopicStatusArgs),
+    /// Query consumer's progress, speed
+    #[command(name = "consumerProgress")]
+    ConsumerProgress(ConsumerProgressArgs),
+    /// Fetch broker runtime status data
+    #[command(name = "brokerStatus")]
+    BrokerStatus(BrokerTargetArgs),
+    /// Get broker config by cluster or special broker
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(BrokerTargetArgs),
+    /// Update broker's config
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig(UpdateBrokerConfigArgs),
+    /// Update or create subscription group
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup(UpdateSubGroupArgs),
+    /// Query Message by Id
+    #[command(name = "queryMsgById")]
+    QueryMsgById(QueryMsgByIdArgs),
+    /// Query Message by Key
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey(QueryMsgByKeyArgs),
+    /// Create or update KV config
+    #[command(name = "updateKvConfig")]
+    UpdateKvConfig(UpdateKvConfigArgs),
+    /// Delete KV config
+    #[command(name = "deleteKvConfig")]
+    DeleteKvConfig(DeleteKvConfigArgs),
+    /// Wipe write perm of broker in all name server you defined in the -n param
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm(BrokerNameArgs),
+    /// Add write perm of broker in all name server you defined in the -n param
+    #[command(name = "addWritePerm")]
+    AddWritePerm(BrokerNameArgs),
+    /// Get configs of name server
+    #[command(name = "getNamesrvConfig")]
+    GetNamesrvConfig(CommonOnly),
+    /// Update configs of name server
+    #[command(name = "updateNamesrvConfig")]
+    UpdateNamesrvConfig(KeyValueArgs),
+}
+
+impl Command {
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::ClusterList(a) => &a.common,
+            Command::TopicList(a) => &a.common,
+            Command::TopicRoute(a) => &a.common,
+            Command::UpdateTopic(a) => &a.common,
+            Command::DeleteTopic(a) => &a.common,
+            Command::TopicStatus(a) => &a.common,
+            Command::ConsumerProgress(a) => &a.common,
+            Command::BrokerStatus(a) | Command::GetBrokerConfig(a) => &a.common,
+            Command::UpdateBrokerConfig(a) => &a.common,
+            Command::UpdateSubGroup(a) => &a.common,
+            Command::QueryMsgById(a) => &a.common,
+            Command::QueryMsgByKey(a) => &a.common,
+            Command::UpdateKvConfig(a) => &a.common,
+            Command::DeleteKvConfig(a) => &a.common,
+            Command::WipeWritePerm(a) | Command::AddWritePerm(a) => &a.common,
+            Command::GetNamesrvConfig(a) => &a.common,
+            Command::UpdateNamesrvConfig(a) => &a.common,
+        }
+    }
+
+    /// The subcommand's name as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::ClusterList(_) => "clusterList",
+            Command::TopicList(_) => "topicList",
+            Command::TopicRoute(_) => "topicRoute",
+            Command::UpdateTopic(_) => "updateTopic",
+            Command::DeleteTopic(_) => "deleteTopic",
+            Command::TopicStatus(_) => "topicStatus",
+            Command::ConsumerProgress(_) => "consumerProgress",
+            Command::BrokerStatus(_) => "brokerStatus",
+            Command::GetBrokerConfig(_) => "getBrokerConfig",
+            Command::UpdateBrokerConfig(_) => "updateBrokerConfig",
+            Command::UpdateSubGroup(_) => "updateSubGroup",
+            Command::QueryMsgById(_) => "queryMsgById",
+            Command::QueryMsgByKey(_) => "queryMsgByKey",
+            Command::UpdateKvConfig(_) => "updateKvConfig",
+            Command::DeleteKvConfig(_) => "deleteKvConfig",
+            Command::WipeWritePerm(_) => "wipeWritePerm",
+            Command::AddWritePerm(_) => "addWritePerm",
+            Command::GetNamesrvConfig(_) => "getNamesrvConfig",
+            Command::UpdateNamesrvConfig(_) => "updateNamesrvConfig",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CommonOnly {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterListArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print more stats
+    #[arg(short = 'm', long = "moreStats")]
+    pub more_stats: bool,
+    /// Repeat every this many seconds
+    #[arg(short = 'i', long = "interval")]
+    pub interval: Option<u64>,
+    /// Only this cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopicListArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print the cluster and consumer groups of every topic
+    #[arg(short = 'c', long = "clusterModel")]
+    pub cluster_model: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TopicRouteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Use list format to print data
+    #[arg(short = 'l', long = "list")]
+    pub list: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker_addr", "cluster"])))]
+pub struct UpdateTopicArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Create topic to which broker
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: Option<String>,
+    /// Create topic to which cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Set read queue nums
+    #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+    pub read_queue_nums: i32,
+    /// Set write queue nums
+    #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+    pub write_queue_nums: i32,
+    /// Set topic's permission(2|4|6), intro[2:W 4:R; 6:RW]
+    #[arg(short = 'p', long = "perm", default_value_t = 6)]
+    pub perm: i32,
+    /// Set topic's order(true|false)
+    #[arg(short = 'o', long = "order", value_parser = parse_bool, default_value = "false")]
+    pub order: bool,
+    /// Is unit topic (true|false)
+    #[arg(short = 'u', long = "unit", value_parser = parse_bool, default_value = "false")]
+    pub unit: bool,
+    /// Has unit sub (true|false)
+    #[arg(short = 's', long = "hasUnitSub", value_parser = parse_bool, default_value = "false")]
+    pub has_unit_sub: bool,
+    /// Attributes (+a=b,+c=d,-e)
+    #[arg(short = 'a', long = "attributes")]
+    pub attributes: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteTopicArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Delete topic from which cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TopicStatusArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Cluster name or lmq parent topic, used to find the route
+    #[arg(short = 'c', long = "cluster")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConsumerProgressArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Consumer group name (all groups when absent)
+    #[arg(short = 'g', long = "groupName")]
+    pub group: Option<String>,
+    /// Topic name
+    #[arg(short = 't', long = "topicName")]
+    pub topic: Option<String>,
+    /// Show Client IP per Queue (true|false)
+    #[arg(short = 's', long = "showClientIP", value_parser = parse_bool, default_value = "false")]
+    pub show_client_ip: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker_addr", "cluster"])))]
+pub struct BrokerTargetArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Broker address
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: Option<String>,
+    /// Which cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker_addr", "cluster"])))]
+pub struct UpdateBrokerConfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Update which broker
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: Option<String>,
+    /// Update which cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+    /// With -c, update slaves too
+    #[arg(short = 'a', long = "updateAllBroker", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub all_brokers: bool,
+    /// Config key
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
+    /// Config value
+    #[arg(short = 'v', long = "value")]
+    pub value: String,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker_addr", "cluster"])))]
+pub struct UpdateSubGroupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Create subscription group to which broker
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: Option<String>,
+    /// Create subscription group to which cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+    /// Consumer group name
+    #[arg(short = 'g', long = "groupName")]
+    pub group: String,
+    /// Consume enable
+    #[arg(short = 's', long = "consumeEnable", value_parser = parse_bool)]
+    pub consume_enable: Option<bool>,
+    /// From min offset
+    #[arg(short = 'm', long = "consumeFromMinEnable", value_parser = parse_bool)]
+    pub consume_from_min_enable: Option<bool>,
+    /// Broadcast
+    #[arg(short = 'd', long = "consumeBroadcastEnable", value_parser = parse_bool)]
+    pub consume_broadcast_enable: Option<bool>,
+    /// Consume message orderly
+    #[arg(short = 'o', long = "consumeMessageOrderly", value_parser = parse_bool)]
+    pub consume_message_orderly: Option<bool>,
+    /// Retry queue nums
+    #[arg(short = 'q', long = "retryQueueNums")]
+    pub retry_queue_nums: Option<i32>,
+    /// Retry max times
+    #[arg(short = 'r', long = "retryMaxTimes")]
+    pub retry_max_times: Option<i32>,
+    /// The JSON of the retry policy, eg: {"type":"CUSTOMIZED","customizedRetryPolicy":{"next":[1000,5000]}}
+    #[arg(short = 'p', long = "groupRetryPolicy")]
+    pub group_retry_policy: Option<String>,
+    /// Consume from which broker id
+    #[arg(short = 'i', long = "brokerId")]
+    pub broker_id: Option<i64>,
+    /// Which broker id when consume slowly
+    #[arg(short = 'w', long = "whichBrokerWhenConsumeSlowly")]
+    pub which_broker_when_consume_slowly: Option<i64>,
+    /// Notify consumerId changed
+    #[arg(short = 'a', long = "notifyConsumerIdsChanged", value_parser = parse_bool)]
+    pub notify_consumer_ids_changed: Option<bool>,
+    /// Attributes (+a=b,+c=d,-e)
+    #[arg(long = "attributes")]
+    pub attributes: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryMsgByIdArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Message id(s), comma separated: offset message ids, or unique keys with -t
+    #[arg(short = 'i', long = "msgId")]
+    pub msg_id: String,
+    /// Topic name (needed to look up unique keys)
+    #[arg(short = 't', long = "topic")]
+    pub topic: Option<String>,
+    /// Print the message body, decoded with this charset (UTF-8)
+    #[arg(short = 'f', long = "bodyFormat")]
+    pub body_format: Option<String>,
+    /// Cluster name, to query only its brokers
+    #[arg(short = 'c', long = "cluster")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryMsgByKeyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Message key
+    #[arg(short = 'k', long = "msgKey")]
+    pub key: String,
+    /// Begin timestamp (ms), default 0
+    #[arg(short = 'b', long = "beginTimestamp", default_value_t = 0)]
+    pub begin: i64,
+    /// End timestamp (ms), default Long.MAX_VALUE
+    #[arg(short = 'e', long = "endTimestamp", default_value_t = i64::MAX)]
+    pub end: i64,
+    /// The maximum number of messages returned by the query
+    #[arg(short = 'm', long = "maxNum", default_value_t = 64)]
+    pub max_num: i32,
+    /// Cluster name, to query only its brokers
+    #[arg(short = 'c', long = "cluster")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateKvConfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Set the namespace
+    #[arg(short = 's', long = "namespace")]
+    pub namespace: String,
+    /// Set the key name
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
+    /// Set the key value
+    #[arg(short = 'v', long = "value")]
+    pub value: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteKvConfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Set the namespace
+    #[arg(short = 's', long = "namespace")]
+    pub namespace: String,
+    /// Set the key name
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BrokerNameArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Broker name
+    #[arg(short = 'b', long = "brokerName")]
+    pub broker_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyValueArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Config key
+    #[arg(short = 'k', long = "key")]
+    pub key: String,
+    /// Config value
+    #[arg(short = 'v', long = "value")]
+    pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_java_style_options() {
+        let cli = Cli::try_parse_from([
+            "mqadmin",
+            "updateTopic",
+            "-n",
+            "h:9876",
+            "-c",
+            "DefaultCluster",
+            "-t",
+            "T",
+            "-o",
+            "true",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::UpdateTopic(a) => {
+                assert_eq!(a.cluster.as_deref(), Some("DefaultCluster"));
+                assert!(a.order);
+                assert_eq!((a.read_queue_nums, a.write_queue_nums, a.perm), (8, 8, 6));
+                assert_eq!(a.common.namesrv_addr.as_deref(), Some("h:9876"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["mqadmin", "updateTopic", "-t", "T"]).is_err());
+        assert!(
+            Cli::try_parse_from(["mqadmin", "brokerStatus", "-b", "a:1", "-c", "C"]).is_err()
+        );
+    }
+}
