@@ -30,6 +30,10 @@ pub(crate) fn start(inner: &Arc<Inner>) {
         .threads
         .lock()
         .push(inner.commit_log.start_allocator());
+    if let Err(e) = inner.commit_log.prepare_files() {
+        // Appends will try again and report the error to their callers.
+        tracing::error!(error = %e, "cannot create the first commit log file");
+    }
     spawn(inner, "store-writer", move |i| {
         writer_loop(i, put_rx, dispatch_tx)
     });

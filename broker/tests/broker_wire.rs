@@ -1,0 +1,508 @@
+//! The broker's answers on the wire, with raw remoting commands: error codes for bad sends,
+//! pulls and offsets, restart durability of consumer offsets, hostile bytes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_remoting::header::*;
+use rmq_remoting::message::{encode_properties, MessageExt};
+use rmq_remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, SubscriptionData};
+use rmq_remoting::protocol::route::TopicRouteData;
+use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(5);
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn settings(dir: &std::path::Path, ns: &str, port: u16) -> BrokerSettings {
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns.to_string();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = port;
+    s.broker.broker_name = "broker-w".into();
+    s.store.store_path_root_dir = dir.join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    s.store.max_message_size = 64 * 1024;
+    s
+}
+
+async fn namesrv(dir: &std::path::Path) -> NameServer {
+    NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn send_req(topic: &str, queue_id: i32, body: &[u8], tags: &str) -> RemotingCommand {
+    let mut props = HashMap::new();
+    props.insert("TAGS".to_string(), tags.to_string());
+    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        flag: 0,
+        properties: Some(encode_properties(&props)),
+        ..Default::default()
+    });
+    RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h).with_body(body.to_vec())
+}
+
+fn create_topic(topic: &str, queues: i32, perm: i32) -> RemotingCommand {
+    RemotingCommand::request_with_header(
+        RequestCode::UPDATE_AND_CREATE_TOPIC,
+        &CreateTopicRequestHeader {
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm,
+            topic_filter_type: "SINGLE_TAG".into(),
+            order: false,
+            ..Default::default()
+        },
+    )
+}
+
+fn pull_req(
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    suspend_ms: i64,
+    flags: i32,
+) -> RemotingCommand {
+    RemotingCommand::request_with_header(
+        RequestCode::PULL_MESSAGE,
+        &PullMessageRequestHeader {
+            consumer_group: group.into(),
+            topic: topic.into(),
+            queue_id,
+            queue_offset: offset,
+            max_msg_nums: 32,
+            sys_flag: flags,
+            commit_offset: 0,
+            suspend_timeout_millis: suspend_ms,
+            subscription: Some("*".into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn send_errors_are_the_codes_clients_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let port = free_port();
+    let mut s = settings(dir.path(), &ns.local_addr().to_string(), port);
+    s.broker.auto_create_topic_enable = false;
+    let broker = Broker::start(s).await.unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let c = RemotingClient::default();
+
+    // Auto-create off: unknown topic.
+    let r = c
+        .invoke(&addr, send_req("Unknown", 0, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::TOPIC_NOT_EXIST);
+    assert!(r.remark.unwrap().contains("not exist"));
+    // Bad names.
+    let r = c
+        .invoke(&addr, send_req("bad topic", 0, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::INVALID_PARAMETER);
+    let r = c
+        .invoke(&addr, send_req(&"t".repeat(200), 0, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::MESSAGE_ILLEGAL);
+    // System topics are not for clients.
+    let r = c
+        .invoke(&addr, send_req("SCHEDULE_TOPIC_XXXX", 0, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::NO_PERMISSION);
+
+    c.invoke(&addr, create_topic("Ok", 2, 6), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    c.invoke(&addr, create_topic("ReadOnly", 2, 4), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    // Oversize.
+    let r = c
+        .invoke(&addr, send_req("Ok", 0, &vec![0u8; 70 * 1024], "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::MESSAGE_ILLEGAL);
+    // Read-only topic.
+    let r = c
+        .invoke(&addr, send_req("ReadOnly", 0, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::NO_PERMISSION);
+    // Queue id out of range.
+    let r = c
+        .invoke(&addr, send_req("Ok", 5, b"x", "a"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::INVALID_PARAMETER);
+    // A good send: the response header clients read, extFields included.
+    let r = c
+        .invoke(&addr, send_req("Ok", 1, b"hello", "a"), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let h: SendMessageResponseHeader = r.decode_header().unwrap();
+    assert_eq!((h.queue_id, h.queue_offset), (1, 0));
+    let (host, offset) = rmq_remoting::message::decode_offset_msg_id(&h.msg_id).unwrap();
+    assert_eq!(host.to_string(), addr);
+    assert!(r.ext_fields.contains_key("MSG_REGION"));
+    // VIEW_MESSAGE_BY_ID with the decoded offset returns it.
+    let view = RemotingCommand::request_with_header(
+        RequestCode::VIEW_MESSAGE_BY_ID,
+        &ViewMessageRequestHeader {
+            offset,
+            topic: None,
+        },
+    );
+    let v = c
+        .invoke(&addr, view, T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert_eq!(
+        MessageExt::decode_all(v.body).unwrap()[0].body.as_ref(),
+        b"hello"
+    );
+    // The route the name server hands out points at us.
+    let route = c
+        .invoke(
+            &ns.local_addr().to_string(),
+            RemotingCommand::request_with_header(
+                RequestCode::GET_ROUTEINFO_BY_TOPIC,
+                &GetRouteInfoRequestHeader {
+                    topic: "Ok".into(),
+                    accept_standard_json_only: None,
+                },
+            ),
+            T,
+        )
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let route = TopicRouteData::decode(&route.body).unwrap();
+    assert_eq!(route.broker_datas[0].master_addr(), Some(addr.as_str()));
+
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_polling_offsets_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let port = free_port();
+    let s = settings(dir.path(), &ns.local_addr().to_string(), port);
+    let broker = Broker::start(s.clone()).await.unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let c = RemotingClient::default();
+    c.invoke(&addr, create_topic("LP", 1, 6), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+
+    // A pull with SUSPEND on an empty queue waits, and is answered as soon as a message lands.
+    let puller = {
+        let c = c.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
+            let r = c
+                .invoke(
+                    &addr,
+                    pull_req("g1", "LP", 0, 0, 10_000, 0x2 | 0x4),
+                    Duration::from_secs(15),
+                )
+                .await
+                .unwrap();
+            (r, t0.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.invoke(&addr, send_req("LP", 0, b"wake up", "a"), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let (r, waited) = puller.await.unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(
+        MessageExt::decode_all(r.body).unwrap()[0].body.as_ref(),
+        b"wake up"
+    );
+    // Without SUSPEND, an empty pull answers PULL_NOT_FOUND at once; past the end, OFFSET_MOVED.
+    let r = c
+        .invoke(&addr, pull_req("g1", "LP", 0, 1, 10_000, 0x4), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::PULL_NOT_FOUND);
+    let r = c
+        .invoke(&addr, pull_req("g1", "LP", 0, 99, 0, 0x4), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::PULL_OFFSET_MOVED);
+    let h: PullMessageResponseHeader = r.decode_header().unwrap();
+    assert_eq!(
+        h.next_begin_offset, 0,
+        "as RocketMQ: past the end of a queue starting at 0, back to 0"
+    );
+    // Bad queue id; unknown topic.
+    assert_eq!(
+        c.invoke(&addr, pull_req("g1", "LP", 3, 0, 0, 0x4), T)
+            .await
+            .unwrap()
+            .code,
+        ResponseCode::INVALID_PARAMETER
+    );
+    assert_eq!(
+        c.invoke(&addr, pull_req("g1", "Nope", 0, 0, 0, 0x4), T)
+            .await
+            .unwrap()
+            .code,
+        ResponseCode::TOPIC_NOT_EXIST
+    );
+    // Without an inline subscription and no heartbeat: SUBSCRIPTION_NOT_EXIST.
+    assert_eq!(
+        c.invoke(&addr, pull_req("g2", "LP", 0, 0, 0, 0), T)
+            .await
+            .unwrap()
+            .code,
+        ResponseCode::SUBSCRIPTION_NOT_EXIST
+    );
+
+    // Offsets: unknown → QUERY_NOT_FOUND; committed → returned; survives a restart.
+    let q = |group: &str| {
+        RemotingCommand::request_with_header(
+            RequestCode::QUERY_CONSUMER_OFFSET,
+            &QueryConsumerOffsetRequestHeader {
+                consumer_group: group.into(),
+                topic: "LP".into(),
+                queue_id: 0,
+                set_zero_if_not_found: None,
+            },
+        )
+    };
+    assert_eq!(
+        c.invoke(&addr, q("g1"), T).await.unwrap().code,
+        ResponseCode::QUERY_NOT_FOUND
+    );
+    let up = RemotingCommand::request_with_header(
+        RequestCode::UPDATE_CONSUMER_OFFSET,
+        &UpdateConsumerOffsetRequestHeader {
+            consumer_group: "g1".into(),
+            topic: "LP".into(),
+            queue_id: 0,
+            commit_offset: 1,
+        },
+    );
+    c.invoke(&addr, up, T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let r = c
+        .invoke(&addr, q("g1"), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert_eq!(
+        r.decode_header::<QueryConsumerOffsetResponseHeader>()
+            .unwrap()
+            .offset,
+        1
+    );
+    let max = RemotingCommand::request_with_header(
+        RequestCode::GET_MAX_OFFSET,
+        &GetMaxOffsetRequestHeader {
+            topic: "LP".into(),
+            queue_id: 0,
+            committed: None,
+        },
+    );
+    let r = c
+        .invoke(&addr, max, T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert_eq!(
+        r.decode_header::<GetMaxOffsetResponseHeader>()
+            .unwrap()
+            .offset,
+        1
+    );
+
+    broker.shutdown().await;
+    let broker = Broker::start(s).await.unwrap();
+    let c = RemotingClient::default();
+    let r = c
+        .invoke(&addr, q("g1"), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert_eq!(
+        r.decode_header::<QueryConsumerOffsetResponseHeader>()
+            .unwrap()
+            .offset,
+        1,
+        "offset kept across restart"
+    );
+    let r = c
+        .invoke(&addr, pull_req("g1", "LP", 0, 0, 0, 0x4), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.code,
+        ResponseCode::SUCCESS,
+        "messages kept across restart"
+    );
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeat_groups_and_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let port = free_port();
+    let broker = Broker::start(settings(dir.path(), &ns.local_addr().to_string(), port))
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let c = RemotingClient::default();
+    let hb = HeartbeatData {
+        client_id: "127.0.0.1@test".into(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: "hb_group".into(),
+            subscription_data_set: vec![SubscriptionData {
+                topic: "HB".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let r = c
+        .invoke(
+            &addr,
+            RemotingCommand::request(RequestCode::HEART_BEAT).with_body(hb.encode()),
+            T,
+        )
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert_eq!(
+        r.ext_fields.get("IS_SUB_CHANGE").map(String::as_str),
+        Some("true")
+    );
+    let list = RemotingCommand::request_with_header(
+        RequestCode::GET_CONSUMER_LIST_BY_GROUP,
+        &GetConsumerListByGroupRequestHeader {
+            consumer_group: "hb_group".into(),
+        },
+    );
+    let r = c
+        .invoke(&addr, list, T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&r.body).contains("127.0.0.1@test"));
+    // The retry topic of the group exists now.
+    assert!(broker.inner().topics.contains("%RETRY%hb_group"));
+
+    // Garbage on one socket closes only that socket.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"\x00\x00\x00\x08\x00\x00\x10\x00garbage!")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(T, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "server closed the bad connection");
+    let r = c
+        .invoke(
+            &addr,
+            RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS);
+    // Unknown codes: REQUEST_CODE_NOT_SUPPORTED.
+    assert_eq!(
+        c.invoke(&addr, RemotingCommand::request(7777), T)
+            .await
+            .unwrap()
+            .code,
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED
+    );
+
+    // Closing the consumer's connection removes it from the group.
+    c.close_all();
+    let deadline = std::time::Instant::now() + T;
+    while !broker.inner().clients.consumer_ids("hb_group").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "consumer not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
