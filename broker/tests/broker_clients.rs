@@ -18,6 +18,7 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
+use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
@@ -273,5 +274,67 @@ async fn produce_and_consume_with_an_unchanged_client() {
     tag_consumer.shutdown().await;
     producer.shutdown().await;
     let _ = CheetahString::from("x");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasting_consumers_each_get_everything() {
+    let c = start_cluster(|_| {}).await;
+    let rt = client_runtime("broadcast");
+    let mut producer = DefaultMQProducer::builder(rt.clone()).client_config(config(&c.ns_addr)).producer_group("pg_bc").build();
+    producer.start().await.expect("producer starts");
+    for i in 0..20 {
+        producer.send_with_timeout(message("BcTopic", "T", format!("bc{i}")), 5000).await.expect("send");
+    }
+    let group = format!("cg_bc_{}", std::process::id());
+    let mut consumers = Vec::new();
+    let mut sinks = Vec::new();
+    for n in 0..2 {
+        let got = Collect::default();
+        let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+            .client_config(ClientConfig { instance_name: format!("bc-{n}-{}", std::process::id()).into(), ..config(&c.ns_addr) })
+            .consumer_group(group.clone())
+            .message_model(MessageModel::Broadcasting)
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .build();
+        consumer.subscribe("BcTopic", "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(got.clone());
+        consumer.start().await.expect("consumer starts");
+        consumers.push(consumer);
+        sinks.push(got);
+    }
+    for (n, got) in sinks.iter().enumerate() {
+        let ok = wait_until(Duration::from_secs(60), || {
+            got.0.lock().unwrap().iter().map(|(b, _)| b.clone()).collect::<HashSet<_>>().len() == 20
+        })
+        .await;
+        assert!(ok, "broadcast consumer {n} got {}", got.0.lock().unwrap().len());
+    }
+    for consumer in consumers.iter_mut() {
+        consumer.shutdown().await;
+    }
+    producer.shutdown().await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_create_off_means_no_route() {
+    let c = start_cluster(|s| s.broker.auto_create_topic_enable = false).await;
+    let rt = client_runtime("no-auto-create");
+    let mut producer = DefaultMQProducer::builder(rt.clone()).client_config(config(&c.ns_addr)).producer_group("pg_nac").build();
+    producer.start().await.expect("producer starts");
+    let err = producer
+        .send_with_timeout(message("NeverCreated", "T", "x".into()), 3000)
+        .await
+        .expect_err("no route for an unknown topic when auto-create is off");
+    // The client redacts its messages in Display/Debug; the cause chain carries the text.
+    let mut text = String::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = cur {
+        text.push_str(&format!("{e} | {e:?} || "));
+        cur = e.source();
+    }
+    assert!(text.contains("route info"), "{text}");
+    producer.shutdown().await;
     c.stop().await;
 }
