@@ -140,12 +140,10 @@ impl Broker {
             }
         }
         let stop = CancellationToken::new();
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(crate::namesrv::register_loop(
-            inner.clone(),
-            stop.clone(),
-        )));
-        tasks.push(tokio::spawn(housekeeping(inner.clone(), stop.clone())));
+        let tasks = vec![
+            tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
+            tokio::spawn(housekeeping(inner.clone(), stop.clone())),
+        ];
         tracing::info!(
             addr = %inner.broker_addr,
             listen = %servers[0].local_addr(),

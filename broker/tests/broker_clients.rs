@@ -281,10 +281,16 @@ async fn produce_and_consume_with_an_unchanged_client() {
 async fn broadcasting_consumers_each_get_everything() {
     let c = start_cluster(|_| {}).await;
     let rt = client_runtime("broadcast");
-    let mut producer = DefaultMQProducer::builder(rt.clone()).client_config(config(&c.ns_addr)).producer_group("pg_bc").build();
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(config(&c.ns_addr))
+        .producer_group("pg_bc")
+        .build();
     producer.start().await.expect("producer starts");
     for i in 0..20 {
-        producer.send_with_timeout(message("BcTopic", "T", format!("bc{i}")), 5000).await.expect("send");
+        producer
+            .send_with_timeout(message("BcTopic", "T", format!("bc{i}")), 5000)
+            .await
+            .expect("send");
     }
     let group = format!("cg_bc_{}", std::process::id());
     let mut consumers = Vec::new();
@@ -292,7 +298,10 @@ async fn broadcasting_consumers_each_get_everything() {
     for n in 0..2 {
         let got = Collect::default();
         let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
-            .client_config(ClientConfig { instance_name: format!("bc-{n}-{}", std::process::id()).into(), ..config(&c.ns_addr) })
+            .client_config(ClientConfig {
+                instance_name: format!("bc-{n}-{}", std::process::id()).into(),
+                ..config(&c.ns_addr)
+            })
             .consumer_group(group.clone())
             .message_model(MessageModel::Broadcasting)
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
@@ -305,10 +314,21 @@ async fn broadcasting_consumers_each_get_everything() {
     }
     for (n, got) in sinks.iter().enumerate() {
         let ok = wait_until(Duration::from_secs(60), || {
-            got.0.lock().unwrap().iter().map(|(b, _)| b.clone()).collect::<HashSet<_>>().len() == 20
+            got.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(b, _)| b.clone())
+                .collect::<HashSet<_>>()
+                .len()
+                == 20
         })
         .await;
-        assert!(ok, "broadcast consumer {n} got {}", got.0.lock().unwrap().len());
+        assert!(
+            ok,
+            "broadcast consumer {n} got {}",
+            got.0.lock().unwrap().len()
+        );
     }
     for consumer in consumers.iter_mut() {
         consumer.shutdown().await;
@@ -321,7 +341,10 @@ async fn broadcasting_consumers_each_get_everything() {
 async fn auto_create_off_means_no_route() {
     let c = start_cluster(|s| s.broker.auto_create_topic_enable = false).await;
     let rt = client_runtime("no-auto-create");
-    let mut producer = DefaultMQProducer::builder(rt.clone()).client_config(config(&c.ns_addr)).producer_group("pg_nac").build();
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(config(&c.ns_addr))
+        .producer_group("pg_nac")
+        .build();
     producer.start().await.expect("producer starts");
     let err = producer
         .send_with_timeout(message("NeverCreated", "T", "x".into()), 3000)

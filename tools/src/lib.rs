@@ -1,1 +1,3 @@
-//! mqadmin and mqbench: not built yet (issue 4).
+//! RocketMQ's command-line tools: `mqadmin` ([`admin`]); `mqbench` is to come.
+
+pub mod admin;

@@ -9,7 +9,7 @@ use rmq_remoting::protocol::topic::perm;
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 
 use super::cli::{BrokerTargetArgs, UpdateBrokerConfigArgs};
-use super::client::{all_addrs, cluster_brokers, master_addrs, CodeError};
+use super::client::{all_addrs, cluster_brokers, master_addrs, CodeError, Failures};
 use super::{Admin, Out};
 
 /// `PermName.isValid`.
@@ -27,7 +27,7 @@ pub async fn broker_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>)
     }
     let cluster = args.cluster.as_deref().unwrap_or_default().trim();
     let addrs = all_addrs(&admin.cluster_info().await?, cluster)?;
-    let mut failure = None;
+    let mut failures = Failures::default();
     for addr in &addrs {
         match admin.broker_runtime(addr).await {
             Ok(kv) => {
@@ -35,19 +35,19 @@ pub async fn broker_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>)
                     writeln!(out, "{addr:<24} {k:<32}: {v}")?;
                 }
             }
-            Err(e) => {
-                eprintln!("{e:#}");
-                failure.get_or_insert(e);
-            }
+            Err(e) => failures.record(addr, e),
         }
     }
-    failure.map_or(Ok(()), Err)
+    failures.finish()
 }
 
 /// GET_BROKER_CONFIG of `addr`, as sorted properties.
 async fn broker_config(admin: &Admin, addr: &str) -> Result<BTreeMap<String, String>> {
     let resp = admin
-        .call(addr, &RemotingCommand::request(RequestCode::GET_BROKER_CONFIG))
+        .call(
+            addr,
+            &RemotingCommand::request(RequestCode::GET_BROKER_CONFIG),
+        )
         .await?;
     let text = String::from_utf8_lossy(&resp.body);
     parse_properties(&text).map_err(|e| anyhow!("{addr}: {e}"))
@@ -61,20 +61,16 @@ fn print_properties(out: Out<'_>, props: &BTreeMap<String, String>) -> Result<()
     Ok(())
 }
 
-pub async fn get_broker_config(
-    admin: &Admin,
-    args: &BrokerTargetArgs,
-    out: Out<'_>,
-) -> Result<()> {
+pub async fn get_broker_config(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> Result<()> {
     if let Some(addr) = &args.broker_addr {
         let addr = addr.trim();
-        write!(out, "============{addr}============\n")?;
+        writeln!(out, "============{addr}============")?;
         let props = broker_config(admin, addr).await?;
         return print_properties(out, &props);
     }
     let cluster = args.cluster.as_deref().unwrap_or_default().trim();
     let info = admin.cluster_info().await?;
-    let mut failure = None;
+    let mut failures = Failures::default();
     for bd in cluster_brokers(&info, cluster)? {
         let master = bd.broker_addrs.get(&MASTER_ID);
         let targets: Vec<(String, &String)> = match master {
@@ -108,14 +104,11 @@ pub async fn get_broker_config(
             writeln!(out, "{title}")?;
             match broker_config(admin, addr).await {
                 Ok(props) => print_properties(out, &props)?,
-                Err(e) => {
-                    eprintln!("{e:#}");
-                    failure.get_or_insert(e);
-                }
+                Err(e) => failures.record(addr, e),
             }
         }
     }
-    failure.map_or(Ok(()), Err)
+    failures.finish()
 }
 
 pub async fn update_broker_config(
@@ -138,27 +131,28 @@ pub async fn update_broker_config(
     }
     let req = RemotingCommand::request(RequestCode::UPDATE_BROKER_CONFIG)
         .with_body(format!("{key}={value}\n").into_bytes());
-    let addrs = match (&args.broker_addr, &args.cluster) {
-        (Some(addr), _) => vec![addr.trim().to_string()],
-        (None, Some(cluster)) => {
-            let info = admin.cluster_info().await?;
-            if args.all_brokers {
-                all_addrs(&info, cluster.trim())?
-            } else {
-                master_addrs(&info, cluster.trim())?
-            }
+    let cluster = match (&args.broker_addr, &args.cluster) {
+        (Some(addr), _) => {
+            let addr = addr.trim();
+            admin.call(addr, &req).await?;
+            writeln!(out, "update broker config success, {addr}")?;
+            return Ok(());
         }
+        (None, Some(cluster)) => cluster.trim(),
         (None, None) => bail!("give -b brokerAddr or -c clusterName"),
     };
-    let mut failure = None;
+    let info = admin.cluster_info().await?;
+    let addrs = if args.all_brokers {
+        all_addrs(&info, cluster)?
+    } else {
+        master_addrs(&info, cluster)?
+    };
+    let mut failures = Failures::default();
     for addr in &addrs {
         match admin.call(addr, &req).await {
             Ok(_) => writeln!(out, "update broker config success, {addr}")?,
-            Err(e) => {
-                eprintln!("{e:#}");
-                failure.get_or_insert(e);
-            }
+            Err(e) => failures.record(addr, e),
         }
     }
-    failure.map_or(Ok(()), Err)
+    failures.finish()
 }

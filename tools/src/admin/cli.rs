@@ -1,6 +1,6 @@
 //! Command line: RocketMQ's `mqadmin <subcommand>` names and options.
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand};
 
 use super::java::parse_bool;
 
@@ -203,13 +203,13 @@ pub struct UpdateTopicArgs {
     #[arg(short = 'p', long = "perm", default_value_t = 6)]
     pub perm: i32,
     /// Set topic's order(true|false)
-    #[arg(short = 'o', long = "order", value_parser = parse_bool, default_value = "false")]
+    #[arg(short = 'o', long = "order", value_parser = parse_bool, action = ArgAction::Set, default_value = "false")]
     pub order: bool,
     /// Is unit topic (true|false)
-    #[arg(short = 'u', long = "unit", value_parser = parse_bool, default_value = "false")]
+    #[arg(short = 'u', long = "unit", value_parser = parse_bool, action = ArgAction::Set, default_value = "false")]
     pub unit: bool,
     /// Has unit sub (true|false)
-    #[arg(short = 's', long = "hasUnitSub", value_parser = parse_bool, default_value = "false")]
+    #[arg(short = 's', long = "hasUnitSub", value_parser = parse_bool, action = ArgAction::Set, default_value = "false")]
     pub has_unit_sub: bool,
     /// Attributes (+a=b,+c=d,-e)
     #[arg(short = 'a', long = "attributes")]
@@ -251,7 +251,7 @@ pub struct ConsumerProgressArgs {
     #[arg(short = 't', long = "topicName")]
     pub topic: Option<String>,
     /// Show Client IP per Queue (true|false)
-    #[arg(short = 's', long = "showClientIP", value_parser = parse_bool, default_value = "false")]
+    #[arg(short = 's', long = "showClientIP", value_parser = parse_bool, action = ArgAction::Set, default_value = "false")]
     pub show_client_ip: bool,
 }
 
@@ -280,7 +280,7 @@ pub struct UpdateBrokerConfigArgs {
     #[arg(short = 'c', long = "clusterName")]
     pub cluster: Option<String>,
     /// With -c, update slaves too
-    #[arg(short = 'a', long = "updateAllBroker", value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    #[arg(short = 'a', long = "updateAllBroker", value_parser = parse_bool, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
     pub all_brokers: bool,
     /// Config key
     #[arg(short = 'k', long = "key")]
@@ -464,8 +464,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["mqadmin", "updateTopic", "-t", "T"]).is_err());
-        assert!(
-            Cli::try_parse_from(["mqadmin", "brokerStatus", "-b", "a:1", "-c", "C"]).is_err()
-        );
+        assert!(Cli::try_parse_from(["mqadmin", "brokerStatus", "-b", "a:1", "-c", "C"]).is_err());
     }
 }

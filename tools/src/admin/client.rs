@@ -102,7 +102,7 @@ impl Admin {
                 // These name the address already.
                 RemotingError::Connect { .. }
                 | RemotingError::Timeout { .. }
-                | RemotingError::ConnectionClosed(_) => anyhow!(e),
+                | RemotingError::ConnectionClosed(_) => anyhow!("{e}"),
                 other => anyhow!("{addr}: {other}"),
             })
     }
@@ -204,6 +204,29 @@ impl Admin {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Failures of a subcommand that goes on to its next target after one fails, as Java's do:
+/// each is printed when it happens, and the subcommand fails at the end.
+#[derive(Debug, Default)]
+pub struct Failures {
+    targets: Vec<String>,
+}
+
+impl Failures {
+    pub fn record(&mut self, target: &str, err: anyhow::Error) {
+        eprintln!("{err:#}");
+        self.targets.push(target.to_string());
+    }
+
+    /// `Ok` when nothing failed.
+    pub fn finish(self) -> Result<()> {
+        if self.targets.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("failed for {}", self.targets.join(", ")))
+        }
     }
 }
 

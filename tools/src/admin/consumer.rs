@@ -12,9 +12,11 @@ use rmq_remoting::topic::RETRY_GROUP_TOPIC_PREFIX;
 use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
 use serde_json::Value;
 
-use super::bodies::{parse_attributes, GetConsumerRunningInfoRequestHeader, SubscriptionGroupConfig};
+use super::bodies::{
+    parse_attributes, GetConsumerRunningInfoRequestHeader, SubscriptionGroupConfig,
+};
 use super::cli::{ConsumerProgressArgs, UpdateSubGroupArgs};
-use super::client::{master_addrs, select_broker_addr, CodeError};
+use super::client::{master_addrs, select_broker_addr, CodeError, Failures};
 use super::java::{self, front};
 use super::mq_version::version_desc;
 use super::{Admin, Out};
@@ -64,7 +66,9 @@ pub async fn examine_consume_stats(
         result.consume_tps += stats.consume_tps;
     }
     if result.offset_table.is_empty() {
-        let model = consumer_connection(admin, group).await.map(|c| c.message_model);
+        let model = consumer_connection(admin, group)
+            .await
+            .map(|c| c.message_model);
         return Err(match model {
             Ok(MessageModel::Broadcasting) => CodeError::new(
                 None,
@@ -132,11 +136,18 @@ async fn queue_allocation(admin: &Admin, group: &str) -> HashMap<MessageQueue, S
                 client_id: conn.client_id.clone(),
                 jstack_enable: false,
             };
-            let req =
-                RemotingCommand::request_with_header(RequestCode::GET_CONSUMER_RUNNING_INFO, &header);
+            let req = RemotingCommand::request_with_header(
+                RequestCode::GET_CONSUMER_RUNNING_INFO,
+                &header,
+            );
             let resp = admin.call(addr, &req).await?;
             let info: Value = fastjson::from_slice(&resp.body)?;
-            let ip = conn.client_id.split('@').next().unwrap_or_default().to_string();
+            let ip = conn
+                .client_id
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if let Some(table) = info.get("mqTable").and_then(Value::as_object) {
                 for key in table.keys() {
                     if let Ok(mq) = serde_json::from_str::<MessageQueue>(key) {
@@ -173,7 +184,7 @@ pub async fn consumer_progress(
     if allocation.is_some() {
         writeln!(
             out,
-            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20} {:<20}{}",
+            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20} {:<20}#LastTime",
             "#Topic",
             "#Broker Name",
             "#QID",
@@ -182,12 +193,11 @@ pub async fn consumer_progress(
             "#Client IP",
             "#Diff",
             "#Inflight",
-            "#LastTime"
         )?;
     } else {
         writeln!(
             out,
-            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}{}",
+            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20} {:<20}#LastTime",
             "#Topic",
             "#Broker Name",
             "#QID",
@@ -195,7 +205,6 @@ pub async fn consumer_progress(
             "#Consumer Offset",
             "#Diff",
             "#Inflight",
-            "#LastTime"
         )?;
     }
     let (mut diff_total, mut inflight_total) = (0i64, 0i64);
@@ -249,8 +258,8 @@ pub async fn consumer_progress(
 async fn all_groups_progress(admin: &Admin, out: Out<'_>) -> Result<()> {
     writeln!(
         out,
-        "{:<64}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  {}",
-        "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS", "#Diff Total"
+        "{:<64}  {:<6}  {:<24} {:<5}  {:<14}  {:<7}  #Diff Total",
+        "#Group", "#Count", "#Version", "#Type", "#Model", "#TPS"
     )?;
     let mut topics = admin.all_topics().await?.topic_list;
     topics.sort();
@@ -272,7 +281,12 @@ async fn all_groups_progress(admin: &Admin, out: Out<'_>) -> Result<()> {
         let count = cc.as_ref().map_or(0, |c| c.connection_set.len());
         let (version, kind, model) = match &cc {
             Some(c) if count > 0 => {
-                let min = c.connection_set.iter().map(|x| x.version).min().unwrap_or(0);
+                let min = c
+                    .connection_set
+                    .iter()
+                    .map(|x| x.version)
+                    .min()
+                    .unwrap_or(0);
                 let kind = if c.consume_type == ConsumeType::ConsumeActively {
                     "PULL"
                 } else {
@@ -283,7 +297,7 @@ async fn all_groups_progress(admin: &Admin, out: Out<'_>) -> Result<()> {
                 } else {
                     ""
                 };
-                (version_desc(min).to_string(), kind, model)
+                (version_desc(min), kind, model)
             }
             _ => ("OFFLINE".to_string(), "", ""),
         };
@@ -347,24 +361,24 @@ pub async fn update_sub_group(
     }
     let req = RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
         .with_body(cfg.encode());
-    let addrs = match (&args.broker_addr, &args.cluster) {
-        (Some(addr), _) => vec![addr.trim().to_string()],
-        (None, Some(c)) => master_addrs(&admin.cluster_info().await?, c.trim())?,
+    let cluster = match (&args.broker_addr, &args.cluster) {
+        (Some(addr), _) => {
+            let addr = addr.trim();
+            admin.call(addr, &req).await?;
+            writeln!(out, "create subscription group to {addr} success.")?;
+            writeln!(out, "{cfg}")?;
+            return Ok(());
+        }
+        (None, Some(c)) => c.trim(),
         (None, None) => bail!("give -b brokerAddr or -c clusterName"),
     };
-    let mut failure = None;
-    for addr in &addrs {
-        match admin.call(addr, &req).await {
+    let mut failures = Failures::default();
+    for addr in master_addrs(&admin.cluster_info().await?, cluster)? {
+        match admin.call(&addr, &req).await {
             Ok(_) => writeln!(out, "create subscription group to {addr} success.")?,
-            Err(e) => {
-                eprintln!("{e:#}");
-                failure.get_or_insert(e);
-            }
+            Err(e) => failures.record(&addr, e),
         }
     }
-    if let (Some(e), 1) = (&failure, addrs.len()) {
-        return Err(anyhow!("{e:#}"));
-    }
     writeln!(out, "{cfg}")?;
-    failure.map_or(Ok(()), Err)
+    failures.finish()
 }

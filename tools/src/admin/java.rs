@@ -138,8 +138,11 @@ fn write_pretty(value: &Value, level: usize, bare: bool, fields: &[&str], out: &
     match value {
         Value::Object(map) if map.is_empty() => out.push_str("{}"),
         Value::Object(map) => {
+            // fastjson sorts fields (`MapSortField`); do so whatever order the map keeps.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
             out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }

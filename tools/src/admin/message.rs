@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use rmq_remoting::header::{QueryMessageRequestHeader, ViewMessageRequestHeader};
 use rmq_remoting::message::{decode_offset_msg_id, property, sys_flag, MessageExt};
@@ -157,8 +157,7 @@ async fn find_by_id(
     id: &str,
 ) -> Result<Option<MessageExt>> {
     match decode_offset_msg_id(id) {
-        Ok((store, offset)) => match view_message(admin, &store.to_string(), topic, offset).await
-        {
+        Ok((store, offset)) => match view_message(admin, &store.to_string(), topic, offset).await {
             Ok(m) => return Ok(Some(m)),
             Err(e) if topic.is_some() => {
                 tracing::debug!(error = %format!("{e:#}"), "the msgId maybe created by new client, msgId={id}");
@@ -177,7 +176,12 @@ async fn find_by_id(
 pub async fn query_msg_by_id(admin: &Admin, args: &QueryMsgByIdArgs, out: Out<'_>) -> Result<()> {
     let topic = args.topic.as_deref().map(str::trim);
     let cluster = args.cluster.as_deref().map(str::trim);
-    for id in args.msg_id.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for id in args
+        .msg_id
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         match find_by_id(admin, cluster, topic, id).await? {
             Some(msg) => print_msg(admin, &msg, args.body_format.is_some(), out).await?,
             None => {
@@ -229,8 +233,14 @@ pub async fn print_msg(
     let fields: [(&str, String); 15] = [
         ("OffsetID:", msg.offset_msg_id()),
         ("Topic:", msg.topic.clone()),
-        ("Tags:", format!("[{}]", opt(msg.properties.get(property::TAGS)))),
-        ("Keys:", format!("[{}]", opt(msg.properties.get(property::KEYS)))),
+        (
+            "Tags:",
+            format!("[{}]", opt(msg.properties.get(property::TAGS))),
+        ),
+        (
+            "Keys:",
+            format!("[{}]", opt(msg.properties.get(property::KEYS))),
+        ),
         ("Queue ID:", msg.queue_id.to_string()),
         ("Queue Offset:", msg.queue_offset.to_string()),
         ("CommitLog Offset:", msg.commit_log_offset.to_string()),
@@ -277,11 +287,7 @@ fn host(addr: std::net::SocketAddr) -> String {
     format!("{}:{}", addr.ip(), addr.port())
 }
 
-pub async fn query_msg_by_key(
-    admin: &Admin,
-    args: &QueryMsgByKeyArgs,
-    out: Out<'_>,
-) -> Result<()> {
+pub async fn query_msg_by_key(admin: &Admin, args: &QueryMsgByKeyArgs, out: Out<'_>) -> Result<()> {
     let q = Query {
         cluster: args.cluster.as_deref().map(str::trim),
         topic: args.topic.trim(),
@@ -294,10 +300,13 @@ pub async fn query_msg_by_key(
     let msgs = query_messages(admin, &q).await?;
     writeln!(out, "{:<50} {:>4} {:>40}", "#Message ID", "#QID", "#Offset")?;
     for m in &msgs {
-        writeln!(out, "{:<50} {:>4} {:>40}", msg_id(m), m.queue_id, m.queue_offset)?;
-    }
-    if msgs.is_empty() {
-        return Err(anyhow!("no message"));
+        writeln!(
+            out,
+            "{:<50} {:>4} {:>40}",
+            msg_id(m),
+            m.queue_id,
+            m.queue_offset
+        )?;
     }
     Ok(())
 }

@@ -16,9 +16,13 @@ use rmq_remoting::protocol::TopicList;
 use rmq_remoting::topic::{is_retry_or_dlq, AUTO_CREATE_TOPIC_KEY_TOPIC};
 use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
 
-use super::bodies::{attributes_string, parse_attributes, GroupList, QueryTopicConsumeByWhoRequestHeader};
+use super::bodies::{
+    attributes_string, parse_attributes, GroupList, QueryTopicConsumeByWhoRequestHeader,
+};
 use super::broker::perm_is_valid;
-use super::cli::{DeleteTopicArgs, TopicListArgs, TopicRouteArgs, TopicStatusArgs, UpdateTopicArgs};
+use super::cli::{
+    DeleteTopicArgs, TopicListArgs, TopicRouteArgs, TopicStatusArgs, UpdateTopicArgs,
+};
 use super::client::{broker_name_of, cluster_brokers, master_addrs, select_broker_addr, CodeError};
 use super::java::{self, front};
 use super::{Admin, Out};
@@ -167,7 +171,10 @@ fn print_route_list(route: &TopicRouteData, out: Out<'_>) -> Result<()> {
 }
 
 /// `TopicConfig.toString`.
-fn topic_config_string(h: &CreateTopicRequestHeader, attributes: &BTreeMap<String, String>) -> String {
+fn topic_config_string(
+    h: &CreateTopicRequestHeader,
+    attributes: &BTreeMap<String, String>,
+) -> String {
     format!(
         "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}, \
          topicFilterType={}, topicSysFlag={}, order={}, attributes={}]",
@@ -218,7 +225,10 @@ pub async fn update_topic(admin: &Admin, args: &UpdateTopicArgs, out: Out<'_>) -
             let conf = format!("{broker_name}:{}", header.write_queue_nums);
             let merged = merge_order_conf(admin, topic, &broker_name, &conf).await;
             admin.put_kv(ORDER_TOPIC_CONFIG, topic, &merged).await?;
-            writeln!(out, "set broker orderConf. isOrder=true, orderConf=[{conf}]")?;
+            writeln!(
+                out,
+                "set broker orderConf. isOrder=true, orderConf=[{conf}]"
+            )?;
         }
         writeln!(out, "create topic to {addr} success.")?;
         writeln!(out, "{}", topic_config_string(&header, &attributes))?;
@@ -237,7 +247,10 @@ pub async fn update_topic(admin: &Admin, args: &UpdateTopicArgs, out: Out<'_>) -
             .collect::<Vec<_>>()
             .join(";");
         admin.put_kv(ORDER_TOPIC_CONFIG, topic, &conf).await?;
-        writeln!(out, "set cluster orderConf. isOrder=true, orderConf=[{conf}]")?;
+        writeln!(
+            out,
+            "set cluster orderConf. isOrder=true, orderConf=[{conf}]"
+        )?;
     }
     writeln!(out, "{}", topic_config_string(&header, &attributes))?;
     Ok(())
@@ -263,7 +276,12 @@ async fn merge_order_conf(admin: &Admin, topic: &str, broker_name: &str, conf: &
     let mut entries: BTreeMap<String, String> = old
         .split(';')
         .filter(|s| !s.trim().is_empty())
-        .map(|s| (s.split(':').next().unwrap_or_default().to_string(), s.to_string()))
+        .map(|s| {
+            (
+                s.split(':').next().unwrap_or_default().to_string(),
+                s.to_string(),
+            )
+        })
         .collect();
     entries.insert(broker_name.to_string(), conf.to_string());
     entries.into_values().collect::<Vec<_>>().join(";")
@@ -282,7 +300,10 @@ pub async fn delete_topic(admin: &Admin, args: &DeleteTopicArgs, out: Out<'_>) -
     for addr in master_addrs(&info, cluster)? {
         admin.call(&addr, &req).await?;
     }
-    writeln!(out, "delete topic [{topic}] from cluster [{cluster}] success.")?;
+    writeln!(
+        out,
+        "delete topic [{topic}] from cluster [{cluster}] success."
+    )?;
     let req = RemotingCommand::request_with_header(
         RequestCode::DELETE_TOPIC_IN_NAMESRV,
         &DeleteTopicFromNamesrvRequestHeader {
@@ -328,8 +349,8 @@ pub async fn topic_status(admin: &Admin, args: &TopicStatusArgs, out: Out<'_>) -
     queues.sort();
     writeln!(
         out,
-        "{:<32}  {:<4}  {:<20}  {:<20}    {}",
-        "#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"
+        "{:<32}  {:<4}  {:<20}  {:<20}    #Last Updated",
+        "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
     )?;
     for mq in queues {
         let o = &stats.offset_table[mq];
