@@ -1,0 +1,168 @@
+//! `mqbench`: producer and consumer load against a RocketMQ cluster, like RocketMQ's
+//! benchmark tools. Prints TPS, MB/s and latency percentiles every second and a summary.
+//!
+//! ```text
+//! mqbench producer -n 127.0.0.1:9876 -t BenchmarkTopic -w 64 -s 1024 --seconds 10
+//! mqbench consumer -n 127.0.0.1:9876 -t BenchmarkTopic -g benchmark_consumer --seconds 10
+//! ```
+
+mod consumer;
+mod producer;
+mod route;
+mod stats;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "mqbench", about = "RocketMQ producer/consumer benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendMode {
+    /// One request in flight per sender, each waiting for its answer.
+    Sync,
+    /// Up to `--inflight` requests in flight per sender.
+    Async,
+    /// Fire and forget (no answers, no latency).
+    Oneway,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Name server address list, `host:port;host:port` (or NAMESRV_ADDR).
+    #[arg(
+        short = 'n',
+        long = "namesrvAddr",
+        env = "NAMESRV_ADDR",
+        default_value = "127.0.0.1:9876"
+    )]
+    pub namesrv: String,
+    /// Topic.
+    #[arg(short = 't', long, default_value = "BenchmarkTest")]
+    pub topic: String,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Stop after this many messages (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send messages.
+    Producer {
+        #[command(flatten)]
+        common: Common,
+        /// Concurrent senders (RocketMQ's `-w` threads).
+        #[arg(short = 'w', long, default_value_t = 64)]
+        threads: usize,
+        /// Message body size in bytes.
+        #[arg(short = 's', long, default_value_t = 128)]
+        size: usize,
+        #[arg(long, value_enum, default_value = "sync")]
+        mode: SendMode,
+        /// Requests in flight per sender in async mode.
+        #[arg(long, default_value_t = 8)]
+        inflight: usize,
+        /// Messages per send (SEND_BATCH_MESSAGE when > 1).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Give every message a key (indexed by the broker).
+        #[arg(short = 'k', long)]
+        keys: bool,
+        /// Number of distinct tags to cycle through (0: none).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        tags: usize,
+        /// Queues per broker if the topic has to be created.
+        #[arg(long, default_value_t = 8)]
+        queues: i32,
+    },
+    /// Consume messages (pull with long polling, as push consumers do).
+    Consumer {
+        #[command(flatten)]
+        common: Common,
+        /// Consumer group.
+        #[arg(short = 'g', long, default_value = "benchmark_consumer")]
+        group: String,
+        /// Start from the first message still stored instead of the end of each queue.
+        #[arg(long)]
+        from_first: bool,
+        /// Messages per pull.
+        #[arg(long, default_value_t = 32)]
+        pull_batch: i32,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mqbench: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Producer {
+                common,
+                threads,
+                size,
+                mode,
+                inflight,
+                batch,
+                keys,
+                tags,
+                queues,
+            } => {
+                producer::run(producer::Options {
+                    common,
+                    threads,
+                    size,
+                    mode,
+                    inflight,
+                    batch,
+                    keys,
+                    tags,
+                    queues,
+                })
+                .await
+            }
+            Cmd::Consumer {
+                common,
+                group,
+                from_first,
+                pull_batch,
+            } => {
+                consumer::run(consumer::Options {
+                    common,
+                    group,
+                    from_first,
+                    pull_batch,
+                })
+                .await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mqbench: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `mqbench` as a process against a real name server and broker (in-process, loopback).
+
+use std::process::Command;
+
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_then_consume_counts_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns_addr.clone();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.broker_name = "bench-broker".into();
+    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 8 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 10_000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 8192;
+    let broker = Broker::start(s).await.unwrap();
+    // Wait until the broker is registered.
+    for _ in 0..50 {
+        if ns.processor().route.live_broker_count() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bench = env!("CARGO_BIN_EXE_mqbench");
+    let ns2 = ns_addr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bench)
+            .args([
+                "producer",
+                "-n",
+                &ns2,
+                "-t",
+                "BenchIt",
+                "-w",
+                "4",
+                "-s",
+                "256",
+                "--count",
+                "400",
+                "--seconds",
+                "20",
+                "--queues",
+                "4",
+                "-k",
+                "-c",
+                "3",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[summary] Send TPS"), "{text}");
+    assert!(text.contains("failed: 0"), "{text}");
+    let batch_out = tokio::task::spawn_blocking({
+        let ns2 = ns_addr.clone();
+        move || {
+            Command::new(bench)
+                .args([
+                    "producer", "-n", &ns2, "-t", "BenchIt", "-w", "2", "-s", "100", "--count",
+                    "100", "--batch", "10", "--mode", "async",
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        batch_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&batch_out.stderr)
+    );
+    let stored: i64 = (0..4)
+        .map(|q| {
+            broker
+                .inner()
+                .store
+                .max_offset_in_queue("BenchIt", q, false)
+        })
+        .sum();
+    assert_eq!(stored, 500, "every acknowledged message is stored");
+
+    let ns2 = ns_addr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bench)
+            .args([
+                "consumer",
+                "-n",
+                &ns2,
+                "-t",
+                "BenchIt",
+                "-g",
+                "bench_group",
+                "--from-first",
+                "--count",
+                "500",
+                "--seconds",
+                "20",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[summary] Consume TPS"), "{text}");
+    // The consumer committed its progress with its pulls.
+    let committed: i64 = (0..4)
+        .map(|q| {
+            broker
+                .inner()
+                .offsets
+                .query("bench_group", "BenchIt", q)
+                .max(0)
+        })
+        .sum();
+    assert!(committed > 0, "{text}");
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
