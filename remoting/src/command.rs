@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use bytes::{Buf, BufMut, Bytes};
-use serde_json::Value;
 
 use crate::code::{version, LanguageCode, RequestCode, ResponseCode};
 use crate::error::{RemotingError, Result};
@@ -191,26 +190,36 @@ impl RemotingCommand {
     }
 
     fn encode_json_header(&self) -> Vec<u8> {
-        // Keys in fastjson's sorted order. `extFields` is always present: Java clients read
-        // it without a null check on send responses.
+        // Written by hand, keys in fastjson's sorted order. `extFields` is always present:
+        // Java clients read it without a null check on send responses.
+        let mut out = Vec::with_capacity(128 + self.ext_fields.len() * 32);
         let mut ext: Vec<(&String, &String)> = self.ext_fields.iter().collect();
-        ext.sort();
-        let ext: serde_json::Map<String, Value> = ext
-            .into_iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let mut obj = serde_json::Map::new();
-        obj.insert("code".into(), self.code.into());
-        obj.insert("extFields".into(), Value::Object(ext));
-        obj.insert("flag".into(), self.flag.into());
-        obj.insert("language".into(), self.language.name().into());
-        obj.insert("opaque".into(), self.opaque.into());
-        if let Some(remark) = &self.remark {
-            obj.insert("remark".into(), remark.clone().into());
+        ext.sort_unstable();
+        out.extend_from_slice(b"{\"code\":");
+        push_int(&mut out, self.code as i64);
+        out.extend_from_slice(b",\"extFields\":{");
+        for (n, (k, v)) in ext.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            push_json_str(&mut out, k);
+            out.push(b':');
+            push_json_str(&mut out, v);
         }
-        obj.insert("serializeTypeCurrentRPC".into(), "JSON".into());
-        obj.insert("version".into(), self.version.into());
-        serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+        out.extend_from_slice(b"},\"flag\":");
+        push_int(&mut out, self.flag as i64);
+        out.extend_from_slice(b",\"language\":\"");
+        out.extend_from_slice(self.language.name().as_bytes());
+        out.extend_from_slice(b"\",\"opaque\":");
+        push_int(&mut out, self.opaque as i64);
+        if let Some(remark) = &self.remark {
+            out.extend_from_slice(b",\"remark\":");
+            push_json_str(&mut out, remark);
+        }
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        push_int(&mut out, self.version as i64);
+        out.push(b'}');
+        out
     }
 
     fn encode_binary_header(&self) -> Vec<u8> {
@@ -252,56 +261,16 @@ impl RemotingCommand {
     }
 
     fn decode_json_header(header: &[u8]) -> Result<Self> {
-        let value: Value = serde_json::from_slice(header)
+        let h: json_header::JsonHeader = serde_json::from_slice(header)
             .map_err(|e| RemotingError::BadHeader(format!("JSON header: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| RemotingError::BadHeader("JSON header is not an object".into()))?;
-        let int = |key: &str| -> Result<i32> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(0),
-                Some(v) => json_i32(v)
-                    .ok_or_else(|| RemotingError::BadHeader(format!("`{key}` is not an int"))),
-            }
-        };
-        let language = match obj.get("language") {
-            Some(Value::String(s)) => LanguageCode::from_name(s),
-            Some(Value::Number(n)) => LanguageCode::from_code(n.as_u64().unwrap_or(7) as u8),
-            _ => LanguageCode::Other,
-        };
-        let remark = match obj.get("remark") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
-        };
-        let mut ext_fields = HashMap::new();
-        match obj.get("extFields") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(map)) => {
-                for (k, v) in map {
-                    // Lenient like the Java broker: numbers and booleans are taken as text.
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Null => continue,
-                        other => other.to_string(),
-                    };
-                    ext_fields.insert(k.clone(), text);
-                }
-            }
-            Some(_) => {
-                return Err(RemotingError::BadHeader(
-                    "`extFields` is not an object".into(),
-                ))
-            }
-        }
         Ok(RemotingCommand {
-            code: int("code")?,
-            language,
-            version: int("version")?,
-            opaque: int("opaque")?,
-            flag: int("flag")?,
-            remark,
-            ext_fields,
+            code: h.code,
+            language: h.language.0,
+            version: h.version,
+            opaque: h.opaque,
+            flag: h.flag,
+            remark: h.remark.0,
+            ext_fields: h.ext_fields.map(|m| m.0).unwrap_or_default(),
             body: Bytes::new(),
             serialize_type: SerializeType::Json,
         })
@@ -386,10 +355,156 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String> {
         .map_err(|_| RemotingError::BadHeader(format!("{what} is not UTF-8")))
 }
 
-fn json_i32(v: &Value) -> Option<i32> {
-    match v {
-        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+fn push_int(out: &mut Vec<u8>, v: i64) {
+    use std::io::Write;
+    let _ = write!(out, "{v}");
+}
+
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's escaping, straight into the buffer.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The JSON header, read leniently and without building a `Value` tree: numbers may come as
+/// strings, extFields values as numbers or booleans, the language as a name or a number.
+mod json_header {
+    use std::collections::HashMap;
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    use crate::code::LanguageCode;
+
+    #[derive(Deserialize)]
+    pub struct JsonHeader {
+        #[serde(default, deserialize_with = "lenient_i32")]
+        pub code: i32,
+        #[serde(default)]
+        pub language: Lang,
+        #[serde(default, deserialize_with = "lenient_i32")]
+        pub version: i32,
+        #[serde(default, deserialize_with = "lenient_i32")]
+        pub opaque: i32,
+        #[serde(default, deserialize_with = "lenient_i32")]
+        pub flag: i32,
+        #[serde(default)]
+        pub remark: Remark,
+        #[serde(default, rename = "extFields")]
+        pub ext_fields: Option<Ext>,
+    }
+
+    /// A JSON scalar as text (`null` → `None`).
+    struct Scalar(Option<String>);
+
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a string, number, boolean or null")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v)))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(v.to_string())))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                // Nested values are nothing a header field can hold: skipped.
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Scalar, A::Error> {
+                    while m.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Scalar, A::Error> {
+                    while s.next_element::<de::IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    fn lenient_i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        match Scalar::deserialize(d)?.0 {
+            None => Ok(0),
+            Some(s) => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(|| de::Error::custom(format!("`{s}` is not an int"))),
+        }
+    }
+
+    pub struct Lang(pub LanguageCode);
+
+    impl Default for Lang {
+        fn default() -> Self {
+            Lang(LanguageCode::Other)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Lang {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(Lang(match Scalar::deserialize(d)?.0 {
+                Some(s) => LanguageCode::from_name(&s),
+                None => LanguageCode::Other,
+            }))
+        }
+    }
+
+    #[derive(Default)]
+    pub struct Remark(pub Option<String>);
+
+    impl<'de> Deserialize<'de> for Remark {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(Remark(Scalar::deserialize(d)?.0))
+        }
+    }
+
+    pub struct Ext(pub HashMap<String, String>);
+
+    impl<'de> Deserialize<'de> for Ext {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Ext;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Ext, E> {
+                    Ok(Ext(HashMap::new()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ext, A::Error> {
+                    let mut out = HashMap::with_capacity(m.size_hint().unwrap_or(8));
+                    while let Some((k, v)) = m.next_entry::<String, Scalar>()? {
+                        if let Some(v) = v.0 {
+                            out.insert(k, v);
+                        }
+                    }
+                    Ok(Ext(out))
+                }
+            }
+            d.deserialize_any(V)
+        }
     }
 }
