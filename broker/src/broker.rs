@@ -47,6 +47,7 @@ pub struct BrokerInner {
     pub started: Instant,
     pub stats: BrokerStats,
     pub send_permits: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<crate::metrics::BrokerMetrics>,
 }
 
 impl BrokerInner {
@@ -63,6 +64,7 @@ impl BrokerInner {
 pub struct Broker {
     inner: Arc<BrokerInner>,
     servers: Vec<RemotingServer>,
+    metrics_server: Option<rmq_remoting::metrics::MetricsServer>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -98,6 +100,7 @@ impl Broker {
             store_host: SocketAddr::new(ip, listen_port),
             broker_addr: b.broker_addr(),
             send_permits: Arc::new(tokio::sync::Semaphore::new(b.max_in_flight_sends.max(1))),
+            metrics: crate::metrics::BrokerMetrics::new(&b.broker_cluster_name, &b.broker_name),
             settings: RwLock::new(settings),
             store,
             topics,
@@ -119,6 +122,31 @@ impl Broker {
                     }
                 }));
         }
+        {
+            let m = inner.metrics.clone();
+            inner
+                .store
+                .set_flush_observer(Arc::new(move |secs| m.flush.observe(secs)));
+        }
+        let metrics_port = inner.settings.read().broker.metrics_port;
+        let metrics_server = if metrics_port != 0 {
+            let weak = Arc::downgrade(&inner);
+            let gather: rmq_remoting::metrics::Gather = Arc::new(move || {
+                weak.upgrade()
+                    .map(|i| i.metrics.gather(&i))
+                    .unwrap_or_default()
+            });
+            Some(
+                rmq_remoting::metrics::MetricsServer::start(
+                    SocketAddr::new(bind, metrics_port),
+                    gather,
+                )
+                .await
+                .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
+            )
+        } else {
+            None
+        };
         let processor = Arc::new(BrokerProcessor::new(inner.clone()));
         let mut servers = Vec::new();
         let main = RemotingServer::bind(
@@ -154,6 +182,7 @@ impl Broker {
         Ok(Broker {
             inner,
             servers,
+            metrics_server,
             stop,
             tasks,
         })
@@ -161,6 +190,11 @@ impl Broker {
 
     pub fn inner(&self) -> &Arc<BrokerInner> {
         &self.inner
+    }
+
+    /// Where `/metrics` is served, if `metricsPort` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.local_addr)
     }
 
     /// The main listening address.
@@ -179,6 +213,9 @@ impl Broker {
         self.inner.holds.wake_all();
         for s in self.servers {
             s.shutdown().await;
+        }
+        if let Some(m) = self.metrics_server {
+            m.shutdown().await;
         }
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,7 @@ pub mod broker;
 pub mod config;
 pub mod long_polling;
 pub mod manager;
+pub mod metrics;
 pub mod namesrv;
 pub mod processor;
 pub mod store;

@@ -36,6 +36,8 @@ java_config! {
         bind_address: String = "0.0.0.0".into() => "bindAddress",
         /// Connections silent for this long are closed (0 disables).
         server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds",
+        /// Prometheus `/metrics` port; 0 disables it.
+        metrics_port: u16 = 0 => "metricsPort",
         /// Frames longer than this are refused and their connection closed.
         frame_max_length: usize = rmq_remoting::codec::DEFAULT_MAX_FRAME_LEN => "frameMaxLength",
     }

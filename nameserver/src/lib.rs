@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod kvconfig;
+pub mod metrics;
 pub mod processor;
 pub mod route_info;
 
@@ -27,6 +28,7 @@ use processor::{NamesrvProcessor, NamesrvService};
 pub struct NameServer {
     processor: Arc<NamesrvProcessor>,
     server: RemotingServer,
+    metrics_server: Option<rmq_remoting::metrics::MetricsServer>,
     stop: CancellationToken,
     scan: JoinHandle<()>,
 }
@@ -54,12 +56,26 @@ impl NameServer {
         )
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+        let metrics_port = processor.config.read().metrics_port;
+        let metrics_server = if metrics_port != 0 {
+            let p = processor.clone();
+            let gather: rmq_remoting::metrics::Gather = Arc::new(move || p.metrics.gather(&p));
+            let maddr = SocketAddr::new(addr.ip(), metrics_port);
+            Some(
+                rmq_remoting::metrics::MetricsServer::start(maddr, gather)
+                    .await
+                    .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
+            )
+        } else {
+            None
+        };
         let stop = CancellationToken::new();
         let scan = tokio::spawn(scan_loop(processor.clone(), stop.clone()));
         tracing::info!(addr = %server.local_addr(), "The Name Server boot success. serializeType=JSON");
         Ok(NameServer {
             processor,
             server,
+            metrics_server,
             stop,
             scan,
         })
@@ -67,6 +83,11 @@ impl NameServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where `/metrics` is served, if `metricsPort` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.local_addr)
     }
 
     pub fn processor(&self) -> &Arc<NamesrvProcessor> {
@@ -78,6 +99,9 @@ impl NameServer {
         self.stop.cancel();
         let _ = self.scan.await;
         self.server.shutdown().await;
+        if let Some(m) = self.metrics_server {
+            m.shutdown().await;
+        }
         let p = self.processor.clone();
         let _ = tokio::task::spawn_blocking(move || p.kv.flush()).await;
         tracing::info!("name server stopped");

@@ -53,6 +53,7 @@ pub struct NamesrvProcessor {
     pub route: RouteInfoManager,
     pub kv: KvConfigManager,
     pub config: RwLock<NamesrvConfig>,
+    pub metrics: std::sync::Arc<crate::metrics::NamesrvMetrics>,
     started: Instant,
 }
 
@@ -64,6 +65,7 @@ impl NamesrvProcessor {
             route: RouteInfoManager::new(),
             kv,
             config: RwLock::new(config),
+            metrics: crate::metrics::NamesrvMetrics::new(),
             started: Instant::now(),
         }
     }
@@ -431,7 +433,13 @@ impl RequestProcessor for NamesrvService {
         conn: Connection,
         request: RemotingCommand,
     ) -> BoxFuture<'static, Option<RemotingCommand>> {
+        let started = Instant::now();
         let resp = self.0.handle(Some(&conn), &request);
+        self.0
+            .metrics
+            .requests
+            .with_label_values(&[request.code_name()])
+            .observe(started.elapsed().as_secs_f64());
         Box::pin(async move { Some(resp) })
     }
 

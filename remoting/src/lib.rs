@@ -16,6 +16,7 @@ pub mod error;
 pub mod fastjson;
 pub mod header;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod topic;

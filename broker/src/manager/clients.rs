@@ -207,6 +207,18 @@ impl ClientManager {
         self.consumers.read().keys().cloned().collect()
     }
 
+    /// Producer and consumer channels.
+    pub fn connection_counts(&self) -> (usize, usize) {
+        let c: usize = self
+            .consumers
+            .read()
+            .values()
+            .map(|i| i.channels.len())
+            .sum();
+        let p: usize = self.producers.read().values().map(|g| g.len()).sum();
+        (p, c)
+    }
+
     pub fn connection_count(&self) -> usize {
         let c: usize = self
             .consumers

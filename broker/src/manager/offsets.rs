@@ -20,6 +20,9 @@ pub struct ConsumerOffsetManager {
     dirty: AtomicBool,
 }
 
+/// `(topic, group, [(queue, offset)])`.
+pub type GroupOffsets = (String, String, Vec<(i32, i64)>);
+
 fn key(topic: &str, group: &str) -> String {
     format!("{topic}@{group}")
 }
@@ -74,6 +77,22 @@ impl ConsumerOffsetManager {
             .read()
             .keys()
             .filter_map(|k| k.strip_suffix(&suffix).map(String::from))
+            .collect()
+    }
+
+    /// Every `(topic, group, queue → offset)`.
+    pub fn all(&self) -> Vec<GroupOffsets> {
+        self.table
+            .read()
+            .iter()
+            .filter_map(|(k, m)| {
+                let (topic, group) = k.split_once('@')?;
+                Some((
+                    topic.to_string(),
+                    group.to_string(),
+                    m.iter().map(|(q, o)| (*q, *o)).collect(),
+                ))
+            })
             .collect()
     }
 

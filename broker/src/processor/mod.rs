@@ -60,6 +60,17 @@ impl BrokerProcessor {
     }
 
     async fn handle(&self, conn: &Connection, req: &RemotingCommand) -> Option<RemotingCommand> {
+        let started = std::time::Instant::now();
+        let resp = self.route(conn, req).await;
+        self.inner
+            .metrics
+            .requests
+            .with_label_values(&[req.code_name()])
+            .observe(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn route(&self, conn: &Connection, req: &RemotingCommand) -> Option<RemotingCommand> {
         let i = &self.inner;
         let result = match req.code {
             RequestCode::SEND_MESSAGE

@@ -219,6 +219,13 @@ async fn pull_once(
             "The broker does not support consumer to filter message by SQL92",
         ));
     }
+    if allow_suspend {
+        inner
+            .metrics
+            .pulls
+            .with_label_values(&[h.consumer_group.as_str()])
+            .inc();
+    }
     let filter = TagFilter::from_subscription(&sub);
     let count = (h.max_msg_nums.max(1) as usize).min(max_count.max(1));
     let result = inner.store.get_messages(
@@ -275,6 +282,17 @@ async fn pull_once(
             .stats
             .get_bytes
             .fetch_add(result.total_bytes as u64, Ordering::Relaxed);
+        let labels = [h.topic.as_str(), h.consumer_group.as_str()];
+        inner
+            .metrics
+            .messages_out
+            .with_label_values(&labels)
+            .inc_by(result.messages.len() as u64);
+        inner
+            .metrics
+            .bytes_out
+            .with_label_values(&labels)
+            .inc_by(result.total_bytes as u64);
         resp = resp.with_body(body.freeze());
     }
     // The consumer's progress rides along with its pulls.

@@ -232,6 +232,16 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         .stats
         .put_bytes
         .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    inner
+        .metrics
+        .messages_in
+        .with_label_values(&[h.topic.as_str()])
+        .inc_by(count);
+    inner
+        .metrics
+        .bytes_in
+        .with_label_values(&[h.topic.as_str()])
+        .inc_by(bytes);
     let header = SendMessageResponseHeader {
         msg_id: append.msg_ids().join(","),
         queue_id,

@@ -35,6 +35,9 @@ use super::types::*;
 /// Long polling hangs off this.
 pub type DispatchListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
+/// Called with the duration of each commit-log flush, seconds (metrics).
+pub type FlushObserver = Arc<dyn Fn(f64) + Send + Sync>;
+
 /// Errors opening the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,6 +98,7 @@ pub(crate) struct Inner {
     /// Tests: the commit-log flusher does nothing while set (a disk that never finishes).
     pub flush_paused: AtomicBool,
     pub listener: RwLock<Option<DispatchListener>>,
+    pub flush_observer: RwLock<Option<FlushObserver>>,
     /// Next queue offset of every queue: the writer assigns from it.
     pub topic_queue_table: Mutex<HashMap<Arc<str>, HashMap<i32, i64>>>,
     pub last_dispatched_store_ts: AtomicI64,
@@ -238,6 +242,7 @@ impl MessageStore {
             disk_full: AtomicBool::new(false),
             flush_paused: AtomicBool::new(false),
             listener: RwLock::new(None),
+            flush_observer: RwLock::new(None),
             topic_queue_table: Mutex::new(HashMap::new()),
             last_dispatched_store_ts: AtomicI64::new(0),
             dispatched_offset: AtomicU64::new(0),
@@ -260,6 +265,11 @@ impl MessageStore {
     /// Registers the callback run after each dispatch.
     pub fn set_dispatch_listener(&self, listener: DispatchListener) {
         *self.inner.listener.write() = Some(listener);
+    }
+
+    /// Registers the callback given each commit-log flush's duration.
+    pub fn set_flush_observer(&self, observer: FlushObserver) {
+        *self.inner.flush_observer.write() = Some(observer);
     }
 
     /// Stores one message.

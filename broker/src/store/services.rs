@@ -259,7 +259,14 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
         }
         let ts = inner.commit_log.last_store_timestamp();
         let before = inner.commit_log.flushed_offset();
-        match inner.commit_log.flush(if full { 0 } else { least }) {
+        let started = Instant::now();
+        let flushed = inner.commit_log.flush(if full { 0 } else { least });
+        if matches!(flushed, Ok(f) if f > before) {
+            if let Some(observe) = inner.flush_observer.read().as_ref() {
+                observe(started.elapsed().as_secs_f64());
+            }
+        }
+        match flushed {
             Ok(flushed) => {
                 if flushed > before {
                     inner
