@@ -1,0 +1,125 @@
+//! The `mqbroker` binary as users run it: `-p`, `-m`, `-c`, `-n`, and SIGTERM (unregister,
+//! flush, clean checkpoint).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MQBROKER: &str = env!("CARGO_BIN_EXE_mqbroker");
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn print_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "brokerName=broker-x\nflushDiskType=SYNC_FLUSH\n").unwrap();
+    let out = Command::new(MQBROKER)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-n", "10.0.0.1:9876", "-p"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "brokerName=broker-x",
+        "flushDiskType=SYNC_FLUSH",
+        "listenPort=10911",
+        "namesrvAddr=10.0.0.1:9876",
+        "mappedFileSizeCommitLog=1073741824",
+        "fileReservedTime=72",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let out = Command::new(MQBROKER).arg("-m").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("brokerClusterName=DefaultCluster") && !text.contains("frameMaxLength"),
+        "{text}"
+    );
+    // A malformed name server address is refused, as RocketMQ refuses it.
+    let out = Command::new(MQBROKER)
+        .args(["-n", "no-port-here", "-p"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn sigterm_unregisters_and_leaves_a_clean_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let store = dir.path().join("store");
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerName=proc-broker\nbrokerIP1=127.0.0.1\nlistenPort={port}\nstorePathRootDir={}\nmappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=20000\nmaxHashSlotNum=1024\nmaxIndexNum=4096\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(MQBROKER)
+        .arg("-c")
+        .arg(&conf)
+        .args(["-n", &ns.local_addr().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ns.processor().route.live_broker_count() == 0 {
+        assert!(Instant::now() < deadline, "broker never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        store.join("abort").exists(),
+        "a running store has its abort file"
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        ns.processor().route.live_broker_count(),
+        0,
+        "unregistered on the way out"
+    );
+    assert!(
+        !store.join("abort").exists(),
+        "clean shutdown removes the abort file"
+    );
+    assert!(store.join("config/topics.json").exists());
+    ns.shutdown().await;
+}

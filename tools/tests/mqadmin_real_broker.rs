@@ -1,0 +1,184 @@
+//! `mqadmin` against our real name server and broker (the other mqadmin tests use fakes).
+
+use std::process::Command;
+
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+async fn mqadmin(args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_mqadmin"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_against_the_real_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns_addr.clone();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.broker_name = "real-broker".into();
+    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    let broker = Broker::start(s.clone()).await.unwrap();
+    let broker_addr = format!("127.0.0.1:{}", s.broker.listen_port);
+    for _ in 0..50 {
+        if ns.processor().route.live_broker_count() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let n = ns_addr.as_str();
+
+    let (ok, out) = mqadmin(&["clusterList", "-n", n]).await;
+    assert!(
+        ok && out.contains("real-broker") && out.contains(&broker_addr),
+        "{out}"
+    );
+
+    let (ok, out) = mqadmin(&[
+        "updateTopic",
+        "-n",
+        n,
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "AdminTopic",
+        "-r",
+        "4",
+        "-w",
+        "4",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        broker
+            .inner()
+            .topics
+            .get("AdminTopic")
+            .unwrap()
+            .write_queue_nums,
+        4
+    );
+    // The broker re-registers right after the change; give the route a moment.
+    let mut routed = false;
+    for _ in 0..50 {
+        let (ok, out) = mqadmin(&["topicRoute", "-n", n, "-t", "AdminTopic"]).await;
+        if ok && out.contains("real-broker") {
+            routed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(routed, "topic never routed");
+
+    // Some traffic, then status commands.
+    let (ok, out) = mqadmin(&["topicStatus", "-n", n, "-t", "AdminTopic"]).await;
+    assert!(ok && out.contains("real-broker"), "{out}");
+    let (ok, out) = mqadmin(&["brokerStatus", "-n", n, "-b", &broker_addr]).await;
+    assert!(ok && out.contains("commitLogMaxOffset"), "{out}");
+    let (ok, out) = mqadmin(&["getBrokerConfig", "-n", n, "-b", &broker_addr]).await;
+    assert!(
+        ok && out.contains("brokerName") && out.contains("real-broker"),
+        "{out}"
+    );
+    let (ok, out) = mqadmin(&[
+        "updateBrokerConfig",
+        "-n",
+        n,
+        "-b",
+        &broker_addr,
+        "-k",
+        "autoCreateTopicEnable",
+        "-v",
+        "false",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        !broker
+            .inner()
+            .settings
+            .read()
+            .broker
+            .auto_create_topic_enable
+    );
+    let (ok, out) = mqadmin(&[
+        "updateSubGroup",
+        "-n",
+        n,
+        "-b",
+        &broker_addr,
+        "-g",
+        "admin_group",
+        "-r",
+        "3",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        broker
+            .inner()
+            .groups
+            .get("admin_group")
+            .unwrap()
+            .retry_max_times,
+        3
+    );
+
+    let (ok, out) = mqadmin(&[
+        "deleteTopic",
+        "-n",
+        n,
+        "-c",
+        "DefaultCluster",
+        "-t",
+        "AdminTopic",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(broker.inner().topics.get("AdminTopic").is_none());
+
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
