@@ -134,7 +134,7 @@ impl Cluster {
             .get(topic)
             .map(|t| t.write_queue_nums.max(t.read_queue_nums))
             .unwrap_or(0);
-        (0..queues as i32)
+        (0..queues)
             .map(|q| inner.store.max_offset_in_queue(topic, q, false))
             .sum()
     }
@@ -327,7 +327,16 @@ async fn consumer_offsets_survive_a_broker_restart_mid_stream() {
     assert_eq!(c.stored(TOPIC), 400, "400 stored in all");
 
     let sent: HashSet<String> = first.iter().chain(second.iter()).cloned().collect();
-    let all = wait_until(Duration::from_secs(45), || got.distinct() == sent).await;
+    // Until the client heartbeats the new broker (every 10 s at the least), the broker does not
+    // know the group and answers its pulls SUBSCRIPTION_NOT_EXIST, as RocketMQ does.
+    let mut heartbeat_seen = None;
+    let all = wait_until(Duration::from_secs(45), || {
+        if heartbeat_seen.is_none() && !c.broker().inner().clients.consumer_ids(GROUP).is_empty() {
+            heartbeat_seen = Some(t_send.elapsed());
+        }
+        got.distinct() == sent
+    })
+    .await;
     let caught_up = t_send.elapsed();
     let (distinct, deliveries, dups) = got.summary();
     let duplicates = deliveries - distinct;
@@ -335,7 +344,8 @@ async fn consumer_offsets_survive_a_broker_restart_mid_stream() {
         "before the restart: {delivered_at_stop} deliveries ({distinct_at_stop} distinct), \
          broker held committed offsets summing to {committed_at_stop}; restart took \
          {restart_took:?} (offsets loaded: {committed_after_restart}); second batch sent in \
-         {send_took:?}; everything consumed {caught_up:?} after that batch started; now: \
+         {send_took:?}; the new broker saw the consumer's heartbeat {heartbeat_seen:?} and \
+         everything was consumed {caught_up:?} after that batch started; now: \
          {distinct} distinct of \
          {} in {deliveries} deliveries ({duplicates} duplicates: {dups:?}); broker offsets \
          now sum to {}",
