@@ -28,6 +28,46 @@ pub struct BrokerStats {
     pub put_bytes: AtomicU64,
     pub get_messages: AtomicU64,
     pub get_bytes: AtomicU64,
+    /// One `(put, get)` sample per second, newest last, ten minutes of them.
+    samples: parking_lot::Mutex<std::collections::VecDeque<(u64, u64)>>,
+}
+
+impl BrokerStats {
+    /// Takes the once-a-second sample behind the TPS figures.
+    pub fn sample(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut s = self.samples.lock();
+        s.push_back((
+            self.put_messages.load(Relaxed),
+            self.get_messages.load(Relaxed),
+        ));
+        while s.len() > 601 {
+            s.pop_front();
+        }
+    }
+
+    /// Messages per second over the last 10 s, 60 s and 600 s, as RocketMQ prints `putTps`
+    /// and `getTransferredTps`: `(put, get)`.
+    pub fn tps(&self) -> (String, String) {
+        let s = self.samples.lock();
+        let rate = |secs: usize, pick: fn(&(u64, u64)) -> u64| -> f64 {
+            let n = s.len();
+            if n < 2 {
+                return 0.0;
+            }
+            let back = secs.min(n - 1);
+            (pick(&s[n - 1]) - pick(&s[n - 1 - back])) as f64 / back as f64
+        };
+        let fmt = |pick: fn(&(u64, u64)) -> u64| {
+            format!(
+                "{:.2} {:.2} {:.2}",
+                rate(10, pick),
+                rate(60, pick),
+                rate(600, pick)
+            )
+        };
+        (fmt(|x| x.0), fmt(|x| x.1))
+    }
 }
 
 /// Everything the processors share.
@@ -57,6 +97,12 @@ impl BrokerInner {
 
     pub fn broker_name(&self) -> String {
         self.settings.read().broker.broker_name.clone()
+    }
+
+    /// Sends being processed right now.
+    pub fn send_permits_in_use(&self) -> usize {
+        let max = self.settings.read().broker.max_in_flight_sends.max(1);
+        max.saturating_sub(self.send_permits.available_permits())
     }
 }
 
@@ -230,7 +276,7 @@ impl Broker {
     }
 }
 
-/// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped.
+/// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped; TPS sampled.
 async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
     let interval = Duration::from_millis(
         inner
@@ -240,6 +286,21 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
             .flush_consumer_offset_interval
             .max(100),
     );
+    // TPS samples once a second (putTps / getTransferredTps in runtime info).
+    let sampler = {
+        let inner = inner.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => inner.stats.sample(),
+                }
+            }
+        })
+    };
+    let _sampler = AbortOnDrop(sampler);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -255,5 +316,13 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
             tracing::info!(peer = %conn.peer_addr(), "closing a client that stopped heartbeating");
             conn.close();
         }
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

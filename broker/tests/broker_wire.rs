@@ -506,3 +506,54 @@ async fn heartbeat_groups_and_garbage() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test]
+async fn runtime_info_reports_real_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let port = free_port();
+    let broker = Broker::start(settings(dir.path(), &ns.local_addr().to_string(), port))
+        .await
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let c = RemotingClient::default();
+    c.invoke(&addr, create_topic("Rates", 1, 6), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    // Let the sampler take a first sample, send 30 messages, wait for the next samples.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..30 {
+        c.invoke(&addr, send_req("Rates", 0, b"x", "a"), T)
+            .await
+            .unwrap()
+            .ensure_success()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = c
+        .invoke(
+            &addr,
+            RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
+            T,
+        )
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let table = rmq_remoting::protocol::KvTable::decode(&r.body)
+        .unwrap()
+        .table;
+    let put_tps: Vec<f64> = table["putTps"]
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(put_tps.len(), 3);
+    // 30 messages over the last ~3 one-second samples: a positive 10-second rate of at most 30/s.
+    assert!(put_tps[0] > 0.0 && put_tps[0] <= 30.0, "{put_tps:?}");
+    assert_eq!(table["msgPutTotalTodayNow"], "30");
+    assert!(table["earliestMessageTimeStamp"].parse::<i64>().unwrap() > 0);
+    broker.shutdown().await;
+    ns.shutdown().await;
+}

@@ -238,9 +238,20 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
         "pullThreadPoolQueueSize".into(),
         inner.holds.held_count().to_string(),
     );
-    t.insert("putTps".into(), "0.0 0.0 0.0".into());
-    t.insert("getTransferredTps".into(), "0.0 0.0 0.0".into());
+    let (put_tps, get_tps) = s.tps();
+    t.insert("putTps".into(), put_tps);
+    t.insert("getTransferredTps".into(), get_tps);
+    // No page-cache lock or thread-pool queues here: writes go through one writer thread
+    // and requests run as tasks, so these read as RocketMQ's idle values.
     t.insert("pageCacheLockTimeMills".into(), "0".into());
+    t.insert(
+        "sendThreadPoolQueueSize".into(),
+        (inner.send_permits_in_use()).to_string(),
+    );
+    t.insert("sendThreadPoolQueueHeadWaitTimeMills".into(), "0".into());
+    t.insert("pullThreadPoolQueueHeadWaitTimeMills".into(), "0".into());
+    let earliest = store.earliest_commit_log_time().unwrap_or(0);
+    t.insert("earliestMessageTimeStamp".into(), earliest.to_string());
     let ratio = crate::store::retention::disk_usage_percent(&store.config().commit_log_dir())
         .unwrap_or(0.0)
         / 100.0;

@@ -692,6 +692,15 @@ impl MessageStore {
         ids
     }
 
+    /// Store time of the oldest record in the commit log.
+    pub fn earliest_commit_log_time(&self) -> Option<i64> {
+        let cl = &self.inner.commit_log;
+        if cl.max_offset() <= cl.min_offset() {
+            return None;
+        }
+        cl.store_timestamp_at(cl.min_offset())
+    }
+
     pub fn min_phy_offset(&self) -> i64 {
         self.inner.commit_log.min_offset() as i64
     }
