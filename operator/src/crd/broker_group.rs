@@ -1,0 +1,218 @@
+//! `BrokerGroup`: one RocketMQ `brokerName` — a master (ordinal 0) and its slaves.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CommonStatus, PodOverrides};
+
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rocketmq.rs",
+    version = "v1alpha1",
+    kind = "BrokerGroup",
+    namespaced,
+    status = "BrokerGroupStatus",
+    shortname = "rmqbg",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.clusterName"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.brokerRole"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Master","type":"string","jsonPath":".status.masterPod"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerGroupSpec {
+    /// `brokerClusterName`.
+    #[serde(default = "default_cluster")]
+    pub cluster_name: String,
+    /// `brokerName`; the object's name when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_name: Option<String>,
+    /// Where the name servers are.
+    pub name_server: NameServerRef,
+    /// Master plus slaves: 1 is a lone master, 3 a master and two slaves.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: i32,
+    #[serde(default)]
+    pub broker_role: BrokerRole,
+    #[serde(default)]
+    pub flush_disk_type: FlushDiskType,
+    pub storage: StorageSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra `broker.conf` properties, RocketMQ's names (`autoCreateTopicEnable`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub addressing: Addressing,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+    #[serde(default)]
+    pub pod: PodOverrides,
+}
+
+fn default_cluster() -> String {
+    "DefaultCluster".into()
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The name servers a broker registers with: a `NameServer` object, or addresses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NameServerRef {
+    /// A `NameServer` in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Or a `host:port;host:port` list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// The master's replication mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BrokerRole {
+    #[serde(rename = "SYNC_MASTER")]
+    SyncMaster,
+    #[default]
+    #[serde(rename = "ASYNC_MASTER")]
+    AsyncMaster,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FlushDiskType {
+    #[default]
+    #[serde(rename = "ASYNC_FLUSH")]
+    AsyncFlush,
+    #[serde(rename = "SYNC_FLUSH")]
+    SyncFlush,
+}
+
+/// The volume each broker pod gets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// e.g. `20Gi`.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// What address a broker advertises (`brokerIP1`) and replicates on (`brokerIP2`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Addressing {
+    #[serde(default)]
+    pub mode: AddressMode,
+    /// Interface to take the address from (`Interface` mode), e.g. `net1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Network to take the address from (`Cidr` mode), e.g. `10.20.0.0/16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// Replication address selection, when it differs from the client one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha_interface: Option<String>,
+    /// Per-pod Services for clients outside the cluster (`External` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalAccess>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AddressMode {
+    /// The pod IP (downward API).
+    #[default]
+    PodIp,
+    /// The address of a named interface (multi-NIC pods).
+    Interface,
+    /// The first address inside a CIDR (multi-NIC pods).
+    Cidr,
+    /// A per-pod Service's external address.
+    External,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAccess {
+    /// `NodePort` or `LoadBalancer`.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = "^(NodePort|LoadBalancer)$"))]
+    pub type_: String,
+    /// Address clients use to reach the nodes (NodePort), if not the node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    /// First NodePort; pod N uses `nodePortBase + N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port_base: Option<i32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_metrics_port() -> i32 {
+    5557
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            enabled: true,
+            port: default_metrics_port(),
+        }
+    }
+}
+
+/// One broker pod as the operator sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub pod: String,
+    pub broker_id: i64,
+    /// `MASTER` or `SLAVE`.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub ready: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerGroupStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_pod: Option<String>,
+    /// Failover epoch (issue 7).
+    #[serde(default)]
+    pub epoch: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStatus>,
+}

@@ -1,0 +1,58 @@
+//! The custom resources: `NameServer`, `BrokerGroup`, `Topic`, `ConsumerGroup`, all in
+//! `rocketmq.rs/v1alpha1`. Schemas come from the types (schemars); `crdgen` writes them to
+//! `crds/`.
+
+pub mod broker_group;
+pub mod consumer_group;
+pub mod nameserver;
+pub mod topic;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use broker_group::{BrokerGroup, BrokerGroupSpec, BrokerGroupStatus};
+pub use consumer_group::{ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus};
+pub use nameserver::{NameServer, NameServerSpec, NameServerStatus};
+pub use topic::{Topic, TopicSpec, TopicStatus};
+
+/// The API group of every resource here.
+pub const GROUP: &str = "rocketmq.rs";
+/// Annotation that pauses reconciliation of an object while `"true"`.
+pub const PAUSE_ANNOTATION: &str = "rocketmq.rs/paused";
+
+/// Scheduling and metadata overrides for the pods an object creates.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra labels on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Replaces the default anti-affinity that spreads the pods across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+/// Status conditions (`Ready`, `Progressing`, `Degraded`) and the generation they describe.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
