@@ -1,6 +1,7 @@
 //! Kubernetes operator for RocketMQ-on-Rust clusters. So far: the custom resources
 //! ([`crd`]) and `crdgen`, which writes their CRDs to `crds/`.
 
+pub mod build;
 pub mod crd;
 
 use kube::CustomResourceExt;

@@ -1,0 +1,355 @@
+//! `BrokerGroup` → ConfigMap (one `broker.conf` per ordinal: 0 the master, N a slave with
+//! `brokerId` N), headless Service, StatefulSet with a volume per pod, PodDisruptionBudget.
+//!
+//! A StatefulSet rolls pods from the highest ordinal down, one at a time, each waiting for
+//! the previous to be ready: slaves first, the master last, as a config change should go.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::nameserver::fnv;
+use super::*;
+use crate::crd::broker_group::{AddressMode, BrokerRole, FlushDiskType};
+use crate::crd::BrokerGroup;
+
+pub const BROKER_PORT: i32 = 10911;
+pub const VIP_PORT: i32 = 10909;
+pub const HA_PORT: i32 = 10912;
+const COMPONENT: &str = "broker";
+const STORE: &str = "/home/rocketmq/store";
+
+/// Keys the operator sets itself; a spec may not override them.
+pub const MANAGED_KEYS: &[&str] = &[
+    "brokerClusterName",
+    "brokerName",
+    "brokerId",
+    "brokerRole",
+    "namesrvAddr",
+    "listenPort",
+    "haListenPort",
+    "storePathRootDir",
+    "brokerIP1",
+    "brokerIP2",
+    "flushDiskType",
+    "metricsPort",
+];
+
+#[derive(Debug, Clone)]
+pub struct BrokerGroupObjects {
+    pub config: ConfigMap,
+    pub headless: Service,
+    pub stateful_set: StatefulSet,
+    pub pdb: PodDisruptionBudget,
+}
+
+/// `broker.conf` of one ordinal.
+pub fn broker_conf(
+    bg: &BrokerGroup,
+    broker_name: &str,
+    ordinal: i32,
+    namesrv_addr: &str,
+) -> BTreeMap<String, String> {
+    let spec = &bg.spec;
+    let mut p = spec.config.clone();
+    p.insert("brokerClusterName".into(), spec.cluster_name.clone());
+    p.insert("brokerName".into(), broker_name.to_string());
+    p.insert("brokerId".into(), ordinal.to_string());
+    let role = match (ordinal, spec.broker_role) {
+        (0, BrokerRole::SyncMaster) => "SYNC_MASTER",
+        (0, BrokerRole::AsyncMaster) => "ASYNC_MASTER",
+        _ => "SLAVE",
+    };
+    p.insert("brokerRole".into(), role.into());
+    let flush = match spec.flush_disk_type {
+        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+        FlushDiskType::SyncFlush => "SYNC_FLUSH",
+    };
+    p.insert("flushDiskType".into(), flush.into());
+    p.insert("namesrvAddr".into(), namesrv_addr.to_string());
+    p.insert("listenPort".into(), BROKER_PORT.to_string());
+    p.insert("haListenPort".into(), HA_PORT.to_string());
+    p.insert("storePathRootDir".into(), STORE.into());
+    p.insert(
+        "metricsPort".into(),
+        if spec.metrics.enabled {
+            spec.metrics.port.to_string()
+        } else {
+            "0".into()
+        },
+    );
+    p
+}
+
+pub fn build(
+    bg: &BrokerGroup,
+    owner: &Owner,
+    namesrv_addr: &str,
+) -> Result<BrokerGroupObjects, SpecError> {
+    let spec = &bg.spec;
+    if !(1..=5).contains(&spec.replicas) {
+        return Err(SpecError::Invalid(format!(
+            "replicas must be 1..=5, got {}",
+            spec.replicas
+        )));
+    }
+    if let Some(k) = spec
+        .config
+        .keys()
+        .find(|k| MANAGED_KEYS.contains(&k.as_str()))
+    {
+        return Err(SpecError::Invalid(format!(
+            "config key `{k}` is managed by the operator"
+        )));
+    }
+    if spec.addressing.mode != AddressMode::PodIp {
+        return Err(SpecError::Invalid(format!(
+            "addressing mode {:?} is not supported by this operator version yet (only PodIp)",
+            spec.addressing.mode
+        )));
+    }
+    if namesrv_addr.is_empty() {
+        return Err(SpecError::Invalid(
+            "no name server: set nameServer.name or nameServer.address".into(),
+        ));
+    }
+    let name = owner.name.clone();
+    let broker_name = spec.broker_name.clone().unwrap_or_else(|| name.clone());
+    let labels = {
+        let mut l = labels(&name, COMPONENT);
+        l.insert("rocketmq.rs/cluster".into(), spec.cluster_name.clone());
+        l
+    };
+    let selector = selector(&name, COMPONENT);
+
+    let mut data = BTreeMap::new();
+    for i in 0..spec.replicas {
+        data.insert(
+            format!("broker-{i}.conf"),
+            properties(&broker_conf(bg, &broker_name, i, namesrv_addr)),
+        );
+    }
+    let hash = fnv(format!("{data:?}").as_bytes());
+    let config = ConfigMap {
+        metadata: meta(owner, format!("{name}-config"), labels.clone()),
+        data: Some(data),
+        ..Default::default()
+    };
+
+    let sport = |n: &str, p: i32| ServicePort {
+        name: Some(n.into()),
+        port: p,
+        target_port: Some(IntOrString::Int(p)),
+        ..Default::default()
+    };
+    let mut svc_ports = vec![
+        sport("remoting", BROKER_PORT),
+        sport("vip", VIP_PORT),
+        sport("ha", HA_PORT),
+    ];
+    if spec.metrics.enabled {
+        svc_ports.push(sport("metrics", spec.metrics.port));
+    }
+    let headless = Service {
+        metadata: meta(owner, format!("{name}-headless"), labels.clone()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector.clone()),
+            ports: Some(svc_ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let mut pod_labels = labels.clone();
+    pod_labels.extend(spec.pod.labels.clone());
+    let mut annotations = spec.pod.annotations.clone();
+    if spec.metrics.enabled {
+        annotations.insert("prometheus.io/scrape".into(), "true".into());
+        annotations.insert("prometheus.io/port".into(), spec.metrics.port.to_string());
+        annotations.insert("prometheus.io/path".into(), "/metrics".into());
+    }
+    annotations.insert("rocketmq.rs/config-hash".into(), format!("{hash:016x}"));
+    let cport = |n: &str, p: i32| ContainerPort {
+        name: Some(n.into()),
+        container_port: p,
+        ..Default::default()
+    };
+    let mut ports = vec![
+        cport("remoting", BROKER_PORT),
+        cport("vip", VIP_PORT),
+        cport("ha", HA_PORT),
+    ];
+    if spec.metrics.enabled {
+        ports.push(cport("metrics", spec.metrics.port));
+    }
+    let tcp_probe = |delay: i32, failures: i32| Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(BROKER_PORT),
+            host: None,
+        }),
+        initial_delay_seconds: Some(delay),
+        period_seconds: Some(10),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let env = vec![EnvVar {
+        name: "POD_IP".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "status.podIP".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    // The pod's ordinal picks its config; the pod IP is what clients and slaves reach.
+    let script = "set -e; i=${HOSTNAME##*-}; cp /etc/rocketmq/broker-$i.conf /tmp/broker.conf; \
+                  printf 'brokerIP1=%s\\nbrokerIP2=%s\\n' \"$POD_IP\" \"$POD_IP\" >> /tmp/broker.conf; \
+                  exec mqbroker -c /tmp/broker.conf";
+    let container = Container {
+        name: "mqbroker".into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BROKER_IMAGE.into()),
+        ),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        env: Some(env),
+        ports: Some(ports),
+        readiness_probe: Some(tcp_probe(5, 3)),
+        liveness_probe: Some(tcp_probe(60, 6)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: "/etc/rocketmq".into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "store".into(),
+                mount_path: STORE.into(),
+                ..Default::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{name}-config"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        affinity: Some(
+            spec.pod
+                .affinity
+                .clone()
+                .unwrap_or_else(|| spread(selector.clone())),
+        ),
+        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
+        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        service_account_name: spec.pod.service_account_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_user: Some(RUN_AS_USER),
+            run_as_non_root: Some(true),
+            fs_group: Some(RUN_AS_USER),
+            ..Default::default()
+        }),
+        // Time to unregister, flush and write a clean checkpoint after SIGTERM.
+        termination_grace_period_seconds: Some(60),
+        ..Default::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("store".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let stateful_set = StatefulSet {
+        metadata: meta(owner, name.clone(), labels.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(format!("{name}-headless")),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            pod_management_policy: Some("OrderedReady".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    ..Default::default()
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pdb = PodDisruptionBudget {
+        metadata: meta(owner, name, labels),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Ok(BrokerGroupObjects {
+        config,
+        headless,
+        stateful_set,
+        pdb,
+    })
+}

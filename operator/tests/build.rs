@@ -1,0 +1,237 @@
+//! Every example through the pure builders: the objects a cluster would get.
+
+use std::collections::BTreeMap;
+
+use rmq_operator::build::{broker_group, nameserver, Owner, SpecError};
+use rmq_operator::crd::{BrokerGroup, ConsumerGroup, NameServer, Topic};
+use serde::Deserialize;
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("examples")
+}
+
+/// Every document of a multi-document YAML file, as generic values.
+fn docs(path: &std::path::Path) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn owner(kind: &str, name: &str) -> Owner {
+    Owner {
+        api_version: "rocketmq.rs/v1alpha1".into(),
+        kind: kind.into(),
+        name: name.into(),
+        namespace: "prod".into(),
+        uid: format!("uid-{name}"),
+    }
+}
+
+fn conf(cm: &k8s_openapi::api::core::v1::ConfigMap, file: &str) -> BTreeMap<String, String> {
+    cm.data.as_ref().unwrap()[file]
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_example_builds() {
+    let mut built = 0;
+    for entry in walk(&examples_dir()) {
+        if entry.extension().and_then(|e| e.to_str()) != Some("yaml")
+            || entry.ends_with("kustomization.yaml")
+        {
+            continue;
+        }
+        let docs = docs(&entry);
+        let ns_replicas: BTreeMap<String, i32> = docs
+            .iter()
+            .filter(|d| d["kind"] == "NameServer")
+            .map(|d| {
+                let n: NameServer = serde_yaml::from_value(d.clone()).unwrap();
+                (n.metadata.name.clone().unwrap(), n.spec.replicas)
+            })
+            .collect();
+        for d in &docs {
+            let kind = d["kind"].as_str().unwrap();
+            let name = d["metadata"]["name"].as_str().unwrap().to_string();
+            match kind {
+                "NameServer" => {
+                    let ns: NameServer = serde_yaml::from_value(d.clone()).unwrap();
+                    let o = nameserver::build(&ns, &owner(kind, &name))
+                        .unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
+                    let sts = o.stateful_set.spec.as_ref().unwrap();
+                    assert_eq!(sts.replicas, Some(ns.spec.replicas));
+                    assert_eq!(
+                        sts.service_name.as_deref(),
+                        Some(format!("{name}-headless").as_str())
+                    );
+                    assert_eq!(
+                        o.headless.spec.as_ref().unwrap().cluster_ip.as_deref(),
+                        Some("None")
+                    );
+                    assert_eq!(conf(&o.config, "namesrv.conf")["listenPort"], "9876");
+                }
+                "BrokerGroup" => {
+                    let bg: BrokerGroup = serde_yaml::from_value(d.clone()).unwrap();
+                    let ns_name = bg.spec.name_server.name.clone().unwrap();
+                    let addr = nameserver::address(&ns_name, "prod", ns_replicas[&ns_name]);
+                    let o = broker_group::build(&bg, &owner(kind, &name), &addr)
+                        .unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
+                    let sts = o.stateful_set.spec.as_ref().unwrap();
+                    assert_eq!(sts.replicas, Some(bg.spec.replicas));
+                    assert_eq!(sts.pod_management_policy.as_deref(), Some("OrderedReady"));
+                    let claim = &sts.volume_claim_templates.as_ref().unwrap()[0];
+                    let size = &claim
+                        .spec
+                        .as_ref()
+                        .unwrap()
+                        .resources
+                        .as_ref()
+                        .unwrap()
+                        .requests
+                        .as_ref()
+                        .unwrap()["storage"];
+                    assert_eq!(size.0, bg.spec.storage.size);
+                    for i in 0..bg.spec.replicas {
+                        let c = conf(&o.config, &format!("broker-{i}.conf"));
+                        assert_eq!(c["brokerId"], i.to_string());
+                        assert_eq!(c["brokerName"], name);
+                        assert_eq!(c["namesrvAddr"], addr);
+                        if i == 0 {
+                            assert_ne!(c["brokerRole"], "SLAVE");
+                        } else {
+                            assert_eq!(c["brokerRole"], "SLAVE");
+                        }
+                    }
+                    // Owned by the BrokerGroup, so deleting it removes them.
+                    let refs = o.stateful_set.metadata.owner_references.as_ref().unwrap();
+                    assert_eq!(
+                        (refs[0].kind.as_str(), refs[0].controller),
+                        ("BrokerGroup", Some(true))
+                    );
+                }
+                "Topic" => {
+                    let t: Topic = serde_yaml::from_value(d.clone()).unwrap();
+                    assert!(t.spec.write_queue_nums >= 1);
+                }
+                "ConsumerGroup" => {
+                    let g: ConsumerGroup = serde_yaml::from_value(d.clone()).unwrap();
+                    assert!(!g.spec.cluster_name.is_empty());
+                }
+                other => panic!("{}: unexpected kind {other}", entry.display()),
+            }
+            built += 1;
+        }
+    }
+    assert!(built >= 10, "examples found: {built}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sync_master_pair_layout() {
+    let docs = docs(&examples_dir().join("2m-2s-sync.yaml"));
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let o = broker_group::build(
+        &bg,
+        &owner("BrokerGroup", "broker-a"),
+        "rocketmq-headless.prod.svc:9876",
+    )
+    .unwrap();
+    let master = conf(&o.config, "broker-0.conf");
+    let slave = conf(&o.config, "broker-1.conf");
+    assert_eq!(master["brokerRole"], "SYNC_MASTER");
+    assert_eq!(slave["brokerRole"], "SLAVE");
+    assert_eq!(master["autoCreateTopicEnable"], "false");
+    assert_eq!(master["flushDiskType"], "ASYNC_FLUSH");
+    // Spread across nodes by default.
+    let pod = o
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert!(pod.affinity.as_ref().unwrap().pod_anti_affinity.is_some());
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
+    assert_eq!(
+        o.pdb.spec.as_ref().unwrap().max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+}
+
+#[test]
+fn config_change_rolls_the_pods() {
+    let docs = docs(&examples_dir().join("single-master.yaml"));
+    let mut bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let hash = |bg: &BrokerGroup| {
+        let o = broker_group::build(bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+        o.stateful_set
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()["rocketmq.rs/config-hash"]
+            .clone()
+    };
+    let before = hash(&bg);
+    assert_eq!(before, hash(&bg), "same spec, same objects");
+    bg.spec
+        .config
+        .insert("maxMessageSize".into(), "1048576".into());
+    assert_ne!(
+        before,
+        hash(&bg),
+        "a config change changes the pod template"
+    );
+}
+
+#[test]
+fn invalid_specs_get_clear_errors() {
+    let docs = docs(&examples_dir().join("single-master.yaml"));
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let mut managed = bg.clone();
+    managed.spec.config.insert("brokerId".into(), "3".into());
+    let err = broker_group::build(&managed, &owner("BrokerGroup", "b"), "ns:9876").unwrap_err();
+    assert!(
+        matches!(&err, SpecError::Invalid(m) if m.contains("brokerId")),
+        "{err}"
+    );
+    let mut many = bg.clone();
+    many.spec.replicas = 9;
+    assert!(broker_group::build(&many, &owner("BrokerGroup", "b"), "ns:9876").is_err());
+    assert!(
+        broker_group::build(&bg, &owner("BrokerGroup", "b"), "").is_err(),
+        "no name server"
+    );
+    let ns: NameServer = serde_yaml::from_value(docs[0].clone()).unwrap();
+    let mut bad_ns = ns.clone();
+    bad_ns.spec.config.insert("listenPort".into(), "1".into());
+    assert!(nameserver::build(&bad_ns, &owner("NameServer", "n")).is_err());
+    assert_eq!(
+        nameserver::address("rocketmq", "prod", 2),
+        "rocketmq-0.rocketmq-headless.prod.svc:9876;rocketmq-1.rocketmq-headless.prod.svc:9876"
+    );
+}
