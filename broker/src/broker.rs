@@ -118,7 +118,11 @@ pub struct Broker {
 impl Broker {
     /// Opens the store (recovering it), loads metadata, listens on `listenPort` (and the VIP
     /// port `listenPort - 2`), and registers with every name server.
-    pub async fn start(settings: BrokerSettings) -> anyhow::Result<Broker> {
+    pub async fn start(mut settings: BrokerSettings) -> anyhow::Result<Broker> {
+        settings
+            .broker
+            .resolve_addresses()
+            .map_err(|e| anyhow::anyhow!(e))?;
         let store_config = settings.store.clone();
         let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
             .await

@@ -50,6 +50,14 @@ java_config! {
         /// Empty: the first non-loopback address.
         broker_ip1: String = String::new() => "brokerIP1",
         broker_ip2: String = String::new() => "brokerIP2",
+        /// Take `brokerIP1` from this interface (multi-NIC hosts), e.g. `net1`.
+        broker_ip1_interface: String = String::new() => "brokerIP1Interface",
+        /// Or from the first local address inside this CIDR, e.g. `10.20.0.0/16`.
+        broker_ip1_cidr: String = String::new() => "brokerIP1Cidr",
+        /// Take `brokerIP2` (replication) from this interface.
+        broker_ip2_interface: String = String::new() => "brokerIP2Interface",
+        /// Or from the first local address inside this CIDR.
+        broker_ip2_cidr: String = String::new() => "brokerIP2Cidr",
         listen_port: u16 = 10911 => "listenPort",
         /// 0: `listenPort + 1`.
         ha_listen_port: u16 = 0 => "haListenPort",
@@ -134,6 +142,25 @@ impl BrokerConfig {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect()
+    }
+
+    /// Resolves `brokerIP1Interface`/`brokerIP1Cidr` (and the IP2 pair) into `brokerIP1` /
+    /// `brokerIP2` from this host's interfaces.
+    pub fn resolve_addresses(&mut self) -> Result<(), String> {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        if let Some(ip) = crate::netif::select(
+            opt(&self.broker_ip1_interface).as_deref(),
+            opt(&self.broker_ip1_cidr).as_deref(),
+        )? {
+            self.broker_ip1 = ip.to_string();
+        }
+        if let Some(ip) = crate::netif::select(
+            opt(&self.broker_ip2_interface).as_deref(),
+            opt(&self.broker_ip2_cidr).as_deref(),
+        )? {
+            self.broker_ip2 = ip.to_string();
+        }
+        Ok(())
     }
 
     pub fn is_slave(&self) -> bool {

@@ -7,6 +7,7 @@ pub mod long_polling;
 pub mod manager;
 pub mod metrics;
 pub mod namesrv;
+pub mod netif;
 pub mod processor;
 pub mod store;
 

@@ -235,3 +235,32 @@ fn invalid_specs_get_clear_errors() {
         "rocketmq-0.rocketmq-headless.prod.svc:9876;rocketmq-1.rocketmq-headless.prod.svc:9876"
     );
 }
+
+#[test]
+fn multi_nic_addressing_goes_into_broker_conf() {
+    let docs = docs(&examples_dir().join("multi-nic.yaml"));
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    let c = conf(&o.config, "broker-1.conf");
+    assert_eq!(c["brokerIP1Cidr"], "10.20.0.0/16");
+    let cmd = o
+        .stateful_set
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .command
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(
+        !cmd.contains("brokerIP1=$POD_IP"),
+        "IP1 comes from the CIDR, not the pod IP: {cmd}"
+    );
+    assert!(cmd.contains("brokerIP2=$POD_IP"), "{cmd}");
+    let mut bad = bg.clone();
+    bad.spec.addressing.cidr = None;
+    assert!(broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").is_err());
+}

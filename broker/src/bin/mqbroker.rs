@@ -60,6 +60,10 @@ fn load(args: &Args) -> anyhow::Result<BrokerSettings> {
     if let Some(n) = &args.namesrv_addr {
         settings.broker.namesrv_addr = n.clone();
     }
+    settings
+        .broker
+        .resolve_addresses()
+        .map_err(|e| anyhow::anyhow!(e))?;
     for addr in settings.broker.name_servers() {
         if !addr.contains(':') {
             anyhow::bail!(

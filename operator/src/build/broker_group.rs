@@ -114,12 +114,46 @@ pub fn build(
             "config key `{k}` is managed by the operator"
         )));
     }
-    if spec.addressing.mode != AddressMode::PodIp {
-        return Err(SpecError::Invalid(format!(
-            "addressing mode {:?} is not supported by this operator version yet (only PodIp)",
-            spec.addressing.mode
-        )));
+    let a = &spec.addressing;
+    // What mqbroker resolves at start (multi-NIC), and what the entrypoint fills from the
+    // downward API (the pod IP).
+    let mut address_props: BTreeMap<String, String> = BTreeMap::new();
+    let mut ip1_from_pod = false;
+    match a.mode {
+        AddressMode::PodIp => ip1_from_pod = true,
+        AddressMode::Interface => {
+            let iface = a
+                .interface
+                .clone()
+                .filter(|i| !i.is_empty())
+                .ok_or_else(|| {
+                    SpecError::Invalid(
+                        "addressing.mode Interface needs addressing.interface".into(),
+                    )
+                })?;
+            address_props.insert("brokerIP1Interface".into(), iface);
+        }
+        AddressMode::Cidr => {
+            let cidr = a.cidr.clone().filter(|c| c.contains('/')).ok_or_else(|| {
+                SpecError::Invalid(
+                    "addressing.mode Cidr needs addressing.cidr like 10.20.0.0/16".into(),
+                )
+            })?;
+            address_props.insert("brokerIP1Cidr".into(), cidr);
+        }
+        AddressMode::External => {
+            return Err(SpecError::Invalid(
+                "addressing mode External is not supported by this operator version yet".into(),
+            ))
+        }
     }
+    let ip2_from_pod = match a.ha_interface.clone().filter(|i| !i.is_empty()) {
+        Some(iface) => {
+            address_props.insert("brokerIP2Interface".into(), iface);
+            false
+        }
+        None => true,
+    };
     if namesrv_addr.is_empty() {
         return Err(SpecError::Invalid(
             "no name server: set nameServer.name or nameServer.address".into(),
@@ -136,10 +170,9 @@ pub fn build(
 
     let mut data = BTreeMap::new();
     for i in 0..spec.replicas {
-        data.insert(
-            format!("broker-{i}.conf"),
-            properties(&broker_conf(bg, &broker_name, i, namesrv_addr)),
-        );
+        let mut conf = broker_conf(bg, &broker_name, i, namesrv_addr);
+        conf.extend(address_props.clone());
+        data.insert(format!("broker-{i}.conf"), properties(&conf));
     }
     let hash = fnv(format!("{data:?}").as_bytes());
     let config = ConfigMap {
@@ -218,9 +251,16 @@ pub fn build(
         ..Default::default()
     }];
     // The pod's ordinal picks its config; the pod IP is what clients and slaves reach.
-    let script = "set -e; i=${HOSTNAME##*-}; cp /etc/rocketmq/broker-$i.conf /tmp/broker.conf; \
-                  printf 'brokerIP1=%s\\nbrokerIP2=%s\\n' \"$POD_IP\" \"$POD_IP\" >> /tmp/broker.conf; \
-                  exec mqbroker -c /tmp/broker.conf";
+    let mut script = String::from(
+        "set -e; i=${HOSTNAME##*-}; cp /etc/rocketmq/broker-$i.conf /tmp/broker.conf; ",
+    );
+    if ip1_from_pod {
+        script.push_str("echo \"brokerIP1=$POD_IP\" >> /tmp/broker.conf; ");
+    }
+    if ip2_from_pod {
+        script.push_str("echo \"brokerIP2=$POD_IP\" >> /tmp/broker.conf; ");
+    }
+    script.push_str("exec mqbroker -c /tmp/broker.conf");
     let container = Container {
         name: "mqbroker".into(),
         image: Some(
@@ -228,7 +268,7 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| DEFAULT_BROKER_IMAGE.into()),
         ),
-        command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
         env: Some(env),
         ports: Some(ports),
         readiness_probe: Some(tcp_probe(5, 3)),
