@@ -45,6 +45,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     .encode();
     let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
     let mut ok = 0;
+    let servers = expand(&servers).await;
     let calls = servers.iter().map(|addr| {
         let mut h = header.clone();
         h.body_crc32 = Some(crc);
@@ -68,6 +69,34 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         }
     }
     ok
+}
+
+/// Every address the configured name servers resolve to, re-resolved on each call: a DNS name
+/// with several records (a headless Service in Kubernetes) means one name server per record,
+/// so scaling the name servers needs no broker restart.
+pub async fn expand(servers: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in servers {
+        match tokio::net::lookup_host(s.as_str()).await {
+            Ok(addrs) => {
+                let before = out.len();
+                for a in addrs {
+                    let a = a.to_string();
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+                if out.len() == before {
+                    out.push(s.clone());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namesrv = %s, error = %e, "cannot resolve name server address");
+                out.push(s.clone());
+            }
+        }
+    }
+    out
 }
 
 pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
@@ -109,7 +138,7 @@ pub async fn unregister_all(inner: &Arc<BrokerInner>) {
             },
         )
     };
-    for addr in servers {
+    for addr in expand(&servers).await {
         let req = RemotingCommand::request_with_header(RequestCode::UNREGISTER_BROKER, &header);
         if let Err(e) = inner
             .namesrv
@@ -118,5 +147,19 @@ pub async fn unregister_all(inner: &Arc<BrokerInner>) {
         {
             tracing::warn!(namesrv = %addr, error = %e, "unregister broker failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn names_expand_to_every_address() {
+        let out =
+            super::expand(&["127.0.0.1:9876".to_string(), "localhost:9877".to_string()]).await;
+        assert_eq!(out[0], "127.0.0.1:9876");
+        assert!(out.contains(&"127.0.0.1:9877".to_string()), "{out:?}");
+        // An unresolvable name is kept (and its failures logged), not dropped silently.
+        let out = super::expand(&["no-such-host.invalid:9876".to_string()]).await;
+        assert_eq!(out, vec!["no-such-host.invalid:9876".to_string()]);
     }
 }
