@@ -2,6 +2,7 @@
 //! ([`crd`]) and `crdgen`, which writes their CRDs to `crds/`.
 
 pub mod build;
+pub mod controller;
 pub mod crd;
 
 use kube::CustomResourceExt;

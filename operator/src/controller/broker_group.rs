@@ -1,0 +1,155 @@
+//! `BrokerGroup` reconciler.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::*;
+use crate::build::broker_group::build;
+use crate::build::nameserver::address;
+use crate::crd::broker_group::ReplicaStatus;
+use crate::crd::{BrokerGroup, BrokerGroupStatus, NameServer};
+
+/// The name-server list a broker group uses: its `NameServer`'s pods, or the given address.
+async fn namesrv_addr(ctx: &Context, bg: &BrokerGroup, namespace: &str) -> Result<String, Error> {
+    if let Some(name) = &bg.spec.name_server.name {
+        let api: Api<NameServer> = Api::namespaced(ctx.client.clone(), namespace);
+        return Ok(match api.get_opt(name).await? {
+            Some(ns) => address(name, namespace, ns.spec.replicas),
+            None => String::new(),
+        });
+    }
+    Ok(bg.spec.name_server.address.clone().unwrap_or_default())
+}
+
+pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = bg.namespace().ok_or(Error::NoNamespace)?;
+    if paused(&*bg) {
+        tracing::info!(name = %bg.name_any(), "reconciliation paused by annotation");
+        return Ok(Action::requeue(RESYNC));
+    }
+    let generation = bg.metadata.generation;
+    let previous = bg
+        .status
+        .as_ref()
+        .map(|s| s.common.conditions.clone())
+        .unwrap_or_default();
+    let owner = owner_of(&*bg)?;
+    let ns_addr = namesrv_addr(&ctx, &bg, &namespace).await?;
+    let objects = match build(&bg, &owner, &ns_addr) {
+        Ok(o) => o,
+        Err(e) => {
+            let status = BrokerGroupStatus {
+                common: crate::crd::CommonStatus {
+                    observed_generation: generation,
+                    conditions: vec![
+                        condition(
+                            &previous,
+                            "Ready",
+                            false,
+                            "InvalidSpec",
+                            e.to_string(),
+                            generation,
+                        ),
+                        condition(
+                            &previous,
+                            "Degraded",
+                            true,
+                            "InvalidSpec",
+                            e.to_string(),
+                            generation,
+                        ),
+                    ],
+                },
+                ..Default::default()
+            };
+            patch_status(&ctx.client, &*bg, serde_json::to_value(&status)?).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let c = &ctx.client;
+    apply::<ConfigMap>(c, &namespace, &objects.config).await?;
+    apply::<Service>(c, &namespace, &objects.headless).await?;
+    let sts = apply::<StatefulSet>(c, &namespace, &objects.stateful_set).await?;
+    apply::<PodDisruptionBudget>(c, &namespace, &objects.pdb).await?;
+
+    let want = bg.spec.replicas;
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let updated = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.updated_replicas)
+        .unwrap_or(0);
+    let all_ready = ready >= want && updated >= want;
+    let name = bg.name_any();
+    let replicas = (0..want)
+        .map(|i| ReplicaStatus {
+            pod: format!("{name}-{i}"),
+            broker_id: i as i64,
+            role: if i == 0 {
+                "MASTER".into()
+            } else {
+                "SLAVE".into()
+            },
+            address: None,
+            ready: i < ready,
+        })
+        .collect();
+    let status = BrokerGroupStatus {
+        common: crate::crd::CommonStatus {
+            observed_generation: generation,
+            conditions: vec![
+                condition(
+                    &previous,
+                    "Ready",
+                    all_ready,
+                    if all_ready {
+                        "AllReplicasReady"
+                    } else {
+                        "ReplicasNotReady"
+                    },
+                    format!("{ready}/{want} ready, {updated} updated"),
+                    generation,
+                ),
+                condition(
+                    &previous,
+                    "Progressing",
+                    !all_ready,
+                    if all_ready { "Stable" } else { "RollingOut" },
+                    format!("{ready}/{want} ready, {updated} updated"),
+                    generation,
+                ),
+                condition(
+                    &previous,
+                    "Degraded",
+                    ns_addr.is_empty(),
+                    if ns_addr.is_empty() {
+                        "NoNameServer"
+                    } else {
+                        "Reconciled"
+                    },
+                    String::new(),
+                    generation,
+                ),
+            ],
+        },
+        ready_replicas: ready,
+        master_pod: Some(format!("{name}-0")),
+        epoch: bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
+        replicas,
+    };
+    patch_status(c, &*bg, serde_json::to_value(&status)?).await?;
+    Ok(if all_ready {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(std::time::Duration::from_secs(10))
+    })
+}

@@ -1,0 +1,117 @@
+//! `NameServer` reconciler.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+
+use super::*;
+use crate::build::nameserver::{address, build};
+use crate::crd::{NameServer, NameServerStatus};
+
+pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = ns.namespace().ok_or(Error::NoNamespace)?;
+    if paused(&*ns) {
+        tracing::info!(name = %ns.name_any(), "reconciliation paused by annotation");
+        return Ok(Action::requeue(RESYNC));
+    }
+    let generation = ns.metadata.generation;
+    let previous = ns
+        .status
+        .as_ref()
+        .map(|s| s.common.conditions.clone())
+        .unwrap_or_default();
+    let owner = owner_of(&*ns)?;
+    let objects = match build(&ns, &owner) {
+        Ok(o) => o,
+        Err(e) => {
+            // An invalid spec is reported, never retried until the object changes.
+            let status = NameServerStatus {
+                common: crate::crd::CommonStatus {
+                    observed_generation: generation,
+                    conditions: vec![
+                        condition(
+                            &previous,
+                            "Ready",
+                            false,
+                            "InvalidSpec",
+                            e.to_string(),
+                            generation,
+                        ),
+                        condition(
+                            &previous,
+                            "Degraded",
+                            true,
+                            "InvalidSpec",
+                            e.to_string(),
+                            generation,
+                        ),
+                    ],
+                },
+                ..Default::default()
+            };
+            patch_status(&ctx.client, &*ns, serde_json::to_value(&status)?).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let c = &ctx.client;
+    apply::<ConfigMap>(c, &namespace, &objects.config).await?;
+    apply::<Service>(c, &namespace, &objects.headless).await?;
+    apply::<Service>(c, &namespace, &objects.service).await?;
+    let sts = apply::<StatefulSet>(c, &namespace, &objects.stateful_set).await?;
+    apply::<PodDisruptionBudget>(c, &namespace, &objects.pdb).await?;
+
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let want = ns.spec.replicas;
+    let all_ready = ready >= want;
+    let status = NameServerStatus {
+        common: crate::crd::CommonStatus {
+            observed_generation: generation,
+            conditions: vec![
+                condition(
+                    &previous,
+                    "Ready",
+                    all_ready,
+                    if all_ready {
+                        "AllReplicasReady"
+                    } else {
+                        "ReplicasNotReady"
+                    },
+                    format!("{ready}/{want} ready"),
+                    generation,
+                ),
+                condition(
+                    &previous,
+                    "Progressing",
+                    !all_ready,
+                    if all_ready { "Stable" } else { "RollingOut" },
+                    format!("{ready}/{want} ready"),
+                    generation,
+                ),
+                condition(
+                    &previous,
+                    "Degraded",
+                    false,
+                    "Reconciled",
+                    String::new(),
+                    generation,
+                ),
+            ],
+        },
+        ready_replicas: ready,
+        address: Some(address(&ns.name_any(), &namespace, want)),
+    };
+    patch_status(c, &*ns, serde_json::to_value(&status)?).await?;
+    Ok(if all_ready {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(std::time::Duration::from_secs(10))
+    })
+}
