@@ -67,7 +67,7 @@ fn nameserver_obj(replicas: i32, annotations: Value, config: Value) -> NameServe
 async fn nameserver_applies_objects_in_order_and_reports_ready() {
     let (client, mut handle) = mock();
     let ns = nameserver_obj(2, json!({}), json!({}));
-    let ctx = Arc::new(Context { client });
+    let ctx = Arc::new(Context::new(client));
     let task = tokio::spawn(nameserver::reconcile(Arc::new(ns), ctx));
     let h = &mut handle;
     let cm = expect(
@@ -145,7 +145,7 @@ async fn invalid_spec_is_reported_not_applied() {
     let ns = nameserver_obj(2, json!({}), json!({ "listenPort": "1" }));
     let task = tokio::spawn(nameserver::reconcile(
         Arc::new(ns),
-        Arc::new(Context { client }),
+        Arc::new(Context::new(client)),
     ));
     let status = expect(
         &mut handle,
@@ -174,7 +174,7 @@ async fn invalid_spec_is_reported_not_applied() {
 async fn paused_objects_are_left_alone() {
     let (client, mut handle) = mock();
     let ns = nameserver_obj(2, json!({ "rocketmq.rs/paused": "true" }), json!({}));
-    nameserver::reconcile(Arc::new(ns), Arc::new(Context { client }))
+    nameserver::reconcile(Arc::new(ns), Arc::new(Context::new(client)))
         .await
         .unwrap();
     let next = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
@@ -195,7 +195,7 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
     .unwrap();
     let task = tokio::spawn(broker_group::reconcile(
         Arc::new(bg.clone()),
-        Arc::new(Context { client }),
+        Arc::new(Context::new(client)),
     ));
     let h = &mut handle;
     expect(

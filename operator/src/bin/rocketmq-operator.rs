@@ -13,8 +13,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use rmq_operator::controller::{broker_group, nameserver, Context, Error};
-use rmq_operator::crd::{BrokerGroup, NameServer};
+use rmq_operator::controller::{broker_group, nameserver, topic, Context, Error};
+use rmq_operator::crd::{BrokerGroup, NameServer, Topic};
 
 struct Metrics {
     registry: Registry,
@@ -85,9 +85,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
         .parse()?;
     let client = Client::try_default().await?;
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-    });
+    let ctx = Arc::new(Context::new(client.clone()));
     let m = metrics();
 
     let (ns_api, bg_api, sts_api): (Api<NameServer>, Api<BrokerGroup>, Api<StatefulSet>) =
@@ -144,6 +142,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .for_each(record(m.clone(), "broker_group"));
 
+    let topic_api: Api<Topic> = match &namespace {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    };
+    let topic_ctl = Controller::new(topic_api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(topic::reconcile, error_policy, ctx.clone())
+        .for_each(record(m.clone(), "topic"));
+
     let reg = m.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -159,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
     let server = axum::serve(listener, app);
     tracing::info!(%http, namespace = ?namespace, "rocketmq-operator started");
     tokio::select! {
-        _ = futures::future::join(ns_ctl, bg_ctl) => {}
+        _ = futures::future::join3(ns_ctl, bg_ctl, topic_ctl) => {}
         r = server => r?,
     }
     tracing::info!("rocketmq-operator stopped");

@@ -3,6 +3,7 @@
 
 pub mod broker_group;
 pub mod nameserver;
+pub mod topic;
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -32,12 +33,29 @@ pub enum Error {
     NoNamespace,
     #[error("serializing status: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("broker admin: {0}")]
+    Broker(String),
+    #[error("deletion refused: {0}")]
+    DeletionRefused(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
 }
 
 /// What the reconcilers share.
 #[derive(Clone)]
 pub struct Context {
     pub client: Client,
+    /// Talks to brokers and name servers (topic and group administration).
+    pub remoting: rmq_remoting::RemotingClient,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Context {
+        Context {
+            client,
+            remoting: rmq_remoting::RemotingClient::default(),
+        }
+    }
 }
 
 /// Whether the pause annotation is set.

@@ -1,0 +1,321 @@
+//! `Topic` reconciler: the topic is created and updated on every master of its cluster (or of
+//! its broker groups) through the remoting admin protocol; a finalizer deletes it per the
+//! deletion policy. Each resync re-applies it, correcting drift.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::{Api, ResourceExt};
+use rmq_remoting::header::{
+    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
+    GetTopicStatsInfoRequestHeader,
+};
+use rmq_remoting::protocol::admin::TopicStatsTable;
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
+
+use super::*;
+use crate::build::broker_group::BROKER_PORT;
+use crate::build::nameserver::address;
+use crate::crd::topic::DeletionPolicy;
+use crate::crd::{BrokerGroup, NameServer, Topic, TopicStatus};
+
+pub const FINALIZER: &str = "rocketmq.rs/topic";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The masters a topic lives on: `(brokerName, address)`, and the name servers they use.
+async fn targets(
+    ctx: &Context,
+    topic: &Topic,
+    namespace: &str,
+) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+    let api: Api<BrokerGroup> = Api::namespaced(ctx.client.clone(), namespace);
+    let groups = api.list(&ListParams::default()).await?;
+    let cluster = topic
+        .spec
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| "DefaultCluster".into());
+    let mut masters = Vec::new();
+    let mut name_servers: Vec<String> = Vec::new();
+    for bg in groups.items {
+        let name = bg.name_any();
+        let selected = if topic.spec.broker_groups.is_empty() {
+            bg.spec.cluster_name == cluster
+        } else {
+            topic.spec.broker_groups.contains(&name)
+        };
+        if !selected {
+            continue;
+        }
+        let broker_name = bg.spec.broker_name.clone().unwrap_or_else(|| name.clone());
+        // The master's advertised address if the status knows it, else its stable DNS name.
+        let addr = bg
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.replicas
+                    .iter()
+                    .find(|r| r.role == "MASTER")
+                    .and_then(|r| r.address.clone())
+            })
+            .unwrap_or_else(|| format!("{name}-0.{name}-headless.{namespace}.svc:{BROKER_PORT}"));
+        masters.push((broker_name, addr));
+        let ns_list = match (&bg.spec.name_server.address, &bg.spec.name_server.name) {
+            (Some(a), _) => a.clone(),
+            (None, Some(n)) => {
+                let nsapi: Api<NameServer> = Api::namespaced(ctx.client.clone(), namespace);
+                match nsapi.get_opt(n).await? {
+                    Some(ns) => address(n, namespace, ns.spec.replicas),
+                    None => String::new(),
+                }
+            }
+            _ => String::new(),
+        };
+        for a in ns_list.split(';').map(str::trim).filter(|a| !a.is_empty()) {
+            if !name_servers.iter().any(|x| x == a) {
+                name_servers.push(a.to_string());
+            }
+        }
+    }
+    Ok((masters, name_servers))
+}
+
+fn topic_name(t: &Topic) -> String {
+    t.spec.topic_name.clone().unwrap_or_else(|| t.name_any())
+}
+
+pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = topic.namespace().ok_or(Error::NoNamespace)?;
+    if paused(&*topic) {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ctx2 = ctx.clone();
+    finalizer(&api, FINALIZER, topic, |event| async move {
+        match event {
+            Event::Apply(t) => apply_topic(&t, &ctx2, &namespace).await,
+            Event::Cleanup(t) => cleanup_topic(&t, &ctx2, &namespace).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let name = topic_name(t);
+    let generation = t.metadata.generation;
+    let previous = t
+        .status
+        .as_ref()
+        .map(|s| s.common.conditions.clone())
+        .unwrap_or_default();
+    let (masters, _) = targets(ctx, t, namespace).await?;
+    let mut brokers = BTreeMap::new();
+    let mut failed = 0;
+    for (broker, addr) in &masters {
+        let header = CreateTopicRequestHeader {
+            topic: name.clone(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: t.spec.read_queue_nums,
+            write_queue_nums: t.spec.write_queue_nums,
+            perm: t.spec.permission.perm(),
+            topic_filter_type: "SINGLE_TAG".into(),
+            order: t.spec.order,
+            ..Default::default()
+        };
+        let req =
+            RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &header);
+        let outcome = match ctx.remoting.invoke(addr, req, TIMEOUT).await {
+            Ok(r) if r.code == ResponseCode::SUCCESS => "Created".to_string(),
+            Ok(r) => format!("{}: {}", r.code_name(), r.remark.unwrap_or_default()),
+            Err(e) => e.to_string(),
+        };
+        if outcome != "Created" {
+            failed += 1;
+            tracing::warn!(topic = %name, broker, %addr, outcome, "topic not created");
+        }
+        brokers.insert(broker.clone(), outcome);
+    }
+    let ready = failed == 0 && !masters.is_empty();
+    let message = if masters.is_empty() {
+        "no broker group matches".to_string()
+    } else {
+        format!("{}/{} brokers", masters.len() - failed, masters.len())
+    };
+    let status = TopicStatus {
+        common: crate::crd::CommonStatus {
+            observed_generation: generation,
+            conditions: vec![
+                condition(
+                    &previous,
+                    "Ready",
+                    ready,
+                    if ready { "Created" } else { "NotOnAllBrokers" },
+                    message.clone(),
+                    generation,
+                ),
+                condition(
+                    &previous,
+                    "Degraded",
+                    !ready,
+                    if ready { "Reconciled" } else { "BrokerErrors" },
+                    message,
+                    generation,
+                ),
+            ],
+        },
+        brokers,
+    };
+    patch_status(&ctx.client, t, serde_json::to_value(&status)?).await?;
+    Ok(if ready {
+        Action::requeue(RESYNC)
+    } else {
+        Action::requeue(Duration::from_secs(15))
+    })
+}
+
+/// Messages no consumer group has consumed yet, per broker: `(stored, consumed)` totals.
+async fn unconsumed(ctx: &Context, topic: &str, addr: &str) -> Result<i64, Error> {
+    let req = RemotingCommand::request_with_header(
+        RequestCode::GET_TOPIC_STATS_INFO,
+        &GetTopicStatsInfoRequestHeader {
+            topic: topic.to_string(),
+        },
+    );
+    let stats = match ctx
+        .remoting
+        .invoke(addr, req, TIMEOUT)
+        .await
+        .map_err(|e| Error::Broker(e.to_string()))?
+    {
+        r if r.code == ResponseCode::SUCCESS => {
+            TopicStatsTable::decode(&r.body).map_err(|e| Error::Broker(e.to_string()))?
+        }
+        r if r.code == ResponseCode::TOPIC_NOT_EXIST => return Ok(0),
+        r => {
+            return Err(Error::Broker(format!(
+                "{}: {}",
+                r.code_name(),
+                r.remark.unwrap_or_default()
+            )))
+        }
+    };
+    let offsets = ctx
+        .remoting
+        .invoke(
+            addr,
+            RemotingCommand::request(RequestCode::GET_ALL_CONSUMER_OFFSET),
+            TIMEOUT,
+        )
+        .await
+        .map_err(|e| Error::Broker(e.to_string()))?;
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Offsets {
+        offset_table: HashMap<String, HashMap<i32, i64>>,
+    }
+    let offsets: Offsets = rmq_remoting::fastjson::from_slice(&offsets.body).unwrap_or_default();
+    let prefix = format!("{topic}@");
+    let groups: Vec<&HashMap<i32, i64>> = offsets
+        .offset_table
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| v)
+        .collect();
+    let mut left = 0;
+    for (mq, o) in &stats.offset_table {
+        let stored = o.max_offset - o.min_offset;
+        if stored <= 0 {
+            continue;
+        }
+        // The slowest group decides; with no group at all nothing was consumed.
+        let consumed_to = groups
+            .iter()
+            .map(|g| g.get(&mq.queue_id).copied().unwrap_or(o.min_offset))
+            .min()
+            .unwrap_or(o.min_offset);
+        left += (o.max_offset - consumed_to.max(o.min_offset)).max(0);
+    }
+    Ok(left)
+}
+
+async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let name = topic_name(t);
+    if t.spec.deletion_policy == DeletionPolicy::Retain {
+        tracing::info!(topic = %name, "deletionPolicy Retain: topic left on the brokers");
+        return Ok(Action::await_change());
+    }
+    let (masters, name_servers) = targets(ctx, t, namespace).await?;
+    if t.spec.deletion_policy == DeletionPolicy::DeleteIfEmpty {
+        let mut left = 0;
+        for (_, addr) in &masters {
+            left += unconsumed(ctx, &name, addr).await?;
+        }
+        if left > 0 {
+            let generation = t.metadata.generation;
+            let previous = t
+                .status
+                .as_ref()
+                .map(|s| s.common.conditions.clone())
+                .unwrap_or_default();
+            let msg = format!(
+                "{left} messages not yet consumed; deletionPolicy DeleteIfEmpty keeps the topic"
+            );
+            let status = json_status(&previous, generation, &msg);
+            patch_status(&ctx.client, t, status).await?;
+            return Err(Error::DeletionRefused(msg));
+        }
+    }
+    for (broker, addr) in &masters {
+        let req = RemotingCommand::request_with_header(
+            RequestCode::DELETE_TOPIC_IN_BROKER,
+            &DeleteTopicRequestHeader {
+                topic: name.clone(),
+            },
+        );
+        match ctx.remoting.invoke(addr, req, TIMEOUT).await {
+            Ok(r) if r.code == ResponseCode::SUCCESS => {}
+            Ok(r) => {
+                return Err(Error::Broker(format!(
+                    "{broker}: {}: {}",
+                    r.code_name(),
+                    r.remark.unwrap_or_default()
+                )))
+            }
+            Err(e) => return Err(Error::Broker(format!("{broker}: {e}"))),
+        }
+    }
+    for ns in &name_servers {
+        let req = RemotingCommand::request_with_header(
+            RequestCode::DELETE_TOPIC_IN_NAMESRV,
+            &DeleteTopicFromNamesrvRequestHeader {
+                topic: name.clone(),
+                cluster_name: t.spec.cluster_name.clone(),
+            },
+        );
+        if let Err(e) = ctx.remoting.invoke(ns, req, TIMEOUT).await {
+            tracing::warn!(namesrv = %ns, error = %e, "topic route not deleted from a name server");
+        }
+    }
+    tracing::info!(topic = %name, brokers = masters.len(), "topic deleted");
+    Ok(Action::await_change())
+}
+
+fn json_status(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    generation: Option<i64>,
+    msg: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "conditions": [condition(previous, "DeletionBlocked", true, "UnconsumedMessages", msg.to_string(), generation)],
+        "observedGeneration": generation,
+    })
+}

@@ -1,0 +1,256 @@
+//! The Topic reconciler against a mock Kubernetes API and a real name server and broker on
+//! 127.0.0.1: created on the master, deleted per policy, DeleteIfEmpty refusing while
+//! messages are unconsumed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::Client;
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer as Namesrv, NamesrvConfig};
+use rmq_operator::controller::{topic, Context, Error};
+use rmq_operator::crd::Topic;
+use serde_json::{json, Value};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+async fn expect(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    reply: impl FnOnce(&Value) -> Value,
+) -> Value {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
+        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
+    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn topic_obj(policy: &str, deleting: bool) -> Value {
+    let mut meta = json!({ "name": "orders", "namespace": "default", "uid": "t-1", "generation": 1,
+                           "finalizers": ["rocketmq.rs/topic"] });
+    if deleting {
+        meta["deletionTimestamp"] = json!("2026-11-21T00:00:00Z");
+    }
+    json!({ "apiVersion": "rocketmq.rs/v1alpha1", "kind": "Topic", "metadata": meta,
+            "spec": { "clusterName": "DefaultCluster", "readQueueNums": 4, "writeQueueNums": 4, "deletionPolicy": policy } })
+}
+
+fn broker_groups(addr: &str, ns: &str) -> Value {
+    json!({ "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroupList", "metadata": {}, "items": [{
+        "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroup",
+        "metadata": { "name": "broker-a", "namespace": "default" },
+        "spec": { "nameServer": { "address": ns }, "storage": { "size": "1Gi" } },
+        "status": { "replicas": [{ "pod": "broker-a-0", "brokerId": 0, "role": "MASTER", "address": addr, "ready": true }] }
+    }]})
+}
+
+async fn cluster(dir: &std::path::Path) -> (Namesrv, Broker, String, String) {
+    let ns = Namesrv::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns_addr.clone();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.broker_name = "broker-a".into();
+    s.store.store_path_root_dir = dir.join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    let addr = format!("127.0.0.1:{}", s.broker.listen_port);
+    let broker = Broker::start(s).await.unwrap();
+    (ns, broker, addr, ns_addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_created_then_deleted_per_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+
+    // Apply: list broker groups, create on the master, write status.
+    let t: Topic = serde_json::from_value(topic_obj("Delete", false)).unwrap();
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    let (a, n) = (addr.clone(), ns_addr.clone());
+    expect(
+        &mut handle,
+        Method::GET,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+        move |_| broker_groups(&a, &n),
+    )
+    .await;
+    let status = expect(
+        &mut handle,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/topics/orders/status",
+        |_| topic_obj("Delete", false),
+    )
+    .await;
+    task.await.unwrap().expect("apply succeeds");
+    assert_eq!(
+        status["status"]["brokers"]["broker-a"], "Created",
+        "{status}"
+    );
+    let tc = broker
+        .inner()
+        .topics
+        .get("orders")
+        .expect("topic created on the broker");
+    assert_eq!(
+        (tc.read_queue_nums, tc.write_queue_nums, tc.perm),
+        (4, 4, 6)
+    );
+
+    // Delete: the topic goes from the broker, then the finalizer is removed.
+    let t: Topic = serde_json::from_value(topic_obj("Delete", true)).unwrap();
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    let (a, n) = (addr.clone(), ns_addr.clone());
+    expect(
+        &mut handle,
+        Method::GET,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+        move |_| broker_groups(&a, &n),
+    )
+    .await;
+    let patch = expect(
+        &mut handle,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/topics/orders",
+        |_| topic_obj("Delete", true),
+    )
+    .await;
+    assert!(
+        patch.to_string().contains("finalizers"),
+        "finalizer removal: {patch}"
+    );
+    task.await.unwrap().expect("cleanup succeeds");
+    assert!(
+        broker.inner().topics.get("orders").is_none(),
+        "topic deleted on the broker"
+    );
+
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_if_empty_refuses_while_messages_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    // The topic exists with one unconsumed message.
+    let remoting = rmq_remoting::RemotingClient::default();
+    let create = rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::UPDATE_AND_CREATE_TOPIC,
+        &rmq_remoting::header::CreateTopicRequestHeader {
+            topic: "orders".into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: 1,
+            write_queue_nums: 1,
+            perm: 6,
+            topic_filter_type: "SINGLE_TAG".into(),
+            ..Default::default()
+        },
+    );
+    remoting
+        .invoke(&addr, create, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let send = rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::SEND_MESSAGE_V2,
+        &rmq_remoting::header::SendMessageRequestHeaderV2::from_v1(
+            rmq_remoting::header::SendMessageRequestHeader {
+                producer_group: "pg".into(),
+                topic: "orders".into(),
+                default_topic: "TBW102".into(),
+                default_topic_queue_nums: 1,
+                queue_id: 0,
+                born_timestamp: 1,
+                ..Default::default()
+            },
+        ),
+    )
+    .with_body(&b"pending"[..]);
+    remoting
+        .invoke(&addr, send, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let t: Topic = serde_json::from_value(topic_obj("DeleteIfEmpty", true)).unwrap();
+    let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+    let (a, n) = (addr.clone(), ns_addr.clone());
+    expect(
+        &mut handle,
+        Method::GET,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+        move |_| broker_groups(&a, &n),
+    )
+    .await;
+    let status = expect(
+        &mut handle,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/topics/orders/status",
+        |_| topic_obj("DeleteIfEmpty", true),
+    )
+    .await;
+    let result = task.await.unwrap();
+    assert!(
+        matches!(result, Err(Error::DeletionRefused(_))),
+        "{result:?}"
+    );
+    let cond = &status["status"]["conditions"][0];
+    assert_eq!(cond["type"], "DeletionBlocked");
+    assert!(
+        cond["message"].as_str().unwrap().contains("1 messages"),
+        "{status}"
+    );
+    assert!(broker.inner().topics.get("orders").is_some(), "topic kept");
+
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
