@@ -254,3 +254,45 @@ async fn delete_if_empty_refuses_while_messages_wait() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_is_declared_on_the_master() {
+    use rmq_operator::controller::consumer_group;
+    use rmq_operator::crd::ConsumerGroup;
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let obj = json!({ "apiVersion": "rocketmq.rs/v1alpha1", "kind": "ConsumerGroup",
+        "metadata": { "name": "order-processor", "namespace": "default", "uid": "g-1", "generation": 2,
+                      "finalizers": ["rocketmq.rs/consumergroup"] },
+        "spec": { "retryMaxTimes": 5, "consumeMessageOrderly": true } });
+    let g: ConsumerGroup = serde_json::from_value(obj.clone()).unwrap();
+    let task = tokio::spawn(consumer_group::reconcile(Arc::new(g), ctx.clone()));
+    let (a, n) = (addr.clone(), ns_addr.clone());
+    expect(
+        &mut handle,
+        Method::GET,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+        move |_| broker_groups(&a, &n),
+    )
+    .await;
+    let status = expect(
+        &mut handle,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/consumergroups/order-processor/status",
+        move |_| obj,
+    )
+    .await;
+    task.await.unwrap().expect("apply succeeds");
+    assert_eq!(status["status"]["brokers"]["broker-a"], "Created");
+    let cfg = broker
+        .inner()
+        .groups
+        .get("order-processor")
+        .expect("group on the broker");
+    assert_eq!(cfg.retry_max_times, 5);
+    assert!(cfg.consume_message_orderly);
+    broker.shutdown().await;
+    ns.shutdown().await;
+}

@@ -13,8 +13,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use rmq_operator::controller::{broker_group, nameserver, topic, Context, Error};
-use rmq_operator::crd::{BrokerGroup, NameServer, Topic};
+use rmq_operator::controller::{broker_group, consumer_group, nameserver, topic, Context, Error};
+use rmq_operator::crd::{BrokerGroup, ConsumerGroup, NameServer, Topic};
 
 struct Metrics {
     registry: Registry,
@@ -151,6 +151,15 @@ async fn main() -> anyhow::Result<()> {
         .run(topic::reconcile, error_policy, ctx.clone())
         .for_each(record(m.clone(), "topic"));
 
+    let group_api: Api<ConsumerGroup> = match &namespace {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    };
+    let group_ctl = Controller::new(group_api, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(consumer_group::reconcile, error_policy, ctx.clone())
+        .for_each(record(m.clone(), "consumer_group"));
+
     let reg = m.clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -166,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
     let server = axum::serve(listener, app);
     tracing::info!(%http, namespace = ?namespace, "rocketmq-operator started");
     tokio::select! {
-        _ = futures::future::join3(ns_ctl, bg_ctl, topic_ctl) => {}
+        _ = futures::future::join4(ns_ctl, bg_ctl, topic_ctl, group_ctl) => {}
         r = server => r?,
     }
     tracing::info!("rocketmq-operator stopped");

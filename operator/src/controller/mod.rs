@@ -2,6 +2,7 @@
 //! status with `observedGeneration` and conditions.
 
 pub mod broker_group;
+pub mod consumer_group;
 pub mod nameserver;
 pub mod topic;
 

@@ -26,27 +26,24 @@ use crate::crd::{BrokerGroup, NameServer, Topic, TopicStatus};
 pub const FINALIZER: &str = "rocketmq.rs/topic";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The masters a topic lives on: `(brokerName, address)`, and the name servers they use.
-async fn targets(
+/// The masters of a cluster (or of the named broker groups): `(brokerName, address)`, and the
+/// name servers they use.
+pub async fn targets(
     ctx: &Context,
-    topic: &Topic,
+    cluster: &str,
+    only_groups: &[String],
     namespace: &str,
 ) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
     let api: Api<BrokerGroup> = Api::namespaced(ctx.client.clone(), namespace);
     let groups = api.list(&ListParams::default()).await?;
-    let cluster = topic
-        .spec
-        .cluster_name
-        .clone()
-        .unwrap_or_else(|| "DefaultCluster".into());
     let mut masters = Vec::new();
     let mut name_servers: Vec<String> = Vec::new();
     for bg in groups.items {
         let name = bg.name_any();
-        let selected = if topic.spec.broker_groups.is_empty() {
+        let selected = if only_groups.is_empty() {
             bg.spec.cluster_name == cluster
         } else {
-            topic.spec.broker_groups.contains(&name)
+            only_groups.contains(&name)
         };
         if !selected {
             continue;
@@ -84,6 +81,13 @@ async fn targets(
     Ok((masters, name_servers))
 }
 
+fn cluster_of(t: &Topic) -> String {
+    t.spec
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| "DefaultCluster".into())
+}
+
 fn topic_name(t: &Topic) -> String {
     t.spec.topic_name.clone().unwrap_or_else(|| t.name_any())
 }
@@ -117,7 +121,7 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
         .as_ref()
         .map(|s| s.common.conditions.clone())
         .unwrap_or_default();
-    let (masters, _) = targets(ctx, t, namespace).await?;
+    let (masters, _) = targets(ctx, &cluster_of(t), &t.spec.broker_groups, namespace).await?;
     let mut brokers = BTreeMap::new();
     let mut failed = 0;
     for (broker, addr) in &masters {
@@ -253,7 +257,8 @@ async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Acti
         tracing::info!(topic = %name, "deletionPolicy Retain: topic left on the brokers");
         return Ok(Action::await_change());
     }
-    let (masters, name_servers) = targets(ctx, t, namespace).await?;
+    let (masters, name_servers) =
+        targets(ctx, &cluster_of(t), &t.spec.broker_groups, namespace).await?;
     if t.spec.deletion_policy == DeletionPolicy::DeleteIfEmpty {
         let mut left = 0;
         for (_, addr) in &masters {
