@@ -1,0 +1,147 @@
+"""Lints and renders charts/rocketmq-operator with Helm's own Go SDK (PyPI helm-python-sdk, no
+helm binary), checks what the rendered objects promise, and writes them for schema validation.
+
+Usage: chart_check.py CHART_DIR OUT_DIR. Writes OUT_DIR/<scenario>.yaml for every scenario
+whose objects are all built-in kinds; exits non-zero on the first broken promise."""
+import json
+import os
+import sys
+
+import helm_python as helm
+import yaml
+
+NEEDED = {
+    # (apiGroup, resource): verbs the controllers use.
+    ("rocketmq.rs", "nameservers"): {"get", "list", "watch", "patch"},
+    ("rocketmq.rs", "brokergroups"): {"get", "list", "watch", "patch"},
+    ("rocketmq.rs", "topics"): {"get", "list", "watch", "patch"},
+    ("rocketmq.rs", "consumergroups"): {"get", "list", "watch", "patch"},
+    ("rocketmq.rs", "topics/status"): {"patch"},
+    ("rocketmq.rs", "nameservers/status"): {"patch"},
+    ("rocketmq.rs", "brokergroups/status"): {"patch"},
+    ("rocketmq.rs", "consumergroups/status"): {"patch"},
+    # blockOwnerDeletion on owner references needs update on the owner's finalizers.
+    ("rocketmq.rs", "nameservers/finalizers"): {"update"},
+    ("rocketmq.rs", "brokergroups/finalizers"): {"update"},
+    ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
+    ("", "configmaps"): {"create", "patch"},
+    ("", "services"): {"create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"create", "patch"},
+}
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def objects(rendered):
+    out = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append(doc)
+    return out
+
+
+def by_kind(objs, kind):
+    return [o for o in objs if o["kind"] == kind]
+
+
+def check_rbac(objs, role_kind, namespace):
+    roles = by_kind(objs, role_kind)
+    bindings = by_kind(objs, role_kind + "Binding")
+    if len(roles) != 1 or len(bindings) != 1:
+        fail(f"want one {role_kind} and one binding, got {len(roles)} and {len(bindings)}")
+    other = "ClusterRole" if role_kind == "Role" else "Role"
+    if by_kind(objs, other):
+        fail(f"{other} rendered alongside {role_kind}")
+    if namespace and roles[0]["metadata"].get("namespace") != namespace:
+        fail(f"Role namespace {roles[0]['metadata'].get('namespace')} != {namespace}")
+    granted = {}
+    for rule in roles[0]["rules"]:
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                granted.setdefault((g, r), set()).update(rule["verbs"])
+    for key, verbs in NEEDED.items():
+        missing = verbs - granted.get(key, set())
+        if missing:
+            fail(f"{role_kind} lacks {sorted(missing)} on {key}")
+    sa = by_kind(objs, "ServiceAccount")[0]["metadata"]["name"]
+    subject = bindings[0]["subjects"][0]
+    if subject["name"] != sa or bindings[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
+        fail("binding does not join the service account to the role")
+
+
+def env_of(deploy):
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in c["env"]}, c
+
+
+def main():
+    chart_dir, out_dir = sys.argv[1], sys.argv[2]
+    report = helm.lint(chart_dir, strict=True, kube_version="v1.33.0")
+    problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+    if problems or report.get("errors"):
+        fail(f"helm lint: {json.dumps(problems or report['errors'])}")
+
+    chart = helm.Chart.load(chart_dir)
+    app_version = chart.metadata["appVersion"]
+    crd_names = sorted(os.path.basename(c["name"]) for c in chart.crds)
+    if crd_names != ["brokergroups.yaml", "consumergroups.yaml", "nameservers.yaml", "topics.yaml"]:
+        fail(f"chart CRDs: {crd_names}")
+
+    # 1. Defaults: cluster-wide.
+    objs = objects(chart.render(name="rmq", namespace="rocketmq-system", is_install=True))
+    check_rbac(objs, "ClusterRole", None)
+    deploy = by_kind(objs, "Deployment")[0]
+    env, c = env_of(deploy)
+    if env["WATCH_NAMESPACE"] != "":
+        fail(f"default WATCH_NAMESPACE {env['WATCH_NAMESPACE']!r}")
+    if c["image"] != f"rocketmq-rust/rocketmq-operator:{app_version}":
+        fail(f"default image {c['image']}")
+    if deploy["spec"]["replicas"] != 1:
+        fail("more than one operator replica without leader election")
+    if deploy["metadata"]["namespace"] != "rocketmq-system":
+        fail("Deployment not in the release namespace")
+    svc = by_kind(objs, "Service")[0]
+    if svc["spec"]["selector"] != deploy["spec"]["selector"]["matchLabels"]:
+        fail("metrics Service does not select the operator pod")
+    if by_kind(objs, "ServiceMonitor"):
+        fail("ServiceMonitor rendered while disabled")
+    with open(os.path.join(out_dir, "defaults.yaml"), "w") as f:
+        yaml.safe_dump_all(objs, f)
+
+    # 2. One namespace: Role + RoleBinding in that namespace, env set.
+    objs = objects(chart.render({"watchNamespace": "team-a", "image": {"tag": "dev"}, "httpPort": 9090},
+                                name="ops", namespace="ops"))
+    check_rbac(objs, "Role", "team-a")
+    env, c = env_of(by_kind(objs, "Deployment")[0])
+    if env["WATCH_NAMESPACE"] != "team-a" or env["HTTP_ADDR"] != "0.0.0.0:9090":
+        fail(f"namespaced env {env}")
+    if c["image"] != "rocketmq-rust/rocketmq-operator:dev":
+        fail(f"image tag override: {c['image']}")
+    with open(os.path.join(out_dir, "namespaced.yaml"), "w") as f:
+        yaml.safe_dump_all(objs, f)
+
+    # 3. ServiceMonitor on (a prometheus-operator kind: checked here, not by schema).
+    objs = objects(chart.render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+                                name="rmq", namespace="rocketmq-system"))
+    sm = by_kind(objs, "ServiceMonitor")
+    if len(sm) != 1 or sm[0]["metadata"]["labels"].get("release") != "prom" or sm[0]["spec"]["endpoints"][0]["port"] != "http":
+        fail(f"ServiceMonitor: {sm}")
+
+    # 4. Bad values are refused by values.schema.json.
+    for bad in ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"image": {"pullPolicy": "Sometimes"}}):
+        try:
+            chart.render(bad, name="rmq", namespace="x")
+        except helm.HelmError:
+            continue
+        fail(f"values {bad} accepted")
+    print("chart ok")
+
+
+if __name__ == "__main__":
+    main()
