@@ -1,8 +1,9 @@
-"""Lints and renders charts/rocketmq-operator with Helm's own Go SDK (PyPI helm-python-sdk, no
+"""Lints and renders charts/rocketmq-operator and charts/rocketmq-cluster with Helm's own Go SDK (PyPI helm-python-sdk, no
 helm binary), checks what the rendered objects promise, and writes them for schema validation.
 
-Usage: chart_check.py CHART_DIR OUT_DIR. Writes OUT_DIR/<scenario>.yaml for every scenario
-whose objects are all built-in kinds; exits non-zero on the first broken promise."""
+Usage: chart_check.py CHARTS_DIR OUT_DIR. Writes OUT_DIR/<scenario>.yaml for the operator
+chart's scenarios (built-in kinds) and OUT_DIR/cluster/cluster.yaml (our custom resources, for
+the operator's builders); exits non-zero on the first broken promise."""
 import json
 import os
 import sys
@@ -80,13 +81,78 @@ def env_of(deploy):
     return {e["name"]: e.get("value") for e in c["env"]}, c
 
 
-def main():
-    chart_dir, out_dir = sys.argv[1], sys.argv[2]
+def lint(chart_dir):
     report = helm.lint(chart_dir, strict=True, kube_version="v1.33.0")
     problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
     if problems or report.get("errors"):
-        fail(f"helm lint: {json.dumps(problems or report['errors'])}")
+        fail(f"helm lint {chart_dir}: {json.dumps(problems or report['errors'])}")
 
+
+def refuses(chart, bad_values):
+    for bad in bad_values:
+        try:
+            chart.render(bad, name="rmq", namespace="x")
+        except helm.HelmError:
+            continue
+        fail(f"{chart.name}: values {bad} accepted")
+
+
+def cluster_chart(chart_dir, out_dir):
+    lint(chart_dir)
+    chart = helm.Chart.load(chart_dir)
+    values = {
+        "clusterName": "Prod",
+        "nameServer": {"replicas": 3, "metricsPort": 5557},
+        "brokerGroups": [
+            {"name": "broker-a", "replicas": 2, "brokerRole": "SYNC_MASTER", "flushDiskType": "SYNC_FLUSH",
+             "storage": {"size": "50Gi"}, "metrics": {"enabled": True, "port": 5557}},
+            {"name": "broker-b", "replicas": 2, "brokerRole": "SYNC_MASTER", "storage": {"size": "50Gi"},
+             "config": {"sendMessageThreadPoolNums": "8"}},
+        ],
+        "topics": [
+            {"name": "orders", "readQueueNums": 8, "writeQueueNums": 8, "deletionPolicy": "DeleteIfEmpty"},
+            {"name": "audit", "topicName": "AuditLog", "brokerGroups": ["broker-a"], "order": True},
+        ],
+        "consumerGroups": [{"name": "billing", "retryMaxTimes": 3, "consumeMessageOrderly": True}],
+        "podMonitor": {"enabled": True},
+    }
+    objs = objects(chart.render(values, name="prod", namespace="mq", is_install=True))
+    kinds = sorted(o["kind"] for o in objs)
+    want = sorted(["NameServer", "BrokerGroup", "BrokerGroup", "Topic", "Topic", "ConsumerGroup", "PodMonitor"])
+    if kinds != want:
+        fail(f"cluster chart kinds {kinds}")
+    ns = by_kind(objs, "NameServer")[0]
+    if ns["metadata"]["name"] != "prod-namesrv" or ns["spec"] != {"replicas": 3, "metricsPort": 5557}:
+        fail(f"NameServer {ns}")
+    for bg in by_kind(objs, "BrokerGroup"):
+        if bg["spec"]["clusterName"] != "Prod" or bg["spec"]["nameServer"] != {"name": "prod-namesrv"}:
+            fail(f"BrokerGroup {bg['metadata']['name']} not joined to the cluster: {bg['spec']}")
+        if bg["metadata"]["namespace"] != "mq":
+            fail("BrokerGroup outside the release namespace")
+    topics = {t["metadata"]["name"]: t["spec"] for t in by_kind(objs, "Topic")}
+    if topics["orders"].get("clusterName") != "Prod" or "clusterName" in topics["audit"]:
+        fail(f"topic targets {topics}")
+    pm = by_kind(objs, "PodMonitor")[0]
+    instances = pm["spec"]["selector"]["matchExpressions"][0]["values"]
+    if sorted(instances) != ["broker-a", "broker-b", "prod-namesrv"]:
+        fail(f"PodMonitor instances {instances}")
+    os.makedirs(os.path.join(out_dir, "cluster"), exist_ok=True)
+    with open(os.path.join(out_dir, "cluster", "cluster.yaml"), "w") as f:
+        yaml.safe_dump_all([o for o in objs if o["kind"] != "PodMonitor"], f)
+
+    # Defaults alone make a working cluster: a name server and one broker group.
+    objs = objects(chart.render(name="rmq", namespace="default"))
+    if sorted(o["kind"] for o in objs) != ["BrokerGroup", "NameServer"]:
+        fail(f"default cluster {[o['kind'] for o in objs]}")
+    refuses(chart, ({"brokerGroups": []}, {"brokerGroups": [{"name": "Broker_A"}]},
+                    {"brokerGroups": [{"name": "b", "brokerRole": "SLAVE"}]}, {"topics": [{"readQueueNums": 4}]}))
+
+
+def main():
+    charts_dir, out_dir = sys.argv[1], sys.argv[2]
+    cluster_chart(os.path.join(charts_dir, "rocketmq-cluster"), out_dir)
+    chart_dir = os.path.join(charts_dir, "rocketmq-operator")
+    lint(chart_dir)
     chart = helm.Chart.load(chart_dir)
     app_version = chart.metadata["appVersion"]
     crd_names = sorted(os.path.basename(c["name"]) for c in chart.crds)
@@ -134,13 +200,8 @@ def main():
         fail(f"ServiceMonitor: {sm}")
 
     # 4. Bad values are refused by values.schema.json.
-    for bad in ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"image": {"pullPolicy": "Sometimes"}}):
-        try:
-            chart.render(bad, name="rmq", namespace="x")
-        except helm.HelmError:
-            continue
-        fail(f"values {bad} accepted")
-    print("chart ok")
+    refuses(chart, ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"image": {"pullPolicy": "Sometimes"}}))
+    print("charts ok")
 
 
 if __name__ == "__main__":
