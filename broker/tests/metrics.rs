@@ -1,5 +1,6 @@
 //! `/metrics` on the broker and the name server: the series operators need, in a format that
-//! Debian's `promtool check metrics` accepts.
+//! Debian's `promtool check metrics` accepts; and the Grafana dashboard shipped with the cluster
+//! chart asks only for series the broker exports, in PromQL that `promtool check rules` parses.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -78,6 +79,68 @@ fn promtool_check(text: &str) {
     assert!(
         out.status.success(),
         "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every query of `charts/rocketmq-cluster/dashboards/rocketmq-brokers.json` names metrics
+/// present in `scraped` and parses as PromQL (each becomes a recording rule for promtool, with
+/// Grafana's variables replaced by what Grafana would put there).
+fn dashboard_matches(scraped: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/rocketmq-cluster/dashboards/rocketmq-brokers.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for v in dash["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]
+            .as_str()
+            .and_then(|q| q.strip_prefix("label_values("))
+        {
+            exprs.push(q.split(',').next().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 13, "{exprs:?}");
+    let exported: std::collections::HashSet<&str> = scraped
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        for word in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("rocketmq_") {
+                assert!(
+                    exported.contains(word),
+                    "dashboard uses {word}, which the broker does not export"
+                );
+            }
+        }
+        let promql = e
+            .replace("$__rate_interval", "1m")
+            .replace("$cluster", ".*")
+            .replace("$broker", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: '{}'\n",
+            promql.replace('\'', "''")
+        ));
+    }
+    let file = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    std::fs::write(file.path(), &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(file.path())
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules:\n{}{}\n{rules}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -205,6 +268,7 @@ async fn broker_and_name_server_metrics_pass_promtool() {
     assert!(ratio > 0.0 && ratio < 1.0);
     assert!(v("rocketmq_client_connections", &["role=\"producer\""]).is_some());
     promtool_check(&text);
+    dashboard_matches(&text);
 
     let ns_text = scrape(ns.metrics_addr().unwrap()).await;
     assert_eq!(

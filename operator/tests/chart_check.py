@@ -140,6 +140,18 @@ def cluster_chart(chart_dir, out_dir):
     with open(os.path.join(out_dir, "cluster", "cluster.yaml"), "w") as f:
         yaml.safe_dump_all([o for o in objs if o["kind"] != "PodMonitor"], f)
 
+    # The Grafana dashboard ConfigMap carries the dashboard file unchanged, for the sidecar.
+    objs = objects(chart.render({"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}},
+                                name="prod", namespace="mq"))
+    cms = by_kind(objs, "ConfigMap")
+    if len(cms) != 1 or cms[0]["metadata"]["namespace"] != "monitoring" or cms[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
+        fail(f"dashboard ConfigMap {cms}")
+    with open(os.path.join(chart_dir, "dashboards", "rocketmq-brokers.json")) as f:
+        if json.loads(cms[0]["data"]["rocketmq-brokers.json"]) != json.load(f):
+            fail("dashboard ConfigMap differs from dashboards/rocketmq-brokers.json")
+    with open(os.path.join(out_dir, "dashboard.yaml"), "w") as f:
+        yaml.safe_dump_all(cms, f)
+
     # Defaults alone make a working cluster: a name server and one broker group.
     objs = objects(chart.render(name="rmq", namespace="default"))
     if sorted(o["kind"] for o in objs) != ["BrokerGroup", "NameServer"]:
