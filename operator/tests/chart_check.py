@@ -28,6 +28,7 @@ NEEDED = {
     ("", "configmaps"): {"create", "patch"},
     ("", "services"): {"create", "patch"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
+    ("", "pods"): {"list"},
 }
 
 

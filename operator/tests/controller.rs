@@ -251,6 +251,21 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
         echo,
     )
     .await;
+    // The pods: the master ready, the slave still starting.
+    expect(h, Method::GET, "/api/v1/namespaces/default/pods", |_| {
+        let pod = |name: &str, ip: &str, ready: &str| {
+            json!({
+                "metadata": { "name": name, "namespace": "default" },
+                "status": { "podIP": ip, "podIPs": [{ "ip": ip }],
+                            "conditions": [{ "type": "Ready", "status": ready }] }
+            })
+        };
+        json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {},
+            "items": [pod("broker-a-0", "10.1.0.4", "True"), pod("broker-a-1", "10.1.0.9", "False")]
+        })
+    })
+    .await;
     let status = expect(
         h,
         Method::PATCH,
@@ -260,7 +275,11 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
     .await;
     let s = &status["status"];
     assert_eq!(s["masterPod"], "broker-a-0");
+    assert_eq!(s["replicas"][0]["address"], "10.1.0.4:10911");
+    assert_eq!(s["replicas"][0]["ready"], true);
     assert_eq!(s["replicas"][1]["role"], "SLAVE");
+    assert_eq!(s["replicas"][1]["address"], "10.1.0.9:10911");
+    assert_eq!(s["replicas"][1]["ready"], false);
     let ready = s["conditions"]
         .as_array()
         .unwrap()

@@ -28,7 +28,8 @@ use crate::crd::BrokerGroup;
 pub const BROKER_PORT: i32 = 10911;
 pub const VIP_PORT: i32 = 10909;
 pub const HA_PORT: i32 = 10912;
-const COMPONENT: &str = "broker";
+/// The `app.kubernetes.io/component` label of broker pods.
+pub const COMPONENT: &str = "broker";
 const STORE: &str = "/home/rocketmq/store";
 
 /// Keys the operator sets itself; a spec may not override them.

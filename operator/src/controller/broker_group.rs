@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::*;
 use crate::build::broker_group::build;
 use crate::build::nameserver::address;
-use crate::crd::broker_group::ReplicaStatus;
 use crate::crd::{BrokerGroup, BrokerGroupStatus, NameServer};
 
 /// The name-server list a broker group uses: its `NameServer`'s pods, or the given address.
@@ -90,19 +90,15 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .unwrap_or(0);
     let all_ready = ready >= want && updated >= want;
     let name = bg.name_any();
-    let replicas = (0..want)
-        .map(|i| ReplicaStatus {
-            pod: format!("{name}-{i}"),
-            broker_id: i as i64,
-            role: if i == 0 {
-                "MASTER".into()
-            } else {
-                "SLAVE".into()
-            },
-            address: None,
-            ready: i < ready,
-        })
-        .collect();
+    // Each replica's readiness and advertised address, from its pod.
+    let selector = crate::build::selector(&name, crate::build::broker_group::COMPONENT)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), &namespace);
+    let pods = pods.list(&ListParams::default().labels(&selector)).await?;
+    let replicas = super::replicas::replica_status(&name, want, &bg.spec.addressing, &pods.items);
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,

@@ -4,6 +4,7 @@
 pub mod broker_group;
 pub mod consumer_group;
 pub mod nameserver;
+pub mod replicas;
 pub mod topic;
 
 use std::fmt::Debug;
