@@ -1,6 +1,6 @@
 //! The Topic reconciler against a mock Kubernetes API and a real name server and broker on
 //! 127.0.0.1: created on the master, deleted per policy, DeleteIfEmpty refusing while
-//! messages are unconsumed.
+//! messages are unconsumed, ordered topics writing their order config to the name servers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -295,4 +295,89 @@ async fn consumer_group_is_declared_on_the_master() {
     assert!(cfg.consume_message_orderly);
     broker.shutdown().await;
     ns.shutdown().await;
+}
+
+/// The name server's ORDER_TOPIC_CONFIG entry for `topic`, if any.
+async fn order_conf(ctx: &Context, ns_addr: &str, topic: &str) -> Option<String> {
+    use rmq_remoting::header::{GetKvConfigRequestHeader, GetKvConfigResponseHeader};
+    use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+    let req = RemotingCommand::request_with_header(
+        RequestCode::GET_KV_CONFIG,
+        &GetKvConfigRequestHeader {
+            namespace: "ORDER_TOPIC_CONFIG".into(),
+            key: topic.into(),
+        },
+    );
+    let r = ctx
+        .remoting
+        .invoke(ns_addr, req, Duration::from_secs(5))
+        .await
+        .unwrap();
+    (r.code == ResponseCode::SUCCESS)
+        .then(|| {
+            r.decode_header::<GetKvConfigResponseHeader>()
+                .unwrap()
+                .value
+        })
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_topic_writes_order_config_on_the_name_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+
+    for order in [true, false] {
+        let mut obj = topic_obj("Delete", false);
+        obj["spec"]["order"] = json!(order);
+        let t: Topic = serde_json::from_value(obj.clone()).unwrap();
+        let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
+        let (a, n) = (addr.clone(), ns_addr.clone());
+        expect(
+            &mut handle,
+            Method::GET,
+            "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+            move |_| broker_groups(&a, &n),
+        )
+        .await;
+        let status = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/rocketmq.rs/v1alpha1/namespaces/default/topics/orders/status",
+            move |_| obj,
+        )
+        .await;
+        task.await.unwrap().expect("apply succeeds");
+        let ready = status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone();
+        assert_eq!(ready["status"], "True", "{status}");
+        let conf = order_conf(&ctx, &ns_addr, "orders").await;
+        if order {
+            // One master with 4 write queues, as `updateTopic -o true` would write it.
+            assert_eq!(conf.as_deref(), Some("broker-a:4"));
+            assert!(broker.inner().topics.get("orders").unwrap().order);
+        } else {
+            assert_eq!(conf, None, "order: false removes the entry");
+        }
+    }
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[test]
+fn order_conf_names_every_master_once() {
+    let masters = [
+        ("broker-b".to_string(), "10.0.0.2:10911".to_string()),
+        ("broker-a".to_string(), "10.0.0.1:10911".to_string()),
+        ("broker-b".to_string(), "10.0.0.2:10911".to_string()),
+    ];
+    assert_eq!(topic::order_conf(&masters, 8), "broker-a:8;broker-b:8");
+    assert_eq!(topic::order_conf(&[], 8), "");
 }

@@ -11,8 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Api, ResourceExt};
 use rmq_remoting::header::{
-    CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
-    GetTopicStatsInfoRequestHeader,
+    CreateTopicRequestHeader, DeleteKvConfigRequestHeader, DeleteTopicFromNamesrvRequestHeader,
+    DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader, PutKvConfigRequestHeader,
 };
 use rmq_remoting::protocol::admin::TopicStatsTable;
 use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
@@ -24,6 +24,8 @@ use crate::crd::topic::DeletionPolicy;
 use crate::crd::{BrokerGroup, NameServer, Topic, TopicStatus};
 
 pub const FINALIZER: &str = "rocketmq.rs/topic";
+/// The name servers' KV namespace whose entries become `orderTopicConf` in routes.
+pub const ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The masters of a cluster (or of the named broker groups): `(brokerName, address)`, and the
@@ -121,7 +123,8 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
         .as_ref()
         .map(|s| s.common.conditions.clone())
         .unwrap_or_default();
-    let (masters, _) = targets(ctx, &cluster_of(t), &t.spec.broker_groups, namespace).await?;
+    let (masters, name_servers) =
+        targets(ctx, &cluster_of(t), &t.spec.broker_groups, namespace).await?;
     let mut brokers = BTreeMap::new();
     let mut failed = 0;
     for (broker, addr) in &masters {
@@ -148,9 +151,21 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
         }
         brokers.insert(broker.clone(), outcome);
     }
-    let ready = failed == 0 && !masters.is_empty();
+    // Ordered topics: routes carry `orderTopicConf` ("broker-a:8;broker-b:8"), which ordered
+    // producers use to pick queues; RocketMQ's `updateTopic -o true` writes the same KV entry.
+    let order_errors = if failed == 0 && !masters.is_empty() {
+        order_config(t, ctx, &name, &masters, &name_servers).await
+    } else {
+        Vec::new()
+    };
+    for e in &order_errors {
+        tracing::warn!(topic = %name, error = %e, "order config not written");
+    }
+    let ready = failed == 0 && !masters.is_empty() && order_errors.is_empty();
     let message = if masters.is_empty() {
         "no broker group matches".to_string()
+    } else if !order_errors.is_empty() {
+        format!("order config: {}", order_errors.join("; "))
     } else {
         format!("{}/{} brokers", masters.len() - failed, masters.len())
     };
@@ -184,6 +199,66 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
     } else {
         Action::requeue(Duration::from_secs(15))
     })
+}
+
+/// Writes (order: true) or removes (order: false) the topic's ORDER_TOPIC_CONFIG entry on
+/// every name server; returns one message per name server that failed.
+async fn order_config(
+    t: &Topic,
+    ctx: &Context,
+    topic: &str,
+    masters: &[(String, String)],
+    name_servers: &[String],
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    for ns in name_servers {
+        let req = if t.spec.order {
+            RemotingCommand::request_with_header(
+                RequestCode::PUT_KV_CONFIG,
+                &PutKvConfigRequestHeader {
+                    namespace: ORDER_TOPIC_CONFIG.into(),
+                    key: topic.to_string(),
+                    value: order_conf(masters, t.spec.write_queue_nums),
+                },
+            )
+        } else {
+            delete_order_config(topic)
+        };
+        match ctx.remoting.invoke(ns, req, TIMEOUT).await {
+            Ok(r) if r.code == ResponseCode::SUCCESS => {}
+            // Deleting an entry that is not there is fine.
+            Ok(r) if !t.spec.order && r.code == ResponseCode::QUERY_NOT_FOUND => {}
+            Ok(r) => errors.push(format!(
+                "{ns}: {}: {}",
+                r.code_name(),
+                r.remark.unwrap_or_default()
+            )),
+            Err(e) => errors.push(format!("{ns}: {e}")),
+        }
+    }
+    errors
+}
+
+/// `brokerName:writeQueueNums` for every master, joined by `;`, in broker-name order.
+pub fn order_conf(masters: &[(String, String)], write_queue_nums: i32) -> String {
+    let mut names: Vec<&str> = masters.iter().map(|(b, _)| b.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .iter()
+        .map(|b| format!("{b}:{write_queue_nums}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn delete_order_config(topic: &str) -> RemotingCommand {
+    RemotingCommand::request_with_header(
+        RequestCode::DELETE_KV_CONFIG,
+        &DeleteKvConfigRequestHeader {
+            namespace: ORDER_TOPIC_CONFIG.into(),
+            key: topic.to_string(),
+        },
+    )
 }
 
 /// Messages no consumer group has consumed yet, per broker: `(stored, consumed)` totals.
@@ -308,6 +383,15 @@ async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Acti
         );
         if let Err(e) = ctx.remoting.invoke(ns, req, TIMEOUT).await {
             tracing::warn!(namesrv = %ns, error = %e, "topic route not deleted from a name server");
+        }
+        if t.spec.order {
+            if let Err(e) = ctx
+                .remoting
+                .invoke(ns, delete_order_config(&name), TIMEOUT)
+                .await
+            {
+                tracing::warn!(namesrv = %ns, error = %e, "order config not deleted from a name server");
+            }
         }
     }
     tracing::info!(topic = %name, brokers = masters.len(), "topic deleted");
