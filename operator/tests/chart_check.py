@@ -29,6 +29,7 @@ NEEDED = {
     ("", "services"): {"create", "patch"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
     ("", "pods"): {"list"},
+    ("events.k8s.io", "events"): {"create", "patch"},
 }
 
 
@@ -79,7 +80,7 @@ def check_rbac(objs, role_kind, namespace):
 
 def env_of(deploy):
     c = deploy["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e.get("value") for e in c["env"]}, c
+    return {e["name"]: e.get("value") for e in c["env"] if "value" in e}, c
 
 
 def lint(chart_dir):

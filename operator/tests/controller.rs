@@ -165,6 +165,20 @@ async fn invalid_spec_is_reported_not_applied() {
         (Some("True"), Some("InvalidSpec"))
     );
     assert!(degraded["message"].as_str().unwrap().contains("listenPort"));
+    // And a Warning event on the object, for `kubectl describe`.
+    let event = expect(
+        &mut handle,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        echo,
+    )
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("InvalidSpec"))
+    );
+    assert_eq!(event["regarding"]["kind"], "NameServer");
+    assert!(event["note"].as_str().unwrap().contains("listenPort"));
     task.await
         .unwrap()
         .expect("an invalid spec is not a reconcile error");

@@ -238,6 +238,17 @@ async fn delete_if_empty_refuses_while_messages_wait() {
         |_| topic_obj("DeleteIfEmpty", true),
     )
     .await;
+    let event = expect(
+        &mut handle,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        |b| b.clone(),
+    )
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("DeletionRefused"))
+    );
     let result = task.await.unwrap();
     assert!(
         matches!(result, Err(Error::DeletionRefused(_))),

@@ -68,6 +68,8 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
                 ..Default::default()
             };
             patch_status(&ctx.client, &*bg, serde_json::to_value(&status)?).await?;
+            ctx.warn(&*bg, "InvalidSpec", "Validate", e.to_string())
+                .await;
             return Ok(Action::await_change());
         }
     };

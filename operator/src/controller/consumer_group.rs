@@ -105,7 +105,7 @@ async fn apply_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Resul
                     "Degraded",
                     !ready,
                     if ready { "Reconciled" } else { "BrokerErrors" },
-                    message,
+                    message.clone(),
                     generation,
                 ),
             ],
@@ -113,6 +113,9 @@ async fn apply_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Resul
         brokers,
     };
     patch_status(&ctx.client, g, serde_json::to_value(&status)?).await?;
+    if !ready {
+        ctx.warn(g, "NotOnAllBrokers", "Create", message).await;
+    }
     Ok(if ready {
         Action::requeue(RESYNC)
     } else {

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,13 +50,43 @@ pub struct Context {
     pub client: Client,
     /// Talks to brokers and name servers (topic and group administration).
     pub remoting: rmq_remoting::RemotingClient,
+    /// Kubernetes Events (events.k8s.io) about the objects we reconcile.
+    pub recorder: Recorder,
 }
 
 impl Context {
     pub fn new(client: Client) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            // The pod name (downward API in the chart) tells replicas' events apart.
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Context {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             remoting: rmq_remoting::RemotingClient::default(),
+        }
+    }
+
+    /// Publishes a Warning event about `obj`. A failure to publish is logged, not returned:
+    /// events are for people, and must not stop a reconciliation.
+    pub async fn warn<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            // The API server refuses notes over 1 kB.
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(object = %obj.name_any(), reason, error = %e, "event not published");
         }
     }
 }

@@ -54,6 +54,8 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
                 ..Default::default()
             };
             patch_status(&ctx.client, &*ns, serde_json::to_value(&status)?).await?;
+            ctx.warn(&*ns, "InvalidSpec", "Validate", e.to_string())
+                .await;
             return Ok(Action::await_change());
         }
     };

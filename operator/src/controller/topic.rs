@@ -186,7 +186,7 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
                     "Degraded",
                     !ready,
                     if ready { "Reconciled" } else { "BrokerErrors" },
-                    message,
+                    message.clone(),
                     generation,
                 ),
             ],
@@ -194,6 +194,9 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
         brokers,
     };
     patch_status(&ctx.client, t, serde_json::to_value(&status)?).await?;
+    if !ready {
+        ctx.warn(t, "NotOnAllBrokers", "Create", message).await;
+    }
     Ok(if ready {
         Action::requeue(RESYNC)
     } else {
@@ -351,6 +354,7 @@ async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Acti
             );
             let status = json_status(&previous, generation, &msg);
             patch_status(&ctx.client, t, status).await?;
+            ctx.warn(t, "DeletionRefused", "Delete", msg.clone()).await;
             return Err(Error::DeletionRefused(msg));
         }
     }
