@@ -73,6 +73,18 @@ fn broker_groups(addr: &str, ns: &str) -> Value {
     }]})
 }
 
+/// Answers the broker-group list every Topic/ConsumerGroup reconcile starts with.
+async fn expect_broker_groups(handle: &mut Handle, addr: &str, ns_addr: &str) {
+    let (a, n) = (addr.to_string(), ns_addr.to_string());
+    expect(
+        handle,
+        Method::GET,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
+        move |_| broker_groups(&a, &n),
+    )
+    .await;
+}
+
 async fn cluster(dir: &std::path::Path) -> (Namesrv, Broker, String, String) {
     let ns = Namesrv::start(NamesrvConfig {
         listen_port: 0,
@@ -110,14 +122,7 @@ async fn topic_created_then_deleted_per_policy() {
     // Apply: list broker groups, create on the master, write status.
     let t: Topic = serde_json::from_value(topic_obj("Delete", false)).unwrap();
     let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
-    let (a, n) = (addr.clone(), ns_addr.clone());
-    expect(
-        &mut handle,
-        Method::GET,
-        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
-        move |_| broker_groups(&a, &n),
-    )
-    .await;
+    expect_broker_groups(&mut handle, &addr, &ns_addr).await;
     let status = expect(
         &mut handle,
         Method::PATCH,
@@ -143,14 +148,7 @@ async fn topic_created_then_deleted_per_policy() {
     // Delete: the topic goes from the broker, then the finalizer is removed.
     let t: Topic = serde_json::from_value(topic_obj("Delete", true)).unwrap();
     let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
-    let (a, n) = (addr.clone(), ns_addr.clone());
-    expect(
-        &mut handle,
-        Method::GET,
-        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
-        move |_| broker_groups(&a, &n),
-    )
-    .await;
+    expect_broker_groups(&mut handle, &addr, &ns_addr).await;
     let patch = expect(
         &mut handle,
         Method::PATCH,
@@ -223,14 +221,7 @@ async fn delete_if_empty_refuses_while_messages_wait() {
 
     let t: Topic = serde_json::from_value(topic_obj("DeleteIfEmpty", true)).unwrap();
     let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
-    let (a, n) = (addr.clone(), ns_addr.clone());
-    expect(
-        &mut handle,
-        Method::GET,
-        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
-        move |_| broker_groups(&a, &n),
-    )
-    .await;
+    expect_broker_groups(&mut handle, &addr, &ns_addr).await;
     let status = expect(
         &mut handle,
         Method::PATCH,
@@ -280,14 +271,7 @@ async fn consumer_group_is_declared_on_the_master() {
         "spec": { "retryMaxTimes": 5, "consumeMessageOrderly": true } });
     let g: ConsumerGroup = serde_json::from_value(obj.clone()).unwrap();
     let task = tokio::spawn(consumer_group::reconcile(Arc::new(g), ctx.clone()));
-    let (a, n) = (addr.clone(), ns_addr.clone());
-    expect(
-        &mut handle,
-        Method::GET,
-        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
-        move |_| broker_groups(&a, &n),
-    )
-    .await;
+    expect_broker_groups(&mut handle, &addr, &ns_addr).await;
     let status = expect(
         &mut handle,
         Method::PATCH,
@@ -345,14 +329,7 @@ async fn ordered_topic_writes_order_config_on_the_name_servers() {
         obj["spec"]["order"] = json!(order);
         let t: Topic = serde_json::from_value(obj.clone()).unwrap();
         let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
-        let (a, n) = (addr.clone(), ns_addr.clone());
-        expect(
-            &mut handle,
-            Method::GET,
-            "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups",
-            move |_| broker_groups(&a, &n),
-        )
-        .await;
+        expect_broker_groups(&mut handle, &addr, &ns_addr).await;
         let status = expect(
             &mut handle,
             Method::PATCH,

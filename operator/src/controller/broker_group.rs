@@ -44,27 +44,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         Ok(o) => o,
         Err(e) => {
             let status = BrokerGroupStatus {
-                common: crate::crd::CommonStatus {
-                    observed_generation: generation,
-                    conditions: vec![
-                        condition(
-                            &previous,
-                            "Ready",
-                            false,
-                            "InvalidSpec",
-                            e.to_string(),
-                            generation,
-                        ),
-                        condition(
-                            &previous,
-                            "Degraded",
-                            true,
-                            "InvalidSpec",
-                            e.to_string(),
-                            generation,
-                        ),
-                    ],
-                },
+                common: invalid_spec_status(&previous, generation, &e.to_string()),
                 ..Default::default()
             };
             patch_status(&ctx.client, &*bg, serde_json::to_value(&status)?).await?;

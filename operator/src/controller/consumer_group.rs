@@ -89,27 +89,7 @@ async fn apply_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Resul
         format!("{}/{} brokers", masters.len() - failed, masters.len())
     };
     let status = ConsumerGroupStatus {
-        common: crate::crd::CommonStatus {
-            observed_generation: generation,
-            conditions: vec![
-                condition(
-                    &previous,
-                    "Ready",
-                    ready,
-                    if ready { "Created" } else { "NotOnAllBrokers" },
-                    message.clone(),
-                    generation,
-                ),
-                condition(
-                    &previous,
-                    "Degraded",
-                    !ready,
-                    if ready { "Reconciled" } else { "BrokerErrors" },
-                    message.clone(),
-                    generation,
-                ),
-            ],
-        },
+        common: broker_admin_status(&previous, generation, ready, &message),
         brokers,
     };
     patch_status(&ctx.client, g, serde_json::to_value(&status)?).await?;

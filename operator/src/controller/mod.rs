@@ -157,6 +157,66 @@ pub fn condition(
     }
 }
 
+/// Status of an object whose spec cannot be built: not Ready, Degraded, both `InvalidSpec`.
+pub fn invalid_spec_status(
+    previous: &[Condition],
+    generation: Option<i64>,
+    message: &str,
+) -> crate::crd::CommonStatus {
+    crate::crd::CommonStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                previous,
+                "Ready",
+                false,
+                "InvalidSpec",
+                message.into(),
+                generation,
+            ),
+            condition(
+                previous,
+                "Degraded",
+                true,
+                "InvalidSpec",
+                message.into(),
+                generation,
+            ),
+        ],
+    }
+}
+
+/// Status of an object declared on brokers over remoting (Topic, ConsumerGroup): Ready when
+/// every targeted master took it, Degraded otherwise.
+pub fn broker_admin_status(
+    previous: &[Condition],
+    generation: Option<i64>,
+    ready: bool,
+    message: &str,
+) -> crate::crd::CommonStatus {
+    crate::crd::CommonStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                previous,
+                "Ready",
+                ready,
+                if ready { "Created" } else { "NotOnAllBrokers" },
+                message.into(),
+                generation,
+            ),
+            condition(
+                previous,
+                "Degraded",
+                !ready,
+                if ready { "Reconciled" } else { "BrokerErrors" },
+                message.into(),
+                generation,
+            ),
+        ],
+    }
+}
+
 /// Patches the status subresource (merge patch: only our fields).
 pub async fn patch_status<K>(
     client: &Client,

@@ -30,27 +30,7 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
         Err(e) => {
             // An invalid spec is reported, never retried until the object changes.
             let status = NameServerStatus {
-                common: crate::crd::CommonStatus {
-                    observed_generation: generation,
-                    conditions: vec![
-                        condition(
-                            &previous,
-                            "Ready",
-                            false,
-                            "InvalidSpec",
-                            e.to_string(),
-                            generation,
-                        ),
-                        condition(
-                            &previous,
-                            "Degraded",
-                            true,
-                            "InvalidSpec",
-                            e.to_string(),
-                            generation,
-                        ),
-                    ],
-                },
+                common: invalid_spec_status(&previous, generation, &e.to_string()),
                 ..Default::default()
             };
             patch_status(&ctx.client, &*ns, serde_json::to_value(&status)?).await?;

@@ -170,27 +170,7 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
         format!("{}/{} brokers", masters.len() - failed, masters.len())
     };
     let status = TopicStatus {
-        common: crate::crd::CommonStatus {
-            observed_generation: generation,
-            conditions: vec![
-                condition(
-                    &previous,
-                    "Ready",
-                    ready,
-                    if ready { "Created" } else { "NotOnAllBrokers" },
-                    message.clone(),
-                    generation,
-                ),
-                condition(
-                    &previous,
-                    "Degraded",
-                    !ready,
-                    if ready { "Reconciled" } else { "BrokerErrors" },
-                    message.clone(),
-                    generation,
-                ),
-            ],
-        },
+        common: broker_admin_status(&previous, generation, ready, &message),
         brokers,
     };
     patch_status(&ctx.client, t, serde_json::to_value(&status)?).await?;
