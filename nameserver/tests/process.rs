@@ -49,6 +49,24 @@ impl Proc {
     }
 }
 
+/// Used space as an unprivileged process sees it: blocks not available to it count as used.
+fn used_percent_for_unprivileged(path: &Path) -> f64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statvfs fills the struct we pass; the path is NUL-terminated.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 || s.f_blocks == 0 {
+        return 0.0;
+    }
+    (s.f_blocks - s.f_bavail) as f64 / s.f_blocks as f64 * 100.0
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -224,15 +242,27 @@ async fn foreign_broker_registers_and_admin_tool_sees_it() {
         ),
     )
     .unwrap();
-    let broker = Proc(
+    // That broker will not start on a file system it sees as 90 % full (its
+    // diskSpaceWarningLevelRatio is capped at 90 and counts root-reserved blocks as used):
+    // say so rather than wait for a registration that cannot come.
+    let used = used_percent_for_unprivileged(dir.path());
+    assert!(
+        used < 89.0,
+        "the file system holding {} is {used:.1} % full; the foreign broker refuses to start at 90 %: free some space",
+        dir.path().display()
+    );
+    let log_path = dir.path().join("foreign-broker.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut broker = Proc(
         Command::new(&broker_bin)
             .arg("-c")
             .arg(&broker_conf)
             .env("ROCKETMQ_HOME", dir.path())
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .env_remove("NAMESRV_ADDR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("spawn foreign broker"),
     );
@@ -275,7 +305,12 @@ async fn foreign_broker_registers_and_admin_tool_sees_it() {
                 .contains(&CheetahString::from("foreign-broker")));
             break;
         }
-        assert!(Instant::now() < deadline, "foreign broker never registered");
+        let exited = broker.0.try_wait().ok().flatten();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "foreign broker never registered (exit: {exited:?}); the end of its log:\n{}",
+            log_tail(&log_path, 30)
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
