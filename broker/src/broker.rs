@@ -129,10 +129,7 @@ impl Broker {
             .context("store thread")?
             .context("cannot open the message store")?;
         let b = &settings.broker;
-        let ip: IpAddr = b
-            .broker_ip1()
-            .parse()
-            .with_context(|| format!("brokerIP1 `{}` is not an IP address", b.broker_ip1()))?;
+        let ip = store_host_ip(&b.broker_ip1()).await;
         let config_dir = settings.store.root().join("config");
         let topics = TopicConfigManager::load(config_dir.join("topics.json"), b);
         topics.persist();
@@ -147,7 +144,7 @@ impl Broker {
         let listen_port = b.listen_port;
         let fast_port = b.fast_listen_port();
         let inner = Arc::new(BrokerInner {
-            store_host: SocketAddr::new(ip, listen_port),
+            store_host: SocketAddr::new(ip, b.advertised_port()),
             broker_addr: b.broker_addr(),
             send_permits: Arc::new(tokio::sync::Semaphore::new(b.max_in_flight_sends.max(1))),
             metrics: crate::metrics::BrokerMetrics::new(&b.broker_cluster_name, &b.broker_name),
@@ -281,6 +278,38 @@ impl Broker {
 }
 
 /// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped; TPS sampled.
+/// The IP written into every stored message as its store host (and so into every
+/// `offsetMsgId`). `brokerIP1` may be a host name (a cloud load balancer's): resolve it, and
+/// fall back to this host's address if it does not resolve.
+async fn store_host_ip(broker_ip1: &str) -> IpAddr {
+    if let Ok(ip) = broker_ip1.parse() {
+        return ip;
+    }
+    let resolved = tokio::net::lookup_host((broker_ip1, 0)).await.map(|addrs| {
+        let addrs: Vec<SocketAddr> = addrs.collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .map(|a| a.ip())
+    });
+    match resolved {
+        Ok(Some(ip)) => ip,
+        other => {
+            let fallback: IpAddr = crate::config::local_ip()
+                .parse()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+            tracing::warn!(
+                broker_ip1,
+                error = ?other.err(),
+                %fallback,
+                "brokerIP1 does not resolve; message ids carry this host's address"
+            );
+            fallback
+        }
+    }
+}
+
 async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
     let interval = Duration::from_millis(
         inner

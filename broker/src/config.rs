@@ -59,6 +59,9 @@ java_config! {
         /// Or from the first local address inside this CIDR.
         broker_ip2_cidr: String = String::new() => "brokerIP2Cidr",
         listen_port: u16 = 10911 => "listenPort",
+        /// The port clients are told (name-server registration, message ids) when it is not
+        /// `listenPort`: behind NAT or a Kubernetes NodePort. 0: `listenPort`.
+        broker_advertised_port: u16 = 0 => "brokerAdvertisedPort",
         /// 0: `listenPort + 1`.
         ha_listen_port: u16 = 0 => "haListenPort",
         bind_address: String = "0.0.0.0".into() => "bindAddress",
@@ -102,8 +105,17 @@ impl BrokerConfig {
         }
     }
 
+    /// The port in the address clients are given.
+    pub fn advertised_port(&self) -> u16 {
+        if self.broker_advertised_port == 0 {
+            self.listen_port
+        } else {
+            self.broker_advertised_port
+        }
+    }
+
     pub fn broker_addr(&self) -> String {
-        format!("{}:{}", self.broker_ip1(), self.listen_port)
+        format!("{}:{}", self.broker_ip1(), self.advertised_port())
     }
 
     pub fn ha_listen_port(&self) -> u16 {

@@ -557,3 +557,59 @@ async fn runtime_info_reports_real_rates() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+/// Behind NAT or a Kubernetes NodePort the broker listens on one port and advertises another,
+/// possibly under a host name: the name server hands out that address, and message ids carry
+/// the resolved IP with the advertised port, so `viewMessage(msgId)` goes where clients can reach.
+#[tokio::test]
+async fn advertised_host_name_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let port = free_port();
+    let mut s = settings(dir.path(), &ns.local_addr().to_string(), port);
+    s.broker.broker_ip1 = "localhost".into();
+    s.broker.broker_advertised_port = 30911;
+    let broker = Broker::start(s).await.unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let c = RemotingClient::default();
+    c.invoke(&addr, create_topic("Nat", 1, 6), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let r = c
+        .invoke(&addr, send_req("Nat", 0, b"hello", "a"), T)
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let h: SendMessageResponseHeader = r.decode_header().unwrap();
+    let (host, _) = rmq_remoting::message::decode_offset_msg_id(&h.msg_id).unwrap();
+    assert_eq!(host.to_string(), "127.0.0.1:30911");
+
+    let deadline = std::time::Instant::now() + T;
+    let route = loop {
+        let r = c
+            .invoke(
+                &ns.local_addr().to_string(),
+                RemotingCommand::request_with_header(
+                    RequestCode::GET_ROUTEINFO_BY_TOPIC,
+                    &GetRouteInfoRequestHeader {
+                        topic: "Nat".into(),
+                        accept_standard_json_only: None,
+                    },
+                ),
+                T,
+            )
+            .await
+            .unwrap();
+        if r.code == ResponseCode::SUCCESS {
+            break TopicRouteData::decode(&r.body).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "topic never routed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(route.broker_datas[0].master_addr(), Some("localhost:30911"));
+    broker.shutdown().await;
+    ns.shutdown().await;
+}
