@@ -264,3 +264,167 @@ fn multi_nic_addressing_goes_into_broker_conf() {
     bad.spec.addressing.cidr = None;
     assert!(broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").is_err());
 }
+
+fn pod_spec(o: &broker_group::BrokerGroupObjects) -> k8s_openapi::api::core::v1::PodSpec {
+    o.stateful_set.spec.clone().unwrap().template.spec.unwrap()
+}
+
+#[test]
+fn external_access_gives_each_broker_its_own_way_in() {
+    let docs = docs(&examples_dir().join("external-access.yaml"));
+    // NodePort: fixed ports per pod, advertised by the broker, node IP from the downward API.
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    assert_eq!(
+        conf(&o.config, "broker-0.conf")["brokerAdvertisedPort"],
+        "31002"
+    );
+    assert_eq!(
+        conf(&o.config, "broker-1.conf")["brokerAdvertisedPort"],
+        "31005"
+    );
+    assert_eq!(o.external.len(), 2);
+    let svc = o.external[1].spec.as_ref().unwrap();
+    assert_eq!(svc.type_.as_deref(), Some("NodePort"));
+    assert_eq!(
+        svc.selector.as_ref().unwrap()["statefulset.kubernetes.io/pod-name"],
+        "broker-a-1"
+    );
+    let ports: Vec<(i32, Option<i32>)> = svc
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.port, p.node_port))
+        .collect();
+    assert_eq!(ports, vec![(10911, Some(31005)), (10909, Some(31003))]);
+    assert_eq!(
+        svc.external_traffic_policy.as_deref(),
+        Some("Local"),
+        "a node IP is only right for the pod on that node"
+    );
+    let pod = pod_spec(&o);
+    let script = pod.containers[0].command.as_ref().unwrap().join(" ");
+    assert!(script.contains("brokerIP1=$HOST_IP"), "{script}");
+    assert!(
+        script.contains("brokerIP2=$POD_IP"),
+        "replication stays inside: {script}"
+    );
+    assert!(pod.containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|e| e.name == "HOST_IP"));
+
+    // A shared name in front of the nodes goes into broker.conf as brokerIP1.
+    let mut named = bg.clone();
+    named
+        .spec
+        .addressing
+        .external
+        .as_mut()
+        .unwrap()
+        .advertised_host = Some("mq.example.com".into());
+    let o = broker_group::build(&named, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    assert_eq!(
+        conf(&o.config, "broker-1.conf")["brokerIP1"],
+        "mq.example.com"
+    );
+    let script = pod_spec(&o).containers[0]
+        .command
+        .as_ref()
+        .unwrap()
+        .join(" ");
+    assert!(!script.contains("brokerIP1="), "{script}");
+    assert_eq!(
+        o.external[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .external_traffic_policy
+            .as_deref(),
+        Some("Cluster")
+    );
+
+    // LoadBalancer: the pod waits for its published address.
+    let bg: BrokerGroup = serde_yaml::from_value(docs[2].clone()).unwrap();
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-b"), "ns:9876").unwrap();
+    assert_eq!(o.external.len(), 2);
+    assert!(!conf(&o.config, "broker-0.conf").contains_key("brokerAdvertisedPort"));
+    let pod = pod_spec(&o);
+    assert!(pod.volumes.as_ref().unwrap().iter().any(|v| v
+        .config_map
+        .as_ref()
+        .map(|c| c.name.as_str())
+        == Some("broker-b-external")));
+    let script = pod.containers[0].command.as_ref().unwrap().join(" ");
+    assert!(script.contains("while [ ! -s $f ]"), "{script}");
+
+    // HostNetwork: no Services, the node's network, one broker per node across groups.
+    let mut host = bg.clone();
+    host.spec.addressing.external =
+        Some(serde_json::from_value(serde_json::json!({ "type": "HostNetwork" })).unwrap());
+    let o = broker_group::build(&host, &owner("BrokerGroup", "broker-b"), "ns:9876").unwrap();
+    assert!(o.external.is_empty());
+    let pod = pod_spec(&o);
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+    let term = &anti
+        .required_during_scheduling_ignored_during_execution
+        .unwrap()[0];
+    assert_eq!(
+        term.label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()[broker_group::HOST_NETWORK_LABEL],
+        "true"
+    );
+}
+
+#[test]
+fn external_access_refuses_what_cannot_work() {
+    let docs = docs(&examples_dir().join("external-access.yaml"));
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let refused = |edit: &dyn Fn(&mut BrokerGroup), needle: &str| {
+        let mut b = bg.clone();
+        edit(&mut b);
+        match broker_group::build(&b, &owner("BrokerGroup", "b"), "ns:9876") {
+            Err(SpecError::Invalid(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("expected refusal mentioning {needle}: {other:?}"),
+        }
+    };
+    refused(
+        &|b| b.spec.addressing.external = None,
+        "addressing.external",
+    );
+    refused(
+        &|b| b.spec.addressing.external.as_mut().unwrap().node_port_base = None,
+        "nodePortBase is required",
+    );
+    refused(
+        &|b| {
+            b.spec.replicas = 5;
+            b.spec.addressing.external.as_mut().unwrap().node_port_base = Some(32760);
+        },
+        "NodePort range",
+    );
+    refused(
+        &|b| {
+            b.spec.addressing.external.as_mut().unwrap().advertised_host =
+                Some("x; rm -rf /".into())
+        },
+        "not a host name",
+    );
+    refused(
+        &|b| {
+            b.spec
+                .config
+                .insert("brokerAdvertisedPort".into(), "1".into());
+        },
+        "managed by the operator",
+    );
+}

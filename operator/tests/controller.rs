@@ -265,6 +265,21 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
         echo,
     )
     .await;
+    // A per-pod external Service left from an earlier External spec is removed.
+    expect(
+        h,
+        Method::GET,
+        "/api/v1/namespaces/default/services",
+        |_| service_list(&["broker-a-0-external"]),
+    )
+    .await;
+    expect(
+        h,
+        Method::DELETE,
+        "/api/v1/namespaces/default/services/broker-a-0-external",
+        |_| service_list(&["broker-a-0-external"])["items"][0].clone(),
+    )
+    .await;
     // The pods: the master ready, the slave still starting.
     expect(h, Method::GET, "/api/v1/namespaces/default/pods", |_| {
         let pod = |name: &str, ip: &str, ready: &str| {
@@ -301,5 +316,142 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
         .find(|c| c["type"] == "Ready")
         .unwrap();
     assert_eq!(ready["status"], "False", "one of two pods ready");
+    task.await.unwrap().expect("reconcile succeeds");
+}
+
+fn service_list(names: &[&str]) -> Value {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": n, "namespace": "default" } }))
+        .collect();
+    json!({ "apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items })
+}
+
+/// `External` LoadBalancer: a Service per pod, and each pod's load-balancer address published
+/// for the pod to advertise as soon as the cloud has assigned it.
+#[tokio::test]
+async fn load_balancer_addresses_reach_the_pods_and_the_status() {
+    let (client, mut handle) = mock();
+    let bg: BrokerGroup = serde_json::from_value(json!({
+        "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroup",
+        "metadata": { "name": "broker-b", "namespace": "default", "uid": "u-3", "generation": 2 },
+        "spec": {
+            "nameServer": { "address": "ns-0:9876" }, "replicas": 2, "storage": { "size": "10Gi" },
+            "addressing": { "mode": "External", "external": {
+                "type": "LoadBalancer",
+                "annotations": { "service.beta.kubernetes.io/aws-load-balancer-type": "nlb" },
+                "loadBalancerSourceRanges": ["203.0.113.0/24"]
+            } }
+        }
+    }))
+    .unwrap();
+    let task = tokio::spawn(broker_group::reconcile(
+        Arc::new(bg.clone()),
+        Arc::new(Context::new(client)),
+    ));
+    let h = &mut handle;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/broker-b-config",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-b-headless",
+        echo,
+    )
+    .await;
+    let svc0 = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-b-0-external",
+        |b| {
+            let mut b = b.clone();
+            b["status"] = json!({ "loadBalancer": { "ingress": [{ "ip": "198.51.100.20" }] } });
+            b
+        },
+    )
+    .await;
+    assert_eq!(svc0["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc0["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+        "broker-b-0"
+    );
+    assert_eq!(
+        svc0["spec"]["loadBalancerSourceRanges"][0],
+        "203.0.113.0/24"
+    );
+    assert_eq!(
+        svc0["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"],
+        "nlb"
+    );
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-b-1-external",
+        echo,
+    )
+    .await;
+    let hosts = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/broker-b-external",
+        echo,
+    )
+    .await;
+    assert_eq!(hosts["data"]["broker-0.host"], "198.51.100.20");
+    assert_eq!(hosts["data"]["broker-1.host"], "", "not assigned yet");
+    let sts = expect(
+        h,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/statefulsets/broker-b",
+        echo,
+    )
+    .await;
+    let script = sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        script.contains("/etc/rocketmq-external/broker-$i.host"),
+        "{script}"
+    );
+    expect(
+        h,
+        Method::PATCH,
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/broker-b",
+        echo,
+    )
+    .await;
+    // Both wanted Services exist: nothing to delete.
+    expect(
+        h,
+        Method::GET,
+        "/api/v1/namespaces/default/services",
+        |_| service_list(&["broker-b-0-external", "broker-b-1-external"]),
+    )
+    .await;
+    expect(
+        h,
+        Method::GET,
+        "/api/v1/namespaces/default/pods",
+        |_| json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [] }),
+    )
+    .await;
+    let status = expect(
+        h,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-b/status",
+        |_| serde_json::to_value(&bg).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status["status"]["replicas"][0]["address"],
+        "198.51.100.20:10911"
+    );
+    assert!(status["status"]["replicas"][1].get("address").is_none());
     task.await.unwrap().expect("reconcile succeeds");
 }

@@ -56,6 +56,25 @@ fn main() -> anyhow::Result<()> {
                     rendered.push(serde_yaml::to_value(&o.headless)?);
                     rendered.push(serde_yaml::to_value(&o.stateful_set)?);
                     rendered.push(serde_yaml::to_value(&o.pdb)?);
+                    for svc in &o.external {
+                        rendered.push(serde_yaml::to_value(svc)?);
+                    }
+                    let load_balanced = bg.spec.addressing.external.as_ref().is_some_and(|e| {
+                        e.type_ == rmq_operator::crd::broker_group::ExternalType::LoadBalancer
+                    });
+                    if load_balanced && !o.external.is_empty() {
+                        // As first applied: no load-balancer address known yet.
+                        let labels = o.config.metadata.labels.clone().unwrap_or_default();
+                        let none = vec![None; o.external.len()];
+                        rendered.push(serde_yaml::to_value(
+                            rmq_operator::build::external::hosts_config(
+                                &owner,
+                                &owner.name,
+                                &labels,
+                                &none,
+                            ),
+                        )?);
+                    }
                 }
                 _ => {}
             }

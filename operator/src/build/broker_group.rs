@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::nameserver::fnv;
 use super::*;
-use crate::crd::broker_group::{AddressMode, BrokerRole, FlushDiskType};
+use crate::crd::broker_group::{AddressMode, BrokerRole, ExternalType, FlushDiskType};
 use crate::crd::BrokerGroup;
 
 pub const BROKER_PORT: i32 = 10911;
@@ -31,6 +31,8 @@ pub const HA_PORT: i32 = 10912;
 /// The `app.kubernetes.io/component` label of broker pods.
 pub const COMPONENT: &str = "broker";
 const STORE: &str = "/home/rocketmq/store";
+/// Label of broker pods on the node's network, which must not share a node.
+pub const HOST_NETWORK_LABEL: &str = "rocketmq.rs/host-network";
 
 /// Keys the operator sets itself; a spec may not override them.
 pub const MANAGED_KEYS: &[&str] = &[
@@ -46,6 +48,11 @@ pub const MANAGED_KEYS: &[&str] = &[
     "brokerIP2",
     "flushDiskType",
     "metricsPort",
+    "brokerAdvertisedPort",
+    "brokerIP1Interface",
+    "brokerIP1Cidr",
+    "brokerIP2Interface",
+    "brokerIP2Cidr",
 ];
 
 #[derive(Debug, Clone)]
@@ -54,6 +61,8 @@ pub struct BrokerGroupObjects {
     pub headless: Service,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
+    /// Per-pod Services for clients outside the cluster (`External` NodePort/LoadBalancer).
+    pub external: Vec<Service>,
 }
 
 /// `broker.conf` of one ordinal.
@@ -120,6 +129,7 @@ pub fn build(
     // downward API (the pod IP).
     let mut address_props: BTreeMap<String, String> = BTreeMap::new();
     let mut ip1_from_pod = false;
+    let mut external = None;
     match a.mode {
         AddressMode::PodIp => ip1_from_pod = true,
         AddressMode::Interface => {
@@ -143,11 +153,10 @@ pub fn build(
             address_props.insert("brokerIP1Cidr".into(), cidr);
         }
         AddressMode::External => {
-            return Err(SpecError::Invalid(
-                "addressing mode External is not supported by this operator version yet".into(),
-            ))
+            external = Some(external::validate(a.external.as_ref(), spec.replicas)?);
         }
     }
+    let ext_type = external.map(|e| e.type_);
     let ip2_from_pod = match a.ha_interface.clone().filter(|i| !i.is_empty()) {
         Some(iface) => {
             address_props.insert("brokerIP2Interface".into(), iface);
@@ -173,6 +182,13 @@ pub fn build(
     for i in 0..spec.replicas {
         let mut conf = broker_conf(bg, &broker_name, i, namesrv_addr);
         conf.extend(address_props.clone());
+        if let Some(ext) = external.filter(|e| e.type_ == ExternalType::NodePort) {
+            let port = external::node_port(ext.node_port_base.unwrap_or_default(), i);
+            conf.insert("brokerAdvertisedPort".into(), port.to_string());
+            if let Some(host) = &ext.advertised_host {
+                conf.insert("brokerIP1".into(), host.clone());
+            }
+        }
         data.insert(format!("broker-{i}.conf"), properties(&conf));
     }
     let hash = fnv(format!("{data:?}").as_bytes());
@@ -240,17 +256,21 @@ pub fn build(
         failure_threshold: Some(failures),
         ..Default::default()
     };
-    let env = vec![EnvVar {
-        name: "POD_IP".into(),
+    let field_env = |name: &str, path: &str| EnvVar {
+        name: name.into(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "status.podIP".into(),
+                field_path: path.into(),
                 ..Default::default()
             }),
             ..Default::default()
         }),
         ..Default::default()
-    }];
+    };
+    let env = vec![
+        field_env("POD_IP", "status.podIP"),
+        field_env("HOST_IP", "status.hostIP"),
+    ];
     // The pod's ordinal picks its config; the pod IP is what clients and slaves reach.
     let mut script = String::from(
         "set -e; i=${HOSTNAME##*-}; cp /etc/rocketmq/broker-$i.conf /tmp/broker.conf; ",
@@ -258,11 +278,29 @@ pub fn build(
     if ip1_from_pod {
         script.push_str("echo \"brokerIP1=$POD_IP\" >> /tmp/broker.conf; ");
     }
+    match external {
+        Some(e) if e.type_ == ExternalType::NodePort && e.advertised_host.is_none() => {
+            script.push_str("echo \"brokerIP1=$HOST_IP\" >> /tmp/broker.conf; ");
+        }
+        Some(e) if e.type_ == ExternalType::HostNetwork => {
+            script.push_str("echo \"brokerIP1=$HOST_IP\" >> /tmp/broker.conf; ");
+        }
+        Some(e) if e.type_ == ExternalType::LoadBalancer => {
+            // The operator fills this pod's entry once the cloud has given its Service an
+            // address; the mounted ConfigMap catches up without a restart.
+            script.push_str(&format!(
+                "f={dir}/broker-$i.host; [ -s $f ] || echo \"waiting for the load-balancer address of $HOSTNAME\"; \
+                 while [ ! -s $f ]; do sleep 2; done; echo \"brokerIP1=$(cat $f)\" >> /tmp/broker.conf; ",
+                dir = external::HOSTS_DIR
+            ));
+        }
+        _ => {}
+    }
     if ip2_from_pod {
         script.push_str("echo \"brokerIP2=$POD_IP\" >> /tmp/broker.conf; ");
     }
     script.push_str("exec mqbroker -c /tmp/broker.conf");
-    let container = Container {
+    let mut container = Container {
         name: "mqbroker".into(),
         image: Some(
             spec.image
@@ -295,22 +333,51 @@ pub fn build(
         }),
         ..Default::default()
     };
-    let pod = PodSpec {
-        containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
+    let host_network = ext_type == Some(ExternalType::HostNetwork);
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("{name}-config"),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if ext_type == Some(ExternalType::LoadBalancer) {
+        volumes.push(Volume {
+            name: "external".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: format!("{name}-config"),
+                name: external::hosts_config_name(&name),
                 ..Default::default()
             }),
             ..Default::default()
-        }]),
-        affinity: Some(
-            spec.pod
-                .affinity
-                .clone()
-                .unwrap_or_else(|| spread(selector.clone())),
-        ),
+        });
+        if let Some(mounts) = container.volume_mounts.as_mut() {
+            mounts.push(VolumeMount {
+                name: "external".into(),
+                mount_path: external::HOSTS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    if host_network {
+        pod_labels.insert(HOST_NETWORK_LABEL.into(), "true".into());
+    }
+    let affinity = match (&spec.pod.affinity, host_network) {
+        (Some(a), _) => a.clone(),
+        // Brokers on the node's network share its ports: never two on one node, whatever group.
+        (None, true) => one_per_node(BTreeMap::from([(
+            HOST_NETWORK_LABEL.to_string(),
+            "true".to_string(),
+        )])),
+        (None, false) => spread(selector.clone()),
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        affinity: Some(affinity),
+        host_network: host_network.then_some(true),
+        dns_policy: host_network.then(|| "ClusterFirstWithHostNet".into()),
         tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
         node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
         priority_class_name: spec.pod.priority_class_name.clone(),
@@ -375,6 +442,9 @@ pub fn build(
         }),
         ..Default::default()
     };
+    let external = external
+        .map(|e| external::services(owner, &name, &labels, e, spec.replicas))
+        .unwrap_or_default();
     let pdb = PodDisruptionBudget {
         metadata: meta(owner, name, labels),
         spec: Some(PodDisruptionBudgetSpec {
@@ -392,5 +462,6 @@ pub fn build(
         headless,
         stateful_set,
         pdb,
+        external,
     })
 }

@@ -2,6 +2,7 @@
 //! example can be checked without a cluster; the reconcilers apply what these return.
 
 pub mod broker_group;
+pub mod external;
 pub mod nameserver;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,24 @@ pub fn spread(selector: BTreeMap<String, String>) -> Affinity {
                     },
                 },
             ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Required anti-affinity: at most one pod matching `selector` per node.
+pub fn one_per_node(selector: BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector),
+                    ..Default::default()
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()

@@ -11,7 +11,9 @@ use kube::{Api, ResourceExt};
 
 use super::*;
 use crate::build::broker_group::build;
+use crate::build::external;
 use crate::build::nameserver::address;
+use crate::crd::broker_group::{AddressMode, ExternalType};
 use crate::crd::{BrokerGroup, BrokerGroupStatus, NameServer};
 
 /// The name-server list a broker group uses: its `NameServer`'s pods, or the given address.
@@ -24,6 +26,33 @@ async fn namesrv_addr(ctx: &Context, bg: &BrokerGroup, namespace: &str) -> Resul
         });
     }
     Ok(bg.spec.name_server.address.clone().unwrap_or_default())
+}
+
+/// Deletes the group's per-pod external Services that the spec no longer wants (scale-down,
+/// or a change of addressing mode), so no port stays open to a pod that is gone.
+async fn remove_stale_external_services(
+    client: &kube::Client,
+    namespace: &str,
+    group: &str,
+    wanted: &[Service],
+) -> Result<(), Error> {
+    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let selector = format!(
+        "app.kubernetes.io/instance={group},{}=true",
+        external::EXTERNAL_LABEL
+    );
+    let existing = api.list(&ListParams::default().labels(&selector)).await?;
+    for svc in existing.items {
+        let svc_name = svc.name_any();
+        if !wanted
+            .iter()
+            .any(|w| w.metadata.name.as_deref() == Some(&svc_name))
+        {
+            tracing::info!(service = %svc_name, "deleting a per-pod external Service no longer wanted");
+            api.delete(&svc_name, &Default::default()).await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -54,10 +83,29 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         }
     };
     let c = &ctx.client;
+    let name = bg.name_any();
     apply::<ConfigMap>(c, &namespace, &objects.config).await?;
     apply::<Service>(c, &namespace, &objects.headless).await?;
+    let mut lb_hosts = Vec::new();
+    for svc in &objects.external {
+        let applied = apply::<Service>(c, &namespace, svc).await?;
+        lb_hosts.push(external::load_balancer_host(&applied));
+    }
+    let load_balanced = bg
+        .spec
+        .addressing
+        .external
+        .as_ref()
+        .is_some_and(|e| e.type_ == ExternalType::LoadBalancer)
+        && bg.spec.addressing.mode == AddressMode::External;
+    if load_balanced {
+        let labels = objects.config.metadata.labels.clone().unwrap_or_default();
+        let hosts = external::hosts_config(&owner, &name, &labels, &lb_hosts);
+        apply::<ConfigMap>(c, &namespace, &hosts).await?;
+    }
     let sts = apply::<StatefulSet>(c, &namespace, &objects.stateful_set).await?;
     apply::<PodDisruptionBudget>(c, &namespace, &objects.pdb).await?;
+    remove_stale_external_services(c, &namespace, &name, &objects.external).await?;
 
     let want = bg.spec.replicas;
     let ready = sts
@@ -71,7 +119,6 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .and_then(|s| s.updated_replicas)
         .unwrap_or(0);
     let all_ready = ready >= want && updated >= want;
-    let name = bg.name_any();
     // Each replica's readiness and advertised address, from its pod.
     let selector = crate::build::selector(&name, crate::build::broker_group::COMPONENT)
         .iter()
@@ -80,7 +127,8 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .join(",");
     let pods: Api<Pod> = Api::namespaced(c.clone(), &namespace);
     let pods = pods.list(&ListParams::default().labels(&selector)).await?;
-    let replicas = super::replicas::replica_status(&name, want, &bg.spec.addressing, &pods.items);
+    let replicas =
+        super::replicas::replica_status(&name, want, &bg.spec.addressing, &pods.items, &lb_hosts);
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,

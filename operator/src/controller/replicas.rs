@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
 use crate::build::broker_group::BROKER_PORT;
+use crate::build::external;
 use crate::crd::broker_group::{AddressMode, Addressing, ReplicaStatus};
 
 /// Multus' `k8s.v1.cni.cncf.io/network-status` annotation: one entry per attached network.
@@ -21,12 +22,13 @@ struct Attachment {
 }
 
 /// Every replica 0..replicas, in ordinal order; a missing pod is reported not ready, without
-/// an address.
+/// an address. `lb_hosts` holds each pod's load-balancer address (`External` LoadBalancer).
 pub fn replica_status(
     group: &str,
     replicas: i32,
     addressing: &Addressing,
     pods: &[Pod],
+    lb_hosts: &[Option<String>],
 ) -> Vec<ReplicaStatus> {
     (0..replicas.max(0))
         .map(|i| {
@@ -38,12 +40,20 @@ pub fn replica_status(
                 pod: pod_name,
                 broker_id: i64::from(i),
                 role: if i == 0 { "MASTER" } else { "SLAVE" }.into(),
-                address: pod
-                    .and_then(|p| advertised_ip(p, addressing))
-                    .map(|ip| match ip {
-                        IpAddr::V4(v4) => format!("{v4}:{BROKER_PORT}"),
-                        IpAddr::V6(v6) => format!("[{v6}]:{BROKER_PORT}"),
-                    }),
+                address: match (addressing.mode, addressing.external.as_ref()) {
+                    (AddressMode::External, Some(ext)) => external::advertised_address(
+                        ext,
+                        i,
+                        pod.and_then(|p| p.status.as_ref()?.host_ip.as_deref()),
+                        lb_hosts.get(i as usize).and_then(|h| h.as_deref()),
+                    ),
+                    _ => pod
+                        .and_then(|p| advertised_ip(p, addressing))
+                        .map(|ip| match ip {
+                            IpAddr::V4(v4) => format!("{v4}:{BROKER_PORT}"),
+                            IpAddr::V6(v6) => format!("[{v6}]:{BROKER_PORT}"),
+                        }),
+                },
                 ready: pod.is_some_and(is_ready),
             }
         })
@@ -100,7 +110,7 @@ fn advertised_ip(pod: &Pod, addressing: &Addressing) -> Option<IpAddr> {
             }
             candidates.into_iter().find(|ip| in_cidr(*ip, cidr))
         }
-        // Not built yet (the builder refuses it); nothing to report.
+        // Reported by `external::advertised_address` instead.
         AddressMode::External => None,
     }
 }
@@ -152,7 +162,7 @@ mod tests {
             pod("b-0", true, "10.0.0.5", json!([])),
             pod("b-2", false, "10.0.0.7", json!([])),
         ];
-        let s = replica_status("b", 3, &Addressing::default(), &pods);
+        let s = replica_status("b", 3, &Addressing::default(), &pods, &[]);
         assert_eq!(s.len(), 3);
         assert_eq!((s[0].role.as_str(), s[0].ready), ("MASTER", true));
         assert_eq!(s[0].address.as_deref(), Some("10.0.0.5:10911"));
@@ -176,18 +186,51 @@ mod tests {
         let pods = [pod("b-0", true, "10.0.0.5", net)];
         let by_if = addressing(json!({ "mode": "Interface", "interface": "net1" }));
         assert_eq!(
-            replica_status("b", 1, &by_if, &pods)[0].address.as_deref(),
+            replica_status("b", 1, &by_if, &pods, &[])[0]
+                .address
+                .as_deref(),
             Some("192.168.50.9:10911")
         );
         let by_cidr = addressing(json!({ "mode": "Cidr", "cidr": "192.168.0.0/16" }));
         assert_eq!(
-            replica_status("b", 1, &by_cidr, &pods)[0]
+            replica_status("b", 1, &by_cidr, &pods, &[])[0]
                 .address
                 .as_deref(),
             Some("192.168.50.9:10911")
         );
         let nowhere = addressing(json!({ "mode": "Cidr", "cidr": "172.16.0.0/12" }));
-        assert_eq!(replica_status("b", 1, &nowhere, &pods)[0].address, None);
+        assert_eq!(
+            replica_status("b", 1, &nowhere, &pods, &[])[0].address,
+            None
+        );
+    }
+
+    #[test]
+    fn external_addresses_are_what_outside_clients_dial() {
+        let mut pods = [
+            pod("b-0", true, "10.0.0.5", json!([])),
+            pod("b-1", true, "10.0.0.6", json!([])),
+        ];
+        pods[0].status.as_mut().unwrap().host_ip = Some("198.51.100.7".into());
+        let node_port = addressing(json!({
+            "mode": "External", "external": { "type": "NodePort", "nodePortBase": 31000 }
+        }));
+        let s = replica_status("b", 2, &node_port, &pods, &[]);
+        assert_eq!(s[0].address.as_deref(), Some("198.51.100.7:31002"));
+        assert_eq!(s[1].address, None, "b-1's node is not known yet");
+        let named = addressing(json!({
+            "mode": "External",
+            "external": { "type": "NodePort", "nodePortBase": 31000, "advertisedHost": "mq.example.com" }
+        }));
+        let s = replica_status("b", 2, &named, &pods, &[]);
+        assert_eq!(s[1].address.as_deref(), Some("mq.example.com:31005"));
+        let lb = addressing(json!({ "mode": "External", "external": { "type": "LoadBalancer" } }));
+        let s = replica_status("b", 2, &lb, &pods, &[Some("203.0.113.9".into()), None]);
+        assert_eq!(s[0].address.as_deref(), Some("203.0.113.9:10911"));
+        assert_eq!(s[1].address, None, "no load-balancer address yet");
+        let host = addressing(json!({ "mode": "External", "external": { "type": "HostNetwork" } }));
+        let s = replica_status("b", 1, &host, &pods, &[]);
+        assert_eq!(s[0].address.as_deref(), Some("198.51.100.7:10911"));
     }
 
     #[test]

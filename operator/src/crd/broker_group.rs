@@ -138,26 +138,44 @@ pub enum AddressMode {
     Interface,
     /// The first address inside a CIDR (multi-NIC pods).
     Cidr,
-    /// A per-pod Service's external address.
+    /// An address clients outside the cluster reach: see `external`.
     External,
 }
 
+/// How clients outside the cluster reach each broker (`External` mode). The broker
+/// advertises that address (`brokerIP1`, `brokerAdvertisedPort`); replication between the
+/// group's pods stays on the pod network (`brokerIP2`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalAccess {
-    /// `NodePort` or `LoadBalancer`.
     #[serde(rename = "type")]
-    #[schemars(regex(pattern = "^(NodePort|LoadBalancer)$"))]
-    pub type_: String,
-    /// Address clients use to reach the nodes (NodePort), if not the node's own.
+    pub type_: ExternalType,
+    /// `NodePort` only: the name or IPv4 address clients use to reach the nodes (e.g. a DNS
+    /// name in front of them). Unset: each broker advertises the IP of the node it runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"))]
     pub advertised_host: Option<String>,
-    /// First NodePort; pod N uses `nodePortBase + N`.
+    /// `NodePort` only, required: pod N gets node port `nodePortBase + 3N + 2` for remoting
+    /// and `nodePortBase + 3N` for the VIP channel (`listenPort - 2`, as clients derive it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30000, max = 32767))]
     pub node_port_base: Option<i32>,
+    /// Annotations on each per-pod Service (cloud load-balancer settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// `LoadBalancer` only: client networks allowed in, e.g. `203.0.113.0/24`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalType {
+    /// One NodePort Service per pod, on fixed ports from `nodePortBase`.
+    NodePort,
+    /// One LoadBalancer Service per pod; a broker starts once its Service has an address.
+    LoadBalancer,
+    /// The pods use the nodes' network (one broker per node) and advertise the node's IP.
+    HostNetwork,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
