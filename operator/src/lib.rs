@@ -1,9 +1,11 @@
-//! Kubernetes operator for RocketMQ-on-Rust clusters. So far: the custom resources
-//! ([`crd`]) and `crdgen`, which writes their CRDs to `crds/`.
+//! Kubernetes operator for RocketMQ-on-Rust clusters: the custom resources ([`crd`]), the
+//! pure "spec → objects" builders ([`build`]), the reconcilers ([`controller`]) and leader
+//! election ([`leader`]).
 
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod leader;
 
 use kube::CustomResourceExt;
 

@@ -45,6 +45,7 @@ fn charts_lint_render_and_validate() {
     let rendered = [
         dir.path().join("defaults.yaml"),
         dir.path().join("namespaced.yaml"),
+        dir.path().join("multi-namespace.yaml"),
         dir.path().join("dashboard.yaml"),
         dir.path().join("cluster/cluster.yaml"),
         built.join("cluster.yaml"),
@@ -53,7 +54,7 @@ fn charts_lint_render_and_validate() {
         .arg(root().join("operator/tests/validate.py"))
         .arg(root().join("crds"))
         .args(&rendered));
-    assert!(text.contains("validated 30 objects, 0 failures"), "{text}");
+    assert!(text.contains("validated 43 objects, 0 failures"), "{text}");
 }
 
 #[test]

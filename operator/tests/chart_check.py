@@ -26,7 +26,7 @@ NEEDED = {
     ("rocketmq.rs", "brokergroups/finalizers"): {"update"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
     ("", "configmaps"): {"create", "patch"},
-    ("", "services"): {"create", "patch"},
+    ("", "services"): {"create", "patch", "list", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
     ("", "pods"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -53,29 +53,47 @@ def by_kind(objs, kind):
     return [o for o in objs if o["kind"] == kind]
 
 
-def check_rbac(objs, role_kind, namespace):
+def leader_role(objs):
+    return [o for o in objs if o["kind"] in ("Role", "RoleBinding") and o["metadata"]["name"].endswith("-leader-election")]
+
+
+def check_rbac(objs, role_kind, namespaces, release_ns):
+    """One role and binding per watched scope, granting what the controllers use; the
+    leader-election Role only on Leases, in the release namespace."""
+    leader = leader_role(objs)
+    objs = [o for o in objs if o not in leader]
     roles = by_kind(objs, role_kind)
     bindings = by_kind(objs, role_kind + "Binding")
-    if len(roles) != 1 or len(bindings) != 1:
-        fail(f"want one {role_kind} and one binding, got {len(roles)} and {len(bindings)}")
+    want = len(namespaces) if namespaces else 1
+    if len(roles) != want or len(bindings) != want:
+        fail(f"want {want} {role_kind} and binding, got {len(roles)} and {len(bindings)}")
     other = "ClusterRole" if role_kind == "Role" else "Role"
     if by_kind(objs, other):
         fail(f"{other} rendered alongside {role_kind}")
-    if namespace and roles[0]["metadata"].get("namespace") != namespace:
-        fail(f"Role namespace {roles[0]['metadata'].get('namespace')} != {namespace}")
-    granted = {}
-    for rule in roles[0]["rules"]:
-        for g in rule["apiGroups"]:
-            for r in rule["resources"]:
-                granted.setdefault((g, r), set()).update(rule["verbs"])
-    for key, verbs in NEEDED.items():
-        missing = verbs - granted.get(key, set())
-        if missing:
-            fail(f"{role_kind} lacks {sorted(missing)} on {key}")
+    if namespaces and sorted(r["metadata"].get("namespace") for r in roles) != sorted(namespaces):
+        fail(f"Role namespaces {[r['metadata'].get('namespace') for r in roles]} != {namespaces}")
     sa = by_kind(objs, "ServiceAccount")[0]["metadata"]["name"]
-    subject = bindings[0]["subjects"][0]
-    if subject["name"] != sa or bindings[0]["roleRef"]["name"] != roles[0]["metadata"]["name"]:
-        fail("binding does not join the service account to the role")
+    for role, binding in zip(roles, bindings):
+        granted = {}
+        for rule in role["rules"]:
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    granted.setdefault((g, r), set()).update(rule["verbs"])
+        for key, verbs in NEEDED.items():
+            missing = verbs - granted.get(key, set())
+            if missing:
+                fail(f"{role_kind} lacks {sorted(missing)} on {key}")
+        subject = binding["subjects"][0]
+        if subject["name"] != sa or binding["roleRef"]["name"] != role["metadata"]["name"]:
+            fail("binding does not join the service account to the role")
+        if binding["metadata"].get("namespace") != role["metadata"].get("namespace"):
+            fail("binding and role in different namespaces")
+    if len(leader) != 2:
+        fail(f"leader-election Role and binding: {len(leader)} objects")
+    lr = by_kind(leader, "Role")[0]
+    if lr["metadata"]["namespace"] != release_ns or lr["rules"] != [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]:
+        fail(f"leader-election Role {lr}")
 
 
 def env_of(deploy):
@@ -175,15 +193,20 @@ def main():
 
     # 1. Defaults: cluster-wide.
     objs = objects(chart.render(name="rmq", namespace="rocketmq-system", is_install=True))
-    check_rbac(objs, "ClusterRole", None)
+    check_rbac(objs, "ClusterRole", None, "rocketmq-system")
     deploy = by_kind(objs, "Deployment")[0]
     env, c = env_of(deploy)
     if env["WATCH_NAMESPACE"] != "":
         fail(f"default WATCH_NAMESPACE {env['WATCH_NAMESPACE']!r}")
     if c["image"] != f"rocketmq-rust/rocketmq-operator:{app_version}":
         fail(f"default image {c['image']}")
-    if deploy["spec"]["replicas"] != 1:
-        fail("more than one operator replica without leader election")
+    if deploy["spec"]["replicas"] != 1 or deploy["spec"]["strategy"]["type"] != "RollingUpdate":
+        fail(f"default replicas/strategy {deploy['spec']['replicas']} {deploy['spec']['strategy']}")
+    if env["LEADER_ELECTION"] != "true":
+        fail(f"leader election off by default: {env}")
+    fields = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
+    if fields.get("POD_NAMESPACE") != "metadata.namespace" or fields.get("POD_NAME") != "metadata.name":
+        fail(f"downward API env {fields}")
     if deploy["metadata"]["namespace"] != "rocketmq-system":
         fail("Deployment not in the release namespace")
     svc = by_kind(objs, "Service")[0]
@@ -197,7 +220,7 @@ def main():
     # 2. One namespace: Role + RoleBinding in that namespace, env set.
     objs = objects(chart.render({"watchNamespace": "team-a", "image": {"tag": "dev"}, "httpPort": 9090},
                                 name="ops", namespace="ops"))
-    check_rbac(objs, "Role", "team-a")
+    check_rbac(objs, "Role", ["team-a"], "ops")
     env, c = env_of(by_kind(objs, "Deployment")[0])
     if env["WATCH_NAMESPACE"] != "team-a" or env["HTTP_ADDR"] != "0.0.0.0:9090":
         fail(f"namespaced env {env}")
@@ -205,6 +228,21 @@ def main():
         fail(f"image tag override: {c['image']}")
     with open(os.path.join(out_dir, "namespaced.yaml"), "w") as f:
         yaml.safe_dump_all(objs, f)
+
+    # 2b. Several namespaces, two replicas: a Role per namespace, one leader Lease.
+    objs = objects(chart.render({"watchNamespace": "team-a, team-b", "replicaCount": 2},
+                                name="ops", namespace="ops"))
+    check_rbac(objs, "Role", ["team-a", "team-b"], "ops")
+    deploy = by_kind(objs, "Deployment")[0]
+    if deploy["spec"]["replicas"] != 2 or env_of(deploy)[0]["WATCH_NAMESPACE"] != "team-a, team-b":
+        fail("multi-namespace deployment")
+    with open(os.path.join(out_dir, "multi-namespace.yaml"), "w") as f:
+        yaml.safe_dump_all(objs, f)
+    # Without a lease: one replica, never two at once.
+    objs = objects(chart.render({"leaderElection": {"enabled": False}}, name="ops", namespace="ops"))
+    if leader_role(objs) or by_kind(objs, "Deployment")[0]["spec"]["strategy"]["type"] != "Recreate":
+        fail("leader election off: no Lease role, Recreate strategy")
+    refuses(chart, ({"replicaCount": 2, "leaderElection": {"enabled": False}},))
 
     # 3. ServiceMonitor on (a prometheus-operator kind: checked here, not by schema).
     objs = objects(chart.render({"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
@@ -214,7 +252,8 @@ def main():
         fail(f"ServiceMonitor: {sm}")
 
     # 4. Bad values are refused by values.schema.json.
-    refuses(chart, ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"image": {"pullPolicy": "Sometimes"}}))
+    refuses(chart, ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"watchNamespace": "a,,b"},
+                    {"image": {"pullPolicy": "Sometimes"}}, {"replicaCount": 0}))
     print("charts ok")
 
 

@@ -26,8 +26,3 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
-
-{{/* Role when the operator watches one namespace, ClusterRole when it watches all. */}}
-{{- define "rocketmq-operator.roleKind" -}}
-{{- if .Values.watchNamespace -}}Role{{- else -}}ClusterRole{{- end -}}
-{{- end -}}

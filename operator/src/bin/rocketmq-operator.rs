@@ -1,5 +1,10 @@
-//! `rocketmq-operator`: runs the `NameServer` and `BrokerGroup` controllers, and serves
-//! `/metrics`, `/healthz` and `/readyz`.
+//! `rocketmq-operator`: once it holds the leader lease, runs the `NameServer`, `BrokerGroup`,
+//! `Topic` and `ConsumerGroup` controllers for each watched namespace; serves `/metrics`,
+//! `/healthz` and `/readyz` throughout.
+//!
+//! Environment: `WATCH_NAMESPACE` (comma-separated; empty = all), `HTTP_ADDR`,
+//! `LEADER_ELECTION` (`false` to run without a lease), `POD_NAMESPACE` (where the Lease
+//! lives), `POD_NAME` (this replica's identity), `LEASE_NAME`, `RUST_LOG`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,19 +12,28 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use rmq_operator::controller::{broker_group, consumer_group, nameserver, topic, Context, Error};
 use rmq_operator::crd::{BrokerGroup, ConsumerGroup, NameServer, Topic};
+use rmq_operator::leader::{ElectionConfig, LeaderElector, LEASE_NAME};
 
 struct Metrics {
     registry: Registry,
     reconciles: IntCounterVec,
     durations: HistogramVec,
+    /// Objects in the controllers' caches, by kind.
+    managed: IntGaugeVec,
+    /// 1 while this replica holds the leader lease.
+    leader: IntGauge,
 }
 
 fn metrics() -> Arc<Metrics> {
@@ -37,16 +51,34 @@ fn metrics() -> Arc<Metrics> {
         &["controller"],
     )
     .expect("metric");
+    let managed = IntGaugeVec::new(
+        Opts::new(
+            "managed_objects",
+            "Custom resources the operator watches, by kind.",
+        ),
+        &["kind"],
+    )
+    .expect("metric");
+    let leader =
+        IntGauge::new("leader", "1 while this replica holds the leader lease.").expect("metric");
     registry
         .register(Box::new(reconciles.clone()))
         .expect("register");
     registry
         .register(Box::new(durations.clone()))
         .expect("register");
+    registry
+        .register(Box::new(managed.clone()))
+        .expect("register");
+    registry
+        .register(Box::new(leader.clone()))
+        .expect("register");
     Arc::new(Metrics {
         registry,
         reconciles,
         durations,
+        managed,
+        leader,
     })
 }
 
@@ -70,6 +102,111 @@ fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(15))
 }
 
+/// The namespaces to watch: `WATCH_NAMESPACE` as a comma-separated list; empty means all.
+fn watched_namespaces() -> Vec<Option<String>> {
+    let list: Vec<Option<String>> = std::env::var("WATCH_NAMESPACE")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| Some(n.to_string()))
+        .collect();
+    if list.is_empty() {
+        vec![None]
+    } else {
+        list
+    }
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// One controller for kind `K`: its future (ends at SIGTERM/SIGINT) and its object cache,
+/// which the `managed_objects` gauge counts.
+fn controller<K, R, Fut>(
+    api: Api<K>,
+    owned: Option<Api<StatefulSet>>,
+    kind: &'static str,
+    reconcile: R,
+    ctx: Arc<Context>,
+    m: Arc<Metrics>,
+) -> (BoxFuture<'static, ()>, Store<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let mut ctl = Controller::new(api, watcher::Config::default());
+    if let Some(sts) = owned {
+        ctl = ctl.owns(sts, watcher::Config::default());
+    }
+    let store = ctl.store();
+    let timing = m.clone();
+    let fut = ctl
+        .shutdown_on_signal()
+        .run(
+            move |obj: Arc<K>, ctx| {
+                let m = timing.clone();
+                let reconcile = reconcile.clone();
+                async move {
+                    let t = Instant::now();
+                    let name = obj.name_any();
+                    let r = reconcile(obj, ctx).await;
+                    m.durations
+                        .with_label_values(&[kind])
+                        .observe(t.elapsed().as_secs_f64());
+                    tracing::debug!(kind, %name, ok = r.is_ok(), "reconciled");
+                    r
+                }
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(record(m, kind))
+        .boxed();
+    (fut, store)
+}
+
+/// How many objects one controller's cache holds.
+type ObjectCount = Box<dyn Fn() -> usize + Send>;
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Keeps renewing the lease; resolves when this replica no longer leads.
+async fn hold_leadership(elector: &mut LeaderElector) {
+    loop {
+        tokio::time::sleep(elector.config.retry_period).await;
+        if let Err(e) = elector.try_acquire_or_renew().await {
+            tracing::warn!(error = %e, "renewing the leader lease failed");
+        }
+        if !elector.is_leading() {
+            return;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -78,9 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let namespace = std::env::var("WATCH_NAMESPACE")
-        .ok()
-        .filter(|n| !n.is_empty());
+    let namespaces = watched_namespaces();
     let http: SocketAddr = std::env::var("HTTP_ADDR")
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
         .parse()?;
@@ -88,98 +223,159 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(client.clone()));
     let m = metrics();
 
-    let (ns_api, bg_api, sts_api): (Api<NameServer>, Api<BrokerGroup>, Api<StatefulSet>) =
-        match &namespace {
-            Some(n) => (
-                Api::namespaced(client.clone(), n),
-                Api::namespaced(client.clone(), n),
-                Api::namespaced(client.clone(), n),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        };
-    let ns_metrics = m.clone();
-    let ns_ctl = Controller::new(ns_api, watcher::Config::default())
-        .owns(sts_api.clone(), watcher::Config::default())
-        .shutdown_on_signal()
-        .run(
-            move |obj: Arc<NameServer>, ctx| {
-                let m = ns_metrics.clone();
-                async move {
-                    let t = Instant::now();
-                    let r = nameserver::reconcile(obj.clone(), ctx).await;
-                    m.durations
-                        .with_label_values(&["nameserver"])
-                        .observe(t.elapsed().as_secs_f64());
-                    tracing::info!(name = %obj.name_any(), ok = r.is_ok(), "reconciled NameServer");
-                    r
-                }
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(record(m.clone(), "nameserver"));
-    let bg_metrics = m.clone();
-    let bg_ctl = Controller::new(bg_api, watcher::Config::default())
-        .owns(sts_api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(
-            move |obj: Arc<BrokerGroup>, ctx| {
-                let m = bg_metrics.clone();
-                async move {
-                    let t = Instant::now();
-                    let r = broker_group::reconcile(obj.clone(), ctx).await;
-                    m.durations.with_label_values(&["broker_group"]).observe(t.elapsed().as_secs_f64());
-                    tracing::info!(name = %obj.name_any(), ok = r.is_ok(), "reconciled BrokerGroup");
-                    r
-                }
-            },
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(record(m.clone(), "broker_group"));
-
-    let topic_api: Api<Topic> = match &namespace {
-        Some(n) => Api::namespaced(client.clone(), n),
-        None => Api::all(client.clone()),
+    // Health and metrics answer from the start, while this replica waits to lead.
+    let stores: Arc<std::sync::Mutex<Vec<(&'static str, ObjectCount)>>> = Arc::default();
+    let app = {
+        let m = m.clone();
+        let stores = stores.clone();
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = m.clone();
+                    let stores = stores.clone();
+                    async move {
+                        m.managed.reset();
+                        for (kind, count) in stores.lock().expect("stores").iter() {
+                            m.managed.with_label_values(&[kind]).add(count() as i64);
+                        }
+                        rmq_remoting_encode(&m.registry)
+                    }
+                }),
+            )
     };
-    let topic_ctl = Controller::new(topic_api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(topic::reconcile, error_policy, ctx.clone())
-        .for_each(record(m.clone(), "topic"));
-
-    let group_api: Api<ConsumerGroup> = match &namespace {
-        Some(n) => Api::namespaced(client.clone(), n),
-        None => Api::all(client.clone()),
-    };
-    let group_ctl = Controller::new(group_api, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(consumer_group::reconcile, error_policy, ctx.clone())
-        .for_each(record(m.clone(), "consumer_group"));
-
-    let reg = m.clone();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get(move || {
-                let reg = reg.clone();
-                async move { rmq_remoting_encode(&reg.registry) }
-            }),
-        );
     let listener = tokio::net::TcpListener::bind(http).await?;
-    let server = axum::serve(listener, app);
-    tracing::info!(%http, namespace = ?namespace, "rocketmq-operator started");
-    tokio::select! {
-        _ = futures::future::join4(ns_ctl, bg_ctl, topic_ctl, group_ctl) => {}
-        r = server => r?,
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(%http, namespaces = ?namespaces, "rocketmq-operator started");
+
+    let election = std::env::var("LEADER_ELECTION")
+        .map(|v| v != "false")
+        .unwrap_or(true);
+    let mut elector = None;
+    if election {
+        let lease_ns = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .or_else(|| namespaces[0].clone())
+            .unwrap_or_else(|| "default".into());
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("rocketmq-operator-{}", std::process::id()));
+        let mut e = LeaderElector::new(
+            Api::namespaced(client.clone(), &lease_ns),
+            &std::env::var("LEASE_NAME").unwrap_or_else(|_| LEASE_NAME.into()),
+            &identity,
+            ElectionConfig::default(),
+        );
+        tracing::info!(%identity, namespace = %lease_ns, "waiting to become leader");
+        let wait = async {
+            loop {
+                match e.try_acquire_or_renew().await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(error = %err, "leader election"),
+                }
+                tokio::time::sleep(e.config.retry_period).await;
+            }
+        };
+        tokio::select! {
+            _ = wait => {}
+            _ = shutdown_signal() => {
+                tracing::info!("stopped before becoming leader");
+                return Ok(());
+            }
+        }
+        m.leader.set(1);
+        elector = Some(e);
+    } else {
+        m.leader.set(1);
     }
+
+    let mut controllers = Vec::new();
+    for ns in &namespaces {
+        let sts: Api<StatefulSet> = api(&client, ns);
+        let (f, s) = controller(
+            api::<NameServer>(&client, ns),
+            Some(sts.clone()),
+            "nameserver",
+            nameserver::reconcile,
+            ctx.clone(),
+            m.clone(),
+        );
+        controllers.push(f);
+        stores
+            .lock()
+            .expect("stores")
+            .push(("NameServer", Box::new(move || s.state().len())));
+        let (f, s) = controller(
+            api::<BrokerGroup>(&client, ns),
+            Some(sts),
+            "broker_group",
+            broker_group::reconcile,
+            ctx.clone(),
+            m.clone(),
+        );
+        controllers.push(f);
+        stores
+            .lock()
+            .expect("stores")
+            .push(("BrokerGroup", Box::new(move || s.state().len())));
+        let (f, s) = controller(
+            api::<Topic>(&client, ns),
+            None,
+            "topic",
+            topic::reconcile,
+            ctx.clone(),
+            m.clone(),
+        );
+        controllers.push(f);
+        stores
+            .lock()
+            .expect("stores")
+            .push(("Topic", Box::new(move || s.state().len())));
+        let (f, s) = controller(
+            api::<ConsumerGroup>(&client, ns),
+            None,
+            "consumer_group",
+            consumer_group::reconcile,
+            ctx.clone(),
+            m.clone(),
+        );
+        controllers.push(f);
+        stores
+            .lock()
+            .expect("stores")
+            .push(("ConsumerGroup", Box::new(move || s.state().len())));
+    }
+
+    let lost = async {
+        match elector.as_mut() {
+            Some(e) => hold_leadership(e).await,
+            None => futures::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = futures::future::join_all(controllers) => Ok(()),
+        _ = lost => Err(anyhow::anyhow!("lost the leader lease; exiting so that only the leader reconciles")),
+        r = server => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        },
+    };
+    if let Some(e) = elector.as_mut() {
+        if outcome.is_ok() {
+            if let Err(err) = e.release().await {
+                tracing::warn!(error = %err, "could not release the leader lease");
+            }
+        }
+    }
+    m.leader.set(0);
     tracing::info!("rocketmq-operator stopped");
-    Ok(())
+    outcome
 }
 
 fn rmq_remoting_encode(registry: &Registry) -> String {
