@@ -136,6 +136,19 @@ async fn nameserver_applies_objects_in_order_and_reports_ready() {
         .find(|c| c["type"] == "Ready")
         .unwrap();
     assert_eq!(ready["status"], "True");
+    // Became ready: a Normal event says so.
+    let event = expect(
+        h,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        echo,
+    )
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Ready"))
+    );
+    assert_eq!(event["note"], "2/2 name servers ready");
     task.await.unwrap().expect("reconcile succeeds");
 }
 

@@ -74,6 +74,23 @@ fn broker_groups(addr: &str, ns: &str) -> Value {
 }
 
 /// Answers the broker-group list every Topic/ConsumerGroup reconcile starts with.
+/// Answers the next request, an Event POST, and checks its type and reason.
+async fn expect_event(handle: &mut Handle, type_: &str, reason: &str) -> Value {
+    let event = expect(
+        handle,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        |b| b.clone(),
+    )
+    .await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some(type_), Some(reason)),
+        "{event}"
+    );
+    event
+}
+
 async fn expect_broker_groups(handle: &mut Handle, addr: &str, ns_addr: &str) {
     let (a, n) = (addr.to_string(), ns_addr.to_string());
     expect(
@@ -130,6 +147,8 @@ async fn topic_created_then_deleted_per_policy() {
         |_| topic_obj("Delete", false),
     )
     .await;
+    let event = expect_event(&mut handle, "Normal", "Created").await;
+    assert_eq!(event["note"], "on 1/1 brokers");
     task.await.unwrap().expect("apply succeeds");
     assert_eq!(
         status["status"]["brokers"]["broker-a"], "Created",
@@ -149,6 +168,7 @@ async fn topic_created_then_deleted_per_policy() {
     let t: Topic = serde_json::from_value(topic_obj("Delete", true)).unwrap();
     let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
     expect_broker_groups(&mut handle, &addr, &ns_addr).await;
+    expect_event(&mut handle, "Normal", "Deleted").await;
     let patch = expect(
         &mut handle,
         Method::PATCH,
@@ -229,17 +249,7 @@ async fn delete_if_empty_refuses_while_messages_wait() {
         |_| topic_obj("DeleteIfEmpty", true),
     )
     .await;
-    let event = expect(
-        &mut handle,
-        Method::POST,
-        "/apis/events.k8s.io/v1/namespaces/default/events",
-        |b| b.clone(),
-    )
-    .await;
-    assert_eq!(
-        (event["type"].as_str(), event["reason"].as_str()),
-        (Some("Warning"), Some("DeletionRefused"))
-    );
+    expect_event(&mut handle, "Warning", "DeletionRefused").await;
     let result = task.await.unwrap();
     assert!(
         matches!(result, Err(Error::DeletionRefused(_))),
@@ -279,6 +289,7 @@ async fn consumer_group_is_declared_on_the_master() {
         move |_| obj,
     )
     .await;
+    expect_event(&mut handle, "Normal", "Created").await;
     task.await.unwrap().expect("apply succeeds");
     assert_eq!(status["status"]["brokers"]["broker-a"], "Created");
     let cfg = broker
@@ -327,6 +338,12 @@ async fn ordered_topic_writes_order_config_on_the_name_servers() {
     for order in [true, false] {
         let mut obj = topic_obj("Delete", false);
         obj["spec"]["order"] = json!(order);
+        if !order {
+            // The second pass sees the Ready status the first one wrote: no new event.
+            obj["status"] = json!({ "conditions": [{ "type": "Ready", "status": "True",
+                "reason": "Created", "message": "1/1 brokers",
+                "lastTransitionTime": "2026-01-01T00:00:00Z" }] });
+        }
         let t: Topic = serde_json::from_value(obj.clone()).unwrap();
         let task = tokio::spawn(topic::reconcile(Arc::new(t), ctx.clone()));
         expect_broker_groups(&mut handle, &addr, &ns_addr).await;
@@ -337,6 +354,9 @@ async fn ordered_topic_writes_order_config_on_the_name_servers() {
             move |_| obj,
         )
         .await;
+        if order {
+            expect_event(&mut handle, "Normal", "Created").await;
+        }
         task.await.unwrap().expect("apply succeeds");
         let ready = status["status"]["conditions"]
             .as_array()

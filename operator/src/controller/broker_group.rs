@@ -173,6 +173,14 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         replicas,
     };
     patch_status(c, &*bg, serde_json::to_value(&status)?).await?;
+    ctx.ready_transition(
+        &*bg,
+        &previous,
+        all_ready,
+        "Ready",
+        &format!("{ready}/{want} brokers ready, {updated} updated"),
+    )
+    .await;
     Ok(if all_ready {
         Action::requeue(RESYNC)
     } else {

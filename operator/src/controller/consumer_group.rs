@@ -95,6 +95,9 @@ async fn apply_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Resul
     patch_status(&ctx.client, g, serde_json::to_value(&status)?).await?;
     if !ready {
         ctx.warn(g, "NotOnAllBrokers", "Create", message).await;
+    } else if !was_true(&previous, "Ready") {
+        ctx.normal(g, "Created", "Create", format!("on {message}"))
+            .await;
     }
     Ok(if ready {
         Action::requeue(RESYNC)
@@ -125,5 +128,12 @@ async fn cleanup_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Res
             Err(e) => return Err(Error::Broker(format!("{broker}: {e}"))),
         }
     }
+    ctx.normal(
+        g,
+        "Deleted",
+        "Delete",
+        format!("removed from {} brokers", masters.len()),
+    )
+    .await;
     Ok(Action::await_change())
 }

@@ -68,8 +68,7 @@ impl Context {
         }
     }
 
-    /// Publishes a Warning event about `obj`. A failure to publish is logged, not returned:
-    /// events are for people, and must not stop a reconciliation.
+    /// Publishes a Warning event about `obj`.
     pub async fn warn<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -77,8 +76,34 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.publish(obj, EventType::Warning, reason, action, note)
+            .await
+    }
+
+    /// Publishes a Normal event about `obj`: something the operator did.
+    pub async fn normal<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(obj, EventType::Normal, reason, action, note)
+            .await
+    }
+
+    /// A failure to publish is logged, not returned: events are for people, and must not
+    /// stop a reconciliation.
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let ev = Event {
-            type_: EventType::Warning,
+            type_,
             reason: reason.into(),
             // The API server refuses notes over 1 kB.
             note: Some(note.chars().take(1000).collect()),
@@ -89,6 +114,33 @@ impl Context {
             tracing::warn!(object = %obj.name_any(), reason, error = %e, "event not published");
         }
     }
+
+    /// Events for a change of the `Ready` condition: Normal `ready_reason` when it turns
+    /// true, Warning `NotReady` when it stops being true.
+    pub async fn ready_transition<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        previous: &[Condition],
+        ready: bool,
+        ready_reason: &str,
+        message: &str,
+    ) {
+        let was = was_true(previous, "Ready");
+        if ready && !was {
+            self.normal(obj, ready_reason, "Reconcile", message.into())
+                .await;
+        } else if !ready && was {
+            self.warn(obj, "NotReady", "Reconcile", message.into())
+                .await;
+        }
+    }
+}
+
+/// Whether condition `type_` was True.
+pub fn was_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// Whether the pause annotation is set.

@@ -91,6 +91,14 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
         address: Some(address(&ns.name_any(), &namespace, want)),
     };
     patch_status(c, &*ns, serde_json::to_value(&status)?).await?;
+    ctx.ready_transition(
+        &*ns,
+        &previous,
+        all_ready,
+        "Ready",
+        &format!("{ready}/{want} name servers ready"),
+    )
+    .await;
     Ok(if all_ready {
         Action::requeue(RESYNC)
     } else {

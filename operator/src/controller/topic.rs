@@ -176,6 +176,9 @@ async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action
     patch_status(&ctx.client, t, serde_json::to_value(&status)?).await?;
     if !ready {
         ctx.warn(t, "NotOnAllBrokers", "Create", message).await;
+    } else if !was_true(&previous, "Ready") {
+        ctx.normal(t, "Created", "Create", format!("on {message}"))
+            .await;
     }
     Ok(if ready {
         Action::requeue(RESYNC)
@@ -379,6 +382,13 @@ async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Acti
         }
     }
     tracing::info!(topic = %name, brokers = masters.len(), "topic deleted");
+    ctx.normal(
+        t,
+        "Deleted",
+        "Delete",
+        format!("deleted from {} brokers", masters.len()),
+    )
+    .await;
     Ok(Action::await_change())
 }
 
