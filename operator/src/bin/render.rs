@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
                 "BrokerGroup" => {
                     let bg: BrokerGroup = serde_yaml::from_value(d.clone())?;
                     let addr = match (&bg.spec.name_server.name, &bg.spec.name_server.address) {
-                        (Some(n), _) => nameserver::address(n, namespace, 2),
+                        (Some(n), _) => nameserver::headless_address(n, namespace),
                         (None, Some(a)) => a.clone(),
                         _ => String::new(),
                     };

@@ -27,7 +27,14 @@ pub struct NameServerObjects {
 
 const COMPONENT: &str = "nameserver";
 
-/// The `host:port;...` list of every name server pod, by stable DNS name.
+/// The headless Service's name, which resolves to every name-server pod: what brokers are
+/// given, so that scaling the name servers changes no `broker.conf` and restarts no broker
+/// (`mqbroker` re-resolves it on every registration).
+pub fn headless_address(name: &str, namespace: &str) -> String {
+    format!("{name}-headless.{namespace}.svc:{NAMESRV_PORT}")
+}
+
+/// The `host:port;...` list of every name server pod, by stable DNS name (for clients).
 pub fn address(name: &str, namespace: &str, replicas: i32) -> String {
     (0..replicas.max(1))
         .map(|i| format!("{name}-{i}.{name}-headless.{namespace}.svc:{NAMESRV_PORT}"))

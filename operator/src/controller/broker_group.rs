@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 use super::*;
 use crate::build::broker_group::build;
 use crate::build::external;
-use crate::build::nameserver::address;
+use crate::build::nameserver::headless_address;
 use crate::crd::broker_group::{AddressMode, ExternalType};
 use crate::crd::{BrokerGroup, BrokerGroupStatus, NameServer};
 
@@ -21,7 +21,7 @@ async fn namesrv_addr(ctx: &Context, bg: &BrokerGroup, namespace: &str) -> Resul
     if let Some(name) = &bg.spec.name_server.name {
         let api: Api<NameServer> = Api::namespaced(ctx.client.clone(), namespace);
         return Ok(match api.get_opt(name).await? {
-            Some(ns) => address(name, namespace, ns.spec.replicas),
+            Some(_) => headless_address(name, namespace),
             None => String::new(),
         });
     }
