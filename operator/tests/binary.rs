@@ -50,8 +50,9 @@ fn waits_for_the_lease_serving_health_and_stops_on_sigterm() {
         .env("POD_NAMESPACE", "ops")
         .env("POD_NAME", "operator-0")
         .env("WATCH_NAMESPACE", "team-a,team-b")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -84,6 +85,24 @@ fn waits_for_the_lease_serving_health_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+    // Structured logs: one JSON object per line.
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["fields"]["message"] == "waiting to become leader"
+            && l["fields"]["identity"] == "operator-0"),
+        "{out}"
+    );
 }
 
 /// A stand-in API server: a Lease store, one NameServer in `team-a`, empty lists elsewhere,

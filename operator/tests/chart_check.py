@@ -202,6 +202,8 @@ def main():
         fail(f"default image {c['image']}")
     if deploy["spec"]["replicas"] != 1 or deploy["spec"]["strategy"]["type"] != "RollingUpdate":
         fail(f"default replicas/strategy {deploy['spec']['replicas']} {deploy['spec']['strategy']}")
+    if env["LOG_FORMAT"] != "json":
+        fail(f"default log format {env['LOG_FORMAT']!r}")
     if env["LEADER_ELECTION"] != "true":
         fail(f"leader election off by default: {env}")
     fields = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
@@ -253,7 +255,7 @@ def main():
 
     # 4. Bad values are refused by values.schema.json.
     refuses(chart, ({"httpPort": 0}, {"watchNamespace": "Not_A_Namespace"}, {"watchNamespace": "a,,b"},
-                    {"image": {"pullPolicy": "Sometimes"}}, {"replicaCount": 0}))
+                    {"image": {"pullPolicy": "Sometimes"}}, {"replicaCount": 0}, {"logFormat": "xml"}))
     print("charts ok")
 
 

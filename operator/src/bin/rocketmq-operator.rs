@@ -4,7 +4,8 @@
 //!
 //! Environment: `WATCH_NAMESPACE` (comma-separated; empty = all), `HTTP_ADDR`,
 //! `LEADER_ELECTION` (`false` to run without a lease), `POD_NAMESPACE` (where the Lease
-//! lives), `POD_NAME` (this replica's identity), `LEASE_NAME`, `RUST_LOG`.
+//! lives), `POD_NAME` (this replica's identity), `LEASE_NAME`, `RUST_LOG`, `LOG_FORMAT`
+//! (`json` for JSON lines).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -209,12 +210,18 @@ async fn hold_leadership(elector: &mut LeaderElector) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // JSON lines for log collectors (the chart's default); text for people at a terminal.
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let namespaces = watched_namespaces();
     let http: SocketAddr = std::env::var("HTTP_ADDR")
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
