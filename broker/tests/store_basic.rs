@@ -368,3 +368,25 @@ async fn sync_flush_timeout_is_reported_and_the_message_kept() {
     assert_eq!(read_all(&store, "F", 0).len(), 4);
     store.shutdown();
 }
+
+/// One store per directory: a second open is refused while the first runs, and succeeds at
+/// once after it shut down, even with child processes being forked meanwhile (they share the
+/// lock's descriptor until they exec).
+#[test]
+fn the_store_directory_is_locked_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    match MessageStore::open(small_config(dir.path())) {
+        Err(rmq_broker::store::StoreError::Locked { path }) => assert!(path.ends_with("lock")),
+        other => panic!("second open: {:?}", other.err()),
+    }
+    let forks = std::thread::spawn(|| {
+        for _ in 0..20 {
+            let _ = std::process::Command::new("true").status();
+        }
+    });
+    store.shutdown();
+    let again = MessageStore::open(small_config(dir.path())).expect("reopens after shutdown");
+    again.shutdown();
+    forks.join().unwrap();
+}

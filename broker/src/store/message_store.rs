@@ -95,6 +95,11 @@ pub(crate) struct Inner {
     pub stop: (Mutex<bool>, Condvar),
     pub running: AtomicBool,
     pub disk_full: AtomicBool,
+    /// Why consume-queue or index writes are failing (e.g. no space for a new file): the
+    /// dispatcher retries the entry, and appends are refused until it succeeds.
+    pub dispatch_error: Mutex<Option<String>>,
+    /// Entries were left undispatched at shutdown: the next start must verify and rebuild.
+    pub dispatch_incomplete: AtomicBool,
     /// Tests: the commit-log flusher does nothing while set (a disk that never finishes).
     pub flush_paused: AtomicBool,
     pub listener: RwLock<Option<DispatchListener>>,
@@ -165,19 +170,15 @@ impl Inner {
     }
 
     /// Builds the consume-queue unit and index entries of one record.
-    pub fn dispatch(&self, d: &DispatchInfo) {
+    /// Writes the consume-queue unit and index entries of one record. Both writes skip what
+    /// they already hold, so a failed dispatch can simply be retried.
+    pub fn dispatch(&self, d: &DispatchInfo) -> Result<(), String> {
         if dispatchable(d.tran_type) {
-            match self.find_or_create_queue(&d.topic, d.queue_id) {
-                Ok(q) => {
-                    if let Err(e) = q.put(d.commit_log_offset, d.size, d.tags_code, d.queue_offset)
-                    {
-                        tracing::error!(topic = %d.topic, queue = d.queue_id, error = %e, "consume queue write failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(topic = %d.topic, queue = d.queue_id, error = %e, "consume queue open failed")
-                }
-            }
+            let q = self
+                .find_or_create_queue(&d.topic, d.queue_id)
+                .map_err(|e| format!("consume queue {}/{}: {e}", d.topic, d.queue_id))?;
+            q.put(d.commit_log_offset, d.size, d.tags_code, d.queue_offset)
+                .map_err(|e| format!("consume queue {}/{}: {e}", d.topic, d.queue_id))?;
         }
         if let Some(index) = &self.index {
             if d.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE {
@@ -188,9 +189,7 @@ impl Inner {
                     commit_log_offset: d.commit_log_offset,
                     store_timestamp: d.store_timestamp,
                 };
-                if let Err(e) = index.put(&req) {
-                    tracing::error!(error = %e, "index write failed");
-                }
+                index.put(&req).map_err(|e| format!("index: {e}"))?;
             }
         }
         self.dispatched_offset.fetch_max(
@@ -199,6 +198,7 @@ impl Inner {
         );
         self.last_dispatched_store_ts
             .store(d.store_timestamp, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -240,6 +240,8 @@ impl MessageStore {
             stop: (Mutex::new(false), Condvar::new()),
             running: AtomicBool::new(false),
             disk_full: AtomicBool::new(false),
+            dispatch_error: Mutex::new(None),
+            dispatch_incomplete: AtomicBool::new(false),
             flush_paused: AtomicBool::new(false),
             listener: RwLock::new(None),
             flush_observer: RwLock::new(None),
@@ -289,6 +291,11 @@ impl MessageStore {
             return PutResult::error(PutStatus::ServiceNotAvailable(format!(
                 "disk usage is above diskSpaceWarningLevelRatio ({}%): message store is not writable",
                 inner.config.disk_space_warning_level_ratio
+            )));
+        }
+        if let Some(e) = inner.dispatch_error.lock().clone() {
+            return PutResult::error(PutStatus::ServiceNotAvailable(format!(
+                "message store is not writable until queues and index catch up: {e}"
             )));
         }
         let Some(first) = msgs.first() else {
@@ -765,14 +772,23 @@ fn lock_store(path: &Path) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .open(path)?;
-    // SAFETY: plain syscall on our own descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(StoreError::Locked {
-            path: path.display().to_string(),
-        });
+    // A lock just released may still be held for a moment: a child process forked by any
+    // thread shares our descriptor until it execs, and a previous broker may still be
+    // exiting. Only a lock held for a whole second means another live store.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        // SAFETY: plain syscall on our own descriptor.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Locked {
+                path: path.display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(f)
 }
 
 fn load_queues(
@@ -853,9 +869,10 @@ fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
     }
     // Re-dispatch from the start file: queue and index writes skip what they already hold.
     let mut redispatched = 0u64;
+    let mut failed: Option<String> = None;
     cl.for_each_record(start, end, |r| {
         let m = &r.msg;
-        inner.dispatch(&DispatchInfo {
+        let dispatched = inner.dispatch(&DispatchInfo {
             topic: Arc::from(m.topic.as_str()),
             queue_id: m.queue_id,
             queue_offset: m.queue_offset,
@@ -867,8 +884,21 @@ fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
             store_timestamp: m.store_timestamp,
             tran_type: sys_flag::transaction_value(m.sys_flag),
         });
+        if let Err(e) = dispatched {
+            // Opening without the queue entries would hide stored messages: refuse, clearly.
+            if failed.is_none() {
+                failed = Some(format!(
+                    "rebuilding queues at commit-log offset {}: {e}",
+                    r.offset
+                ));
+            }
+            return;
+        }
         redispatched += 1;
     });
+    if let Some(e) = failed {
+        return Err(io::Error::other(e));
+    }
     let min_phys = cl.min_offset() as i64;
     let mut table = inner.topic_queue_table.lock();
     for q in inner.queues.read().values().flat_map(|m| m.values()) {

@@ -63,12 +63,17 @@ pub(crate) fn shutdown(inner: &Arc<Inner>) {
     for t in threads {
         let _ = t.join();
     }
-    if let Err(e) = final_flush(inner) {
-        tracing::error!(error = %e, "final flush failed: the next start will verify the store");
-        return;
-    }
-    if let Err(e) = std::fs::remove_file(inner.config.abort_path()) {
-        tracing::warn!(error = %e, "cannot remove the abort file");
+    match final_flush(inner) {
+        // The abort file stays: the next start verifies the store.
+        Err(e) => {
+            tracing::error!(error = %e, "final flush failed: the next start will verify the store")
+        }
+        Ok(()) if inner.dispatch_incomplete.load(Ordering::Acquire) => {}
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_file(inner.config.abort_path()) {
+                tracing::warn!(error = %e, "cannot remove the abort file");
+            }
+        }
     }
     // Closing the descriptor releases the flock: the store may be opened again.
     inner.lock.lock().take();
@@ -210,7 +215,29 @@ fn writer_loop(
 fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
     while let Ok(batch) = rx.recv() {
         for d in &batch {
-            inner.dispatch(d);
+            // A failed write (typically no space for a new queue or index file) is retried
+            // until it succeeds: the record is acknowledged and must become consumable.
+            // Meanwhile appends are refused, as RocketMQ does on WRITE_LOGICS_QUEUE_ERROR.
+            let mut attempts = 0u32;
+            while let Err(e) = inner.dispatch(d) {
+                if attempts == 0 {
+                    tracing::error!(error = %e, "dispatch failed; refusing appends and retrying");
+                }
+                attempts += 1;
+                *inner.dispatch_error.lock() = Some(e);
+                if inner.sleep(Duration::from_millis(200)) {
+                    // Stopping: the next start verifies the store and rebuilds what is missing.
+                    inner.dispatch_incomplete.store(true, Ordering::Release);
+                    tracing::warn!(
+                        "stopping with undispatched records; the next start rebuilds them"
+                    );
+                    return;
+                }
+            }
+            if attempts > 0 {
+                tracing::info!(attempts, "dispatch recovered; accepting appends again");
+                inner.dispatch_error.lock().take();
+            }
         }
         let listener = inner.listener.read().clone();
         if let Some(listener) = listener {
