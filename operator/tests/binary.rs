@@ -61,6 +61,9 @@ fn waits_for_the_lease_serving_health_and_stops_on_sigterm() {
         if let Some(r) = http_get(&http, "/healthz") {
             break r;
         }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the operator exited at start: {s}");
+        }
         assert!(Instant::now() < deadline, "no /healthz");
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -255,6 +258,9 @@ async fn leads_watches_each_namespace_and_releases_the_lease() {
             && m.contains(r#"rocketmq_operator_reconciles_total{controller="nameserver""#)
         {
             break m;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the operator exited: {s}");
         }
         assert!(Instant::now() < deadline, "never led and reconciled:\n{m}");
         tokio::time::sleep(Duration::from_millis(200)).await;

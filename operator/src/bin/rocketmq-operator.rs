@@ -210,6 +210,9 @@ async fn hold_leadership(elector: &mut LeaderElector) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // kube's TLS is rustls with ring; when another crate in the build turns on aws-lc-rs as
+    // well (a workspace build does), rustls cannot choose by itself and panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // JSON lines for log collectors (the chart's default); text for people at a terminal.
