@@ -88,6 +88,8 @@ pub struct BrokerInner {
     pub stats: BrokerStats,
     pub send_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::BrokerMetrics>,
+    /// Delivery progress of each delay level.
+    pub schedule: crate::schedule::ScheduleOffsets,
 }
 
 impl BrokerInner {
@@ -135,6 +137,7 @@ impl Broker {
         topics.persist();
         let groups = SubscriptionGroupManager::load(config_dir.join("subscriptionGroup.json"));
         let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"));
+        let schedule = crate::schedule::ScheduleOffsets::load(config_dir.join("delayOffset.json"));
         let conn_config = ConnectionConfig {
             max_frame_len: b.frame_max_length,
             idle_timeout: Some(Duration::from_secs(120)),
@@ -158,6 +161,7 @@ impl Broker {
             namesrv: RemotingClient::default(),
             started: Instant::now(),
             stats: BrokerStats::default(),
+            schedule,
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -215,10 +219,17 @@ impl Broker {
             }
         }
         let stop = CancellationToken::new();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
+        if !inner.settings.read().broker.is_slave() {
+            // Only a master moves delayed messages; a slave gets them by replication.
+            tasks.push(tokio::spawn(crate::schedule::run(
+                inner.clone(),
+                stop.clone(),
+            )));
+        }
         tracing::info!(
             addr = %inner.broker_addr,
             listen = %servers[0].local_addr(),
@@ -277,7 +288,6 @@ impl Broker {
     }
 }
 
-/// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped; TPS sampled.
 /// The IP written into every stored message as its store host (and so into every
 /// `offsetMsgId`). `brokerIP1` may be a host name (a cloud load balancer's): resolve it, and
 /// fall back to this host's address if it does not resolve.
@@ -310,6 +320,7 @@ async fn store_host_ip(broker_ip1: &str) -> IpAddr {
     }
 }
 
+/// Offsets to disk every `flushConsumerOffsetInterval`; idle clients dropped; TPS sampled.
 async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
     let interval = Duration::from_millis(
         inner

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod namesrv;
 pub mod netif;
 pub mod processor;
+pub mod schedule;
 pub mod store;
 
 pub use broker::Broker;

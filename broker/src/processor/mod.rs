@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod offset;
 mod pull;
+mod retry;
 mod send;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub const HANDLED_CODES: &[i32] = &[
     RequestCode::GET_ALL_CONSUMER_OFFSET,
     RequestCode::VIEW_MESSAGE_BY_ID,
     RequestCode::QUERY_MESSAGE,
+    RequestCode::CONSUMER_SEND_MSG_BACK,
+    RequestCode::GET_ALL_DELAY_OFFSET,
 ];
 
 pub type Response = Result<RemotingCommand, RemotingError>;
@@ -105,6 +108,12 @@ impl BrokerProcessor {
             }
             RequestCode::VIEW_MESSAGE_BY_ID => admin::view_message(i, req),
             RequestCode::QUERY_MESSAGE => admin::query_message(i, req),
+            RequestCode::CONSUMER_SEND_MSG_BACK => {
+                retry::consumer_send_msg_back(i, conn, req).await
+            }
+            RequestCode::GET_ALL_DELAY_OFFSET => {
+                Ok(RemotingCommand::success().with_body(i.schedule.encode().into_bytes()))
+            }
             other => Ok(RemotingCommand::not_supported(other)),
         };
         Some(result.unwrap_or_else(|e| {

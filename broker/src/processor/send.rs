@@ -191,11 +191,16 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             let id = rmq_remoting::message::create_uniq_id(store_ipv4(inner));
             push_property(&mut props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id);
         }
-        vec![PutMessage {
+        let mut msg = PutMessage {
             body: req.body.clone(),
             properties: props,
             ..base
-        }]
+        };
+        if let Some(refused) = super::retry::route_direct_retry(inner, &mut msg) {
+            return Ok(refused);
+        }
+        crate::schedule::apply_delay(&mut msg, inner.store.delay_levels().len());
+        vec![msg]
     };
     let count = msgs.len() as u64;
     let bytes: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();

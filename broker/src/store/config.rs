@@ -62,10 +62,17 @@ java_config! {
         warm_mapped_file_enable: bool = false => "warmMapedFileEnable",
         /// Most records one batch of the writer thread takes from its queue.
         max_append_batch: usize = 1024 => "maxAppendBatch",
+        /// Delay of each level (1-based), for `DELAY=n` messages and consumer retries.
+        message_delay_level: String = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into() => "messageDelayLevel",
     }
 }
 
 impl MessageStoreConfig {
+    /// `messageDelayLevel` in milliseconds, level 1 first (units s, m, h, d as RocketMQ).
+    pub fn delay_levels(&self) -> Result<Vec<i64>, String> {
+        parse_delay_levels(&self.message_delay_level)
+    }
+
     pub fn flush_type(&self) -> FlushDiskType {
         if self.flush_disk_type.eq_ignore_ascii_case("SYNC_FLUSH") {
             FlushDiskType::SyncFlush
@@ -117,5 +124,59 @@ impl MessageStoreConfig {
             .split(';')
             .filter_map(|h| h.trim().parse().ok())
             .collect()
+    }
+}
+
+/// Parses `messageDelayLevel` ("1s 5s 10s 30s 1m ... 2h").
+pub fn parse_delay_levels(text: &str) -> Result<Vec<i64>, String> {
+    let levels: Vec<i64> = text
+        .split_whitespace()
+        .map(|item| {
+            let unit = item
+                .chars()
+                .last()
+                .ok_or_else(|| "empty delay level".to_string())?;
+            let ms = match unit {
+                's' => 1000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                _ => {
+                    return Err(format!(
+                        "messageDelayLevel `{item}`: the unit must be s, m, h or d"
+                    ))
+                }
+            };
+            let n: i64 = item[..item.len() - 1]
+                .parse()
+                .map_err(|_| format!("messageDelayLevel `{item}` is not a number and a unit"))?;
+            if n < 0 {
+                return Err(format!("messageDelayLevel `{item}` is negative"));
+            }
+            Ok(n * ms)
+        })
+        .collect::<Result<_, _>>()?;
+    if levels.is_empty() {
+        return Err("messageDelayLevel has no levels".into());
+    }
+    Ok(levels)
+}
+
+#[cfg(test)]
+mod delay_tests {
+    use super::*;
+
+    #[test]
+    fn default_levels_and_bad_ones() {
+        let d = MessageStoreConfig::default().delay_levels().unwrap();
+        assert_eq!(d.len(), 18);
+        assert_eq!((d[0], d[4], d[17]), (1000, 60_000, 7_200_000));
+        assert_eq!(
+            parse_delay_levels("1s 2d").unwrap(),
+            vec![1000, 172_800_000]
+        );
+        assert!(parse_delay_levels("1x").unwrap_err().contains("unit"));
+        assert!(parse_delay_levels("s").is_err());
+        assert!(parse_delay_levels("").is_err());
     }
 }

@@ -111,7 +111,12 @@ pub(crate) struct Inner {
     pub threads: Mutex<Vec<JoinHandle<()>>>,
     /// The flock on `storePathRootDir/lock`, released at shutdown.
     pub lock: Mutex<Option<File>>,
+    /// `messageDelayLevel` in ms, level 1 first.
+    pub delay_levels: Vec<i64>,
 }
+
+/// Where delayed messages wait: one queue per delay level (queue id = level - 1).
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 /// The message store.
 #[derive(Clone)]
@@ -170,6 +175,25 @@ impl Inner {
     }
 
     /// Builds the consume-queue unit and index entries of one record.
+    /// The consume-queue tags code of a record: the tag's Java hash, or for the delay queues
+    /// (`SCHEDULE_TOPIC_XXXX`) the time the message is due, which the schedule service reads.
+    pub fn tags_code(
+        &self,
+        topic: &str,
+        tags: Option<&str>,
+        delay_level: Option<&str>,
+        store_timestamp: i64,
+    ) -> i64 {
+        if topic == SCHEDULE_TOPIC {
+            let level = delay_level
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(1)
+                .clamp(1, self.delay_levels.len());
+            return store_timestamp + self.delay_levels[level - 1];
+        }
+        tags.map(|t| java_hash_code(t) as i64).unwrap_or(0)
+    }
+
     /// Writes the consume-queue unit and index entries of one record. Both writes skip what
     /// they already hold, so a failed dispatch can simply be retried.
     pub fn dispatch(&self, d: &DispatchInfo) -> Result<(), String> {
@@ -209,6 +233,9 @@ impl MessageStore {
         let root = config.root();
         std::fs::create_dir_all(&root)
             .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", root.display())))?;
+        let delay_levels = config
+            .delay_levels()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let lock = lock_store(&config.lock_path())?;
         let abnormal = config.abort_path().exists();
         let checkpoint = Checkpoint::open(&config.checkpoint_path())?;
@@ -250,6 +277,7 @@ impl MessageStore {
             dispatched_offset: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             lock: Mutex::new(Some(lock)),
+            delay_levels,
         });
         recover(&inner, abnormal)?;
         // From here on a crash leaves the abort file behind and the next start verifies.
@@ -377,9 +405,12 @@ impl MessageStore {
         }
         let props = m.properties.as_str();
         let store_timestamp = now_millis();
-        let tags_code = find_property(props, property::TAGS)
-            .map(|t| java_hash_code(t) as i64)
-            .unwrap_or(0);
+        let tags_code = self.inner.tags_code(
+            &m.topic,
+            find_property(props, property::TAGS),
+            find_property(props, property::DELAY_TIME_LEVEL),
+            store_timestamp,
+        );
         let keys = find_property(props, property::KEYS).map(String::from);
         let uniq_key =
             find_property(props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).map(String::from);
@@ -599,6 +630,16 @@ impl MessageStore {
         };
         let cl = &self.inner.commit_log;
         q.offset_by_time(timestamp, upper, |phys| cl.store_timestamp_at(phys as u64))
+    }
+
+    /// The consume-queue unit at `offset` of a queue, if it exists yet.
+    pub fn queue_unit(&self, topic: &str, queue_id: i32, offset: i64) -> Option<CqUnit> {
+        self.inner.find_queue(topic, queue_id)?.get(offset)
+    }
+
+    /// `messageDelayLevel` in milliseconds, level 1 first.
+    pub fn delay_levels(&self) -> &[i64] {
+        &self.inner.delay_levels
     }
 
     /// Store time of the message at `offset` of a queue.
@@ -878,7 +919,14 @@ fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
             queue_offset: m.queue_offset,
             commit_log_offset: r.offset as i64,
             size: r.size as i32,
-            tags_code: m.tags().map(|t| java_hash_code(t) as i64).unwrap_or(0),
+            tags_code: inner.tags_code(
+                &m.topic,
+                m.tags(),
+                m.properties
+                    .get(property::DELAY_TIME_LEVEL)
+                    .map(String::as_str),
+                m.store_timestamp,
+            ),
             keys: m.properties.get(property::KEYS).cloned(),
             uniq_key: m.uniq_key().map(String::from),
             store_timestamp: m.store_timestamp,

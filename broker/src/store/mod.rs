@@ -14,5 +14,8 @@ mod services;
 pub mod types;
 
 pub use config::{FlushDiskType, MessageStoreConfig};
-pub use message_store::{find_property, DispatchListener, MessageStore, StoreError};
+pub use consume_queue::CqUnit;
+pub use message_store::{
+    find_property, DispatchListener, MessageStore, StoreError, SCHEDULE_TOPIC,
+};
 pub use types::*;
