@@ -90,6 +90,8 @@ pub struct BrokerInner {
     pub metrics: Arc<crate::metrics::BrokerMetrics>,
     /// Delivery progress of each delay level.
     pub schedule: crate::schedule::ScheduleOffsets,
+    /// Queue locks of orderly consumers.
+    pub locks: crate::manager::locks::RebalanceLockManager,
 }
 
 impl BrokerInner {
@@ -162,6 +164,7 @@ impl Broker {
             started: Instant::now(),
             stats: BrokerStats::default(),
             schedule,
+            locks: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);

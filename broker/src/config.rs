@@ -84,6 +84,8 @@ java_config! {
         max_in_flight_sends: usize = 10_000 => "maxInFlightSends",
         reject_transaction_message: bool = false => "rejectTransactionMessage",
         slave_read_enable: bool = false => "slaveReadEnable",
+        /// A queue lock of an orderly consumer lapses after this long without renewal, ms.
+        rebalance_lock_max_live_time: u64 = 60_000 => "rebalanceLockMaxLiveTime",
         max_transfer_bytes_on_message_in_memory: usize = 256 * 1024 => "maxTransferBytesOnMessageInMemory",
         max_transfer_count_on_message_in_memory: usize = 32 => "maxTransferCountOnMessageInMemory",
         /// 0 disables the VIP channel on `listenPort - 2`.

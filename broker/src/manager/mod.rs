@@ -2,6 +2,7 @@
 //! Each persists as RocketMQ does, a JSON file under `storePathRootDir/config/`.
 
 pub mod clients;
+pub mod locks;
 pub mod offsets;
 pub mod subscriptions;
 pub mod topics;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod lock;
 mod offset;
 mod pull;
 mod retry;
@@ -49,6 +50,8 @@ pub const HANDLED_CODES: &[i32] = &[
     RequestCode::QUERY_MESSAGE,
     RequestCode::CONSUMER_SEND_MSG_BACK,
     RequestCode::GET_ALL_DELAY_OFFSET,
+    RequestCode::LOCK_BATCH_MQ,
+    RequestCode::UNLOCK_BATCH_MQ,
 ];
 
 pub type Response = Result<RemotingCommand, RemotingError>;
@@ -111,6 +114,8 @@ impl BrokerProcessor {
             RequestCode::CONSUMER_SEND_MSG_BACK => {
                 retry::consumer_send_msg_back(i, conn, req).await
             }
+            RequestCode::LOCK_BATCH_MQ => lock::lock_batch(i, req),
+            RequestCode::UNLOCK_BATCH_MQ => lock::unlock_batch(i, req),
             RequestCode::GET_ALL_DELAY_OFFSET => {
                 Ok(RemotingCommand::success().with_body(i.schedule.encode().into_bytes()))
             }
