@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmq_remoting::protocol::heartbeat::{
     LockBatchRequestBody, LockBatchResponseBody, MessageQueue as Mq,
@@ -115,15 +115,11 @@ async fn each_queue_in_order_while_consumers_come_and_go() {
     // A second consumer joins; more messages; then the first leaves; more messages.
     let mut second = orderly_consumer(&c, 1, log.clone()).await;
     send_round(&producer, 200, 400).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
+    wait_until(Duration::from_secs(60), || {
         let l = log.0.lock().unwrap();
-        if l.iter().any(|(who, _, _)| *who == 1) && l.len() >= 300 {
-            break;
-        }
-        drop(l);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        l.iter().any(|(who, _, _)| *who == 1) && l.len() >= 300
+    })
+    .await;
     first.shutdown().await;
     send_round(&producer, 400, 600).await;
     let all_seen = wait_until(Duration::from_secs(90), || {
