@@ -92,6 +92,8 @@ pub struct BrokerInner {
     pub schedule: crate::schedule::ScheduleOffsets,
     /// Queue locks of orderly consumers.
     pub locks: crate::manager::locks::RebalanceLockManager,
+    /// Which transaction halves are finished.
+    pub transactions: crate::transaction::TransactionState,
 }
 
 impl BrokerInner {
@@ -165,6 +167,7 @@ impl Broker {
             stats: BrokerStats::default(),
             schedule,
             locks: Default::default(),
+            transactions: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -227,8 +230,13 @@ impl Broker {
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
         if !inner.settings.read().broker.is_slave() {
-            // Only a master moves delayed messages; a slave gets them by replication.
+            // Only a master moves delayed messages and checks transactions; a slave gets the
+            // results by replication.
             tasks.push(tokio::spawn(crate::schedule::run(
+                inner.clone(),
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::transaction::run(
                 inner.clone(),
                 stop.clone(),
             )));

@@ -83,6 +83,13 @@ java_config! {
         /// Most sends in flight at once before SYSTEM_BUSY.
         max_in_flight_sends: usize = 10_000 => "maxInFlightSends",
         reject_transaction_message: bool = false => "rejectTransactionMessage",
+        /// A transaction half still open this long after it was sent is checked with its
+        /// producer, ms.
+        transaction_time_out: u64 = 6000 => "transactionTimeOut",
+        /// Checks of one half before it is discarded.
+        transaction_check_max: i32 = 15 => "transactionCheckMax",
+        /// How often open halves are looked at, ms.
+        transaction_check_interval: u64 = 60_000 => "transactionCheckInterval",
         slave_read_enable: bool = false => "slaveReadEnable",
         /// A queue lock of an orderly consumer lapses after this long without renewal, ms.
         rebalance_lock_max_live_time: u64 = 60_000 => "rebalanceLockMaxLiveTime",

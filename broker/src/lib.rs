@@ -11,6 +11,7 @@ pub mod netif;
 pub mod processor;
 pub mod schedule;
 pub mod store;
+pub mod transaction;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, BrokerSettings};

@@ -50,6 +50,7 @@ pub const HANDLED_CODES: &[i32] = &[
     RequestCode::QUERY_MESSAGE,
     RequestCode::CONSUMER_SEND_MSG_BACK,
     RequestCode::GET_ALL_DELAY_OFFSET,
+    RequestCode::END_TRANSACTION,
     RequestCode::LOCK_BATCH_MQ,
     RequestCode::UNLOCK_BATCH_MQ,
 ];
@@ -114,6 +115,7 @@ impl BrokerProcessor {
             RequestCode::CONSUMER_SEND_MSG_BACK => {
                 retry::consumer_send_msg_back(i, conn, req).await
             }
+            RequestCode::END_TRANSACTION => crate::transaction::end_transaction(i, req).await,
             RequestCode::LOCK_BATCH_MQ => lock::lock_batch(i, req),
             RequestCode::UNLOCK_BATCH_MQ => lock::unlock_batch(i, req),
             RequestCode::GET_ALL_DELAY_OFFSET => {

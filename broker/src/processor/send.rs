@@ -129,10 +129,8 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         h.queue_id
     };
     let mut props = h.properties.clone().unwrap_or_default();
-    if find_property(&props, property::TRANSACTION_PREPARED)
-        .map(|v| v == "true")
-        .unwrap_or(false)
-    {
+    let half = crate::transaction::is_half(&props, h.reconsume_times.unwrap_or(0));
+    if half && inner.settings.read().broker.reject_transaction_message {
         return Ok(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!("the broker[{broker_name}] sending transaction message is forbidden"),
@@ -199,7 +197,11 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         if let Some(refused) = super::retry::route_direct_retry(inner, &mut msg) {
             return Ok(refused);
         }
-        crate::schedule::apply_delay(&mut msg, inner.store.delay_levels().len());
+        if half {
+            crate::transaction::to_half(&mut msg);
+        } else {
+            crate::schedule::apply_delay(&mut msg, inner.store.delay_levels().len());
+        }
         vec![msg]
     };
     let count = msgs.len() as u64;
