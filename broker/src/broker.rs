@@ -94,6 +94,8 @@ pub struct BrokerInner {
     pub locks: crate::manager::locks::RebalanceLockManager,
     /// Which transaction halves are finished.
     pub transactions: crate::transaction::TransactionState,
+    /// Compiled SQL92 subscriptions.
+    pub sql_filters: crate::filter::SqlCache,
 }
 
 impl BrokerInner {
@@ -168,6 +170,7 @@ impl Broker {
             schedule,
             locks: Default::default(),
             transactions: Default::default(),
+            sql_filters: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);

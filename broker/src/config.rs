@@ -91,6 +91,8 @@ java_config! {
         /// How often open halves are looked at, ms.
         transaction_check_interval: u64 = 60_000 => "transactionCheckInterval",
         slave_read_enable: bool = false => "slaveReadEnable",
+        /// Allow SQL92 subscriptions (`MessageSelector.bySql`).
+        enable_property_filter: bool = false => "enablePropertyFilter",
         /// A queue lock of an orderly consumer lapses after this long without renewal, ms.
         rebalance_lock_max_live_time: u64 = 60_000 => "rebalanceLockMaxLiveTime",
         max_transfer_bytes_on_message_in_memory: usize = 256 * 1024 => "maxTransferBytesOnMessageInMemory",

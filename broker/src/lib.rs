@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod filter;
 pub mod long_polling;
 pub mod manager;
 pub mod metrics;

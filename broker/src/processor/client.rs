@@ -134,3 +134,35 @@ pub fn notify_consumer_ids_changed(inner: &Arc<BrokerInner>, group: &str) {
         });
     }
 }
+
+/// CHECK_CLIENT_CONFIG (46): whether this broker accepts a subscription's filter type and
+/// expression, asked by consumers before they start (RocketMQ's `checkClientConfig`).
+pub fn check_client_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+    let body = rmq_remoting::protocol::heartbeat::CheckClientRequestBody::decode(&req.body)?;
+    let Some(sub) = body.subscription_data else {
+        return Ok(RemotingCommand::success());
+    };
+    let kind = sub.expression_type.as_str();
+    if kind.is_empty() || kind.eq_ignore_ascii_case("TAG") {
+        return Ok(RemotingCommand::success());
+    }
+    if !inner.settings.read().broker.enable_property_filter {
+        return Ok(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("The broker does not support consumer to filter message by {kind}"),
+        ));
+    }
+    if !kind.eq_ignore_ascii_case("SQL92") {
+        return Ok(RemotingCommand::error(
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+            format!("Not support filter type: {kind}"),
+        ));
+    }
+    match inner.sql_filters.get(&sub.sub_string) {
+        Ok(_) => Ok(RemotingCommand::success()),
+        Err(e) => Ok(RemotingCommand::error(
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+            e,
+        )),
+    }
+}

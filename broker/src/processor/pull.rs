@@ -213,12 +213,34 @@ async fn pull_once(
         }
         sub
     };
-    if sub.expression_type.eq_ignore_ascii_case("SQL92") {
+    let sql = if sub.expression_type.eq_ignore_ascii_case("SQL92") {
+        if !inner.settings.read().broker.enable_property_filter {
+            return done(RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                "The broker does not support consumer to filter message by SQL92",
+            ));
+        }
+        match inner.sql_filters.get(&sub.sub_string) {
+            Ok(f) => Some(crate::filter::SqlMessageFilter(f)),
+            Err(e) => {
+                tracing::warn!(group = %h.consumer_group, topic = %h.topic, error = %e, "bad SQL92 subscription");
+                return done(RemotingCommand::error(
+                    ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+                    "Parse the consumer's subscription failed",
+                ));
+            }
+        }
+    } else if !sub.expression_type.is_empty() && !sub.expression_type.eq_ignore_ascii_case("TAG") {
         return done(RemotingCommand::error(
             ResponseCode::SYSTEM_ERROR,
-            "The broker does not support consumer to filter message by SQL92",
+            format!(
+                "The broker does not support consumer to filter message by {}",
+                sub.expression_type
+            ),
         ));
-    }
+    } else {
+        None
+    };
     if allow_suspend {
         inner
             .metrics
@@ -226,7 +248,11 @@ async fn pull_once(
             .with_label_values(&[h.consumer_group.as_str()])
             .inc();
     }
-    let filter = TagFilter::from_subscription(&sub);
+    let tags = TagFilter::from_subscription(&sub);
+    let filter: &dyn MessageFilter = match &sql {
+        Some(f) => f,
+        None => &tags,
+    };
     let count = (h.max_msg_nums.max(1) as usize).min(max_count.max(1));
     let result = inner.store.get_messages(
         &h.topic,
@@ -234,7 +260,7 @@ async fn pull_once(
         h.queue_offset,
         count,
         max_bytes,
-        Some(&filter),
+        Some(filter),
     );
     let (code, remark) = match result.status {
         GetStatus::Found => (ResponseCode::SUCCESS, None),

@@ -124,6 +124,18 @@ pub struct LockBatchResponseBody {
     pub lock_ok_mq_set: HashSet<MessageQueue>,
 }
 
+/// `CheckClientRequestBody` (CHECK_CLIENT_CONFIG): a consumer asks whether the broker accepts
+/// its subscription before it starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CheckClientRequestBody {
+    pub client_id: String,
+    pub group: String,
+    pub subscription_data: Option<SubscriptionData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 /// `GetConsumerListByGroupResponseBody`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -138,6 +150,7 @@ impl JsonBody for HeartbeatData {}
 impl JsonBody for LockBatchRequestBody {}
 impl JsonBody for LockBatchResponseBody {}
 impl JsonBody for ConsumerListBody {}
+impl JsonBody for CheckClientRequestBody {}
 
 #[cfg(test)]
 pub(crate) mod strategies {
