@@ -246,6 +246,16 @@ async fn failed_messages_retry_with_growing_counts_then_dead_letter() {
     assert_eq!(dlq.properties["KEYS"], "key-fragile");
     assert!(dlq.properties.contains_key("ORIGIN_MESSAGE_ID"));
     assert_eq!(dlq.body.as_ref(), b"fragile");
+    // Consume stats of the group cover its retry topic too (what consumerProgress shows).
+    assert!(
+        c.broker
+            .inner()
+            .offsets
+            .topics_of_group("cg_retry")
+            .contains(&"%RETRY%cg_retry".to_string()),
+        "{:?}",
+        c.broker.inner().offsets.topics_of_group("cg_retry")
+    );
     // Retry and dead-letter topics are routed like any other.
     let topics = c.broker.inner().topics.topic_names();
     assert!(topics.iter().any(|t| t == "%RETRY%cg_retry"), "{topics:?}");

@@ -207,6 +207,7 @@ macro_rules! for_each_header {
             GetConsumerConnectionListRequestHeader,
             GetProducerConnectionListRequestHeader,
             GetConsumeStatsRequestHeader,
+            ResetOffsetRequestHeader,
             GetBrokerConfigResponseHeader,
             GetAllSubscriptionGroupResponseHeader,
             DeleteSubscriptionGroupRequestHeader
@@ -748,6 +749,17 @@ command_header!(
     /// GET_PRODUCER_CONNECTION_LIST (204).
     GetProducerConnectionListRequestHeader {
         producer_group: String => "producerGroup",
+    }
+);
+
+command_header!(
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222), admin to broker, and RESET_CONSUMER_CLIENT_OFFSET
+    /// (220), broker to consumer. `timestamp` -1 means the newest offset.
+    ResetOffsetRequestHeader {
+        topic: String => "topic",
+        group: String => "group",
+        timestamp: i64 => "timestamp",
+        is_force: bool => "isForce",
     }
 );
 

@@ -166,6 +166,87 @@ async fn admin_commands_against_the_real_broker() {
         3
     );
 
+    // resetOffsetByTime: a group that consumed everything goes back to a point in time.
+    let store = broker.inner().store.clone();
+    let put = |i: usize| rmq_broker::store::PutMessage {
+        topic: "AdminTopic".into(),
+        queue_id: 0,
+        flag: 0,
+        body: bytes::Bytes::from(format!("m{i}")),
+        properties: String::new(),
+        sys_flag: 0,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        born_host: "127.0.0.1:1".parse().unwrap(),
+        store_host: "127.0.0.1:1".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    };
+    for i in 0..5 {
+        assert!(store.put_message(put(i)).await.status.is_stored());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let middle = rmq_remoting::util::now_millis();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for i in 5..10 {
+        assert!(store.put_message(put(i)).await.status.is_stored());
+    }
+    broker
+        .inner()
+        .offsets
+        .commit("reset_group", "AdminTopic", 0, 10);
+    let (ok, out) = mqadmin(&[
+        "resetOffsetByTime",
+        "-n",
+        n,
+        "-g",
+        "reset_group",
+        "-t",
+        "AdminTopic",
+        "-s",
+        &middle.to_string(),
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("real-broker") && out.contains("#offset"),
+        "{out}"
+    );
+    assert_eq!(
+        broker.inner().offsets.query("reset_group", "AdminTopic", 0),
+        5
+    );
+    // `now` (forced): to the end again.
+    let (ok, out) = mqadmin(&[
+        "resetOffsetByTime",
+        "-n",
+        n,
+        "-g",
+        "reset_group",
+        "-t",
+        "AdminTopic",
+        "-s",
+        "now",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert_eq!(
+        broker.inner().offsets.query("reset_group", "AdminTopic", 0),
+        10
+    );
+    let (ok, out) = mqadmin(&[
+        "resetOffsetByTime",
+        "-n",
+        n,
+        "-g",
+        "reset_group",
+        "-t",
+        "AdminTopic",
+        "-s",
+        "yesterday",
+    ])
+    .await;
+    assert!(!ok && out.contains("yyyy-MM-dd#HH:mm:ss:SSS"), "{out}");
+
     let (ok, out) = mqadmin(&[
         "deleteTopic",
         "-n",

@@ -52,6 +52,7 @@ pub const HANDLED_CODES: &[i32] = &[
     RequestCode::GET_ALL_DELAY_OFFSET,
     RequestCode::END_TRANSACTION,
     RequestCode::CHECK_CLIENT_CONFIG,
+    RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
     RequestCode::LOCK_BATCH_MQ,
     RequestCode::UNLOCK_BATCH_MQ,
 ];
@@ -116,6 +117,7 @@ impl BrokerProcessor {
             RequestCode::CONSUMER_SEND_MSG_BACK => {
                 retry::consumer_send_msg_back(i, conn, req).await
             }
+            RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => offset::reset_offset(i, req),
             RequestCode::CHECK_CLIENT_CONFIG => client::check_client_config(i, req),
             RequestCode::END_TRANSACTION => crate::transaction::end_transaction(i, req).await,
             RequestCode::LOCK_BATCH_MQ => lock::lock_batch(i, req),

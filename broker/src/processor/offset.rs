@@ -72,3 +72,63 @@ pub fn search_by_time(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respon
         .offset_in_queue_by_time(&h.topic, h.queue_id, h.timestamp, upper);
     Ok(RemotingCommand::success().with_header(&SearchOffsetResponseHeader { offset }))
 }
+
+/// INVOKE_BROKER_TO_RESET_OFFSET (222), `mqadmin resetOffsetByTime`: every queue of the topic
+/// back (or, with `isForce`, also forward) to the first message stored at or after
+/// `timestamp` (-1: the newest offset). The broker commits the new offsets itself and tells
+/// the group's online consumers (RESET_CONSUMER_CLIENT_OFFSET) so they drop what they hold.
+/// RocketMQ answers CONSUMER_NOT_ONLINE when nobody is connected and leaves the commit to
+/// the tool; here the reset is done either way.
+pub fn reset_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+    use rmq_remoting::protocol::admin::ResetOffsetBody;
+    use rmq_remoting::protocol::heartbeat::MessageQueue;
+    use rmq_remoting::RequestCode;
+
+    let h: ResetOffsetRequestHeader = req.decode_header()?;
+    let Some(tc) = inner.topics.get(&h.topic) else {
+        return Ok(RemotingCommand::error(
+            ResponseCode::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist", h.topic),
+        ));
+    };
+    let broker_name = inner.broker_name();
+    let mut body = ResetOffsetBody::default();
+    for q in 0..tc.write_queue_nums.max(tc.read_queue_nums) {
+        let current = inner.offsets.query(&h.group, &h.topic, q);
+        let target = if h.timestamp == -1 {
+            inner.store.max_offset_in_queue(&h.topic, q, true)
+        } else {
+            inner
+                .store
+                .offset_in_queue_by_time(&h.topic, q, h.timestamp, false)
+        }
+        .max(0);
+        let offset = if h.is_force || current < 0 || target < current {
+            target
+        } else {
+            current
+        };
+        inner.offsets.commit(&h.group, &h.topic, q, offset);
+        body.offset_table.insert(
+            MessageQueue {
+                topic: h.topic.clone(),
+                broker_name: broker_name.clone(),
+                queue_id: q,
+            },
+            offset,
+        );
+    }
+    let encoded = body.encode_fastjson();
+    for conn in inner.clients.consumer_connections(&h.group) {
+        let cmd =
+            RemotingCommand::request_with_header(RequestCode::RESET_CONSUMER_CLIENT_OFFSET, &h)
+                .with_body(encoded.clone());
+        tokio::spawn(async move {
+            if let Err(e) = conn.invoke_oneway(cmd).await {
+                tracing::debug!(peer = %conn.peer_addr(), error = %e, "reset-offset notice not sent");
+            }
+        });
+    }
+    tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, force = h.is_force, "consumer offsets reset");
+    Ok(RemotingCommand::success().with_body(encoded))
+}

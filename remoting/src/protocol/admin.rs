@@ -58,7 +58,15 @@ macro_rules! object_keyed {
         impl JsonBody for $t {}
     )*};
 }
-object_keyed!(TopicStatsTable, ConsumeStats);
+/// `ResetOffsetBody`: the offset each queue was reset to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ResetOffsetBody {
+    #[serde(with = "object_key_map")]
+    pub offset_table: HashMap<MessageQueue, i64>,
+}
+
+object_keyed!(TopicStatsTable, ConsumeStats, ResetOffsetBody);
 
 /// `Connection`: one client connection as admin tools list it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -51,6 +51,9 @@ pub enum Command {
     #[command(name = "consumerProgress")]
     ConsumerProgress(ConsumerProgressArgs),
     /// Fetch broker runtime status data
+    /// Reset a group's consumer offsets of a topic to a point in time
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime(ResetOffsetByTimeArgs),
     #[command(name = "brokerStatus")]
     BrokerStatus(BrokerTargetArgs),
     /// Get broker config by cluster or special broker
@@ -98,6 +101,7 @@ impl Command {
             Command::DeleteTopic(a) => &a.common,
             Command::TopicStatus(a) => &a.common,
             Command::ConsumerProgress(a) => &a.common,
+            Command::ResetOffsetByTime(a) => &a.common,
             Command::BrokerStatus(a) | Command::GetBrokerConfig(a) => &a.common,
             Command::UpdateBrokerConfig(a) => &a.common,
             Command::UpdateSubGroup(a) => &a.common,
@@ -121,6 +125,7 @@ impl Command {
             Command::DeleteTopic(_) => "deleteTopic",
             Command::TopicStatus(_) => "topicStatus",
             Command::ConsumerProgress(_) => "consumerProgress",
+            Command::ResetOffsetByTime(_) => "resetOffsetByTime",
             Command::BrokerStatus(_) => "brokerStatus",
             Command::GetBrokerConfig(_) => "getBrokerConfig",
             Command::UpdateBrokerConfig(_) => "updateBrokerConfig",
@@ -177,6 +182,24 @@ pub struct TopicRouteArgs {
     /// Use list format to print data
     #[arg(short = 'l', long = "list")]
     pub list: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResetOffsetByTimeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Consumer group name
+    #[arg(short = 'g', long = "group")]
+    pub group: String,
+    /// Topic name
+    #[arg(short = 't', long = "topic")]
+    pub topic: String,
+    /// Timestamp: `now`, milliseconds since the epoch, or yyyy-MM-dd#HH:mm:ss:SSS (local time)
+    #[arg(short = 's', long = "timestamp")]
+    pub timestamp: String,
+    /// Also move offsets forward (true|false)
+    #[arg(short = 'f', long = "force", value_parser = parse_bool, action = ArgAction::Set, default_value = "true")]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

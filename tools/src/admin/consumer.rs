@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::bodies::{
     parse_attributes, GetConsumerRunningInfoRequestHeader, SubscriptionGroupConfig,
 };
-use super::cli::{ConsumerProgressArgs, UpdateSubGroupArgs};
+use super::cli::{ConsumerProgressArgs, ResetOffsetByTimeArgs, UpdateSubGroupArgs};
 use super::client::{master_addrs, select_broker_addr, CodeError, Failures};
 use super::java::{self, front};
 use super::mq_version::version_desc;
@@ -381,4 +381,89 @@ pub async fn update_sub_group(
     }
     writeln!(out, "{cfg}")?;
     failures.finish()
+}
+
+/// `-s` of resetOffsetByTime: `now`, epoch milliseconds, or `yyyy-MM-dd#HH:mm:ss:SSS` in local
+/// time, as RocketMQ's tool takes it.
+pub fn parse_reset_timestamp(s: &str) -> Result<i64> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(rmq_remoting::util::now_millis());
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad =
+        || anyhow::anyhow!("timestamp `{s}`: use now, milliseconds, or yyyy-MM-dd#HH:mm:ss:SSS");
+    let (date, time) = s.split_once('#').ok_or_else(bad)?;
+    let d: Vec<i32> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let t: Vec<i32> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    if d.len() != 3 || t.len() != 4 {
+        return Err(bad());
+    }
+    // SAFETY: mktime reads and normalises the struct we own.
+    let secs = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = d[0] - 1900;
+        tm.tm_mon = d[1] - 1;
+        tm.tm_mday = d[2];
+        tm.tm_hour = t[0];
+        tm.tm_min = t[1];
+        tm.tm_sec = t[2];
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm)
+    };
+    if secs == -1 {
+        return Err(bad());
+    }
+    Ok(secs as i64 * 1000 + i64::from(t[3]))
+}
+
+pub async fn reset_offset_by_time(
+    admin: &Admin,
+    args: &ResetOffsetByTimeArgs,
+    out: Out<'_>,
+) -> Result<()> {
+    use rmq_remoting::header::ResetOffsetRequestHeader;
+    use rmq_remoting::protocol::admin::ResetOffsetBody;
+    let timestamp = parse_reset_timestamp(&args.timestamp)?;
+    let route = admin.route(args.topic.trim()).await?;
+    let header = ResetOffsetRequestHeader {
+        topic: args.topic.trim().to_string(),
+        group: args.group.trim().to_string(),
+        timestamp,
+        is_force: args.force,
+    };
+    let req =
+        RemotingCommand::request_with_header(RequestCode::INVOKE_BROKER_TO_RESET_OFFSET, &header);
+    let mut table: Vec<(MessageQueue, i64)> = Vec::new();
+    for addr in route.broker_datas.iter().filter_map(select_broker_addr) {
+        let resp = admin.call(addr, &req).await?;
+        table.extend(ResetOffsetBody::decode(&resp.body)?.offset_table);
+    }
+    table.sort();
+    writeln!(
+        out,
+        "rollback consumer offset by specified group[{}], topic[{}], force[{}], timestamp(string)[{}], timestamp(long)[{}]",
+        header.group, header.topic, args.force, args.timestamp, timestamp
+    )?;
+    writeln!(
+        out,
+        "{:<40}  {:<40}  {:<40}",
+        "#brokerName", "#queueId", "#offset"
+    )?;
+    for (mq, offset) in table {
+        writeln!(
+            out,
+            "{:<40}  {:<40}  {:<40}",
+            mq.broker_name, mq.queue_id, offset
+        )?;
+    }
+    Ok(())
 }
