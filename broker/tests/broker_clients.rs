@@ -248,3 +248,108 @@ async fn auto_create_off_means_no_route() {
     producer.shutdown().await;
     c.stop().await;
 }
+
+/// A new group starts where its consumeFromWhere says: the end (only what is sent after it
+/// starts), or the first message stored at or after a timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_groups_start_from_last_or_from_a_timestamp() {
+    let c = start_cluster(|_| {}).await;
+    let rt = client_runtime("from-where");
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(config(&c.ns_addr))
+        .producer_group("pg_fw")
+        .build();
+    producer.start().await.expect("producer starts");
+    for i in 0..10 {
+        producer
+            .send_with_timeout(message("FwTopic", "T", format!("old{i}")), 5000)
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // consumeTimestamp has second resolution (yyyyMMddHHmmss, local time).
+    let stamp = {
+        let now = rmq_remoting::util::now_millis() / 1000;
+        // SAFETY: localtime_r writes into the struct we own.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::localtime_r(&(now as libc::time_t), &mut tm);
+            tm
+        };
+        format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 0..5 {
+        producer
+            .send_with_timeout(message("FwTopic", "T", format!("mid{i}")), 5000)
+            .await
+            .expect("send");
+    }
+    let from_last = Collect::default();
+    let from_time = Collect::default();
+    let mut consumers = Vec::new();
+    for (n, (sink, wh)) in [
+        (from_last.clone(), ConsumeFromWhere::ConsumeFromLastOffset),
+        (from_time.clone(), ConsumeFromWhere::ConsumeFromTimestamp),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+            .client_config(ClientConfig {
+                instance_name: format!("fw-{n}-{}", std::process::id()).into(),
+                ..config(&c.ns_addr)
+            })
+            .consumer_group(format!("cg_fw_{n}"))
+            .consume_from_where(wh)
+            .consume_timestamp(stamp.clone())
+            .build();
+        consumer.subscribe("FwTopic", "*").await.expect("subscribe");
+        consumer.register_message_listener_concurrently(sink);
+        consumer.start().await.expect("consumer starts");
+        consumers.push(consumer);
+    }
+    // Let both take their queues before the last batch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..5 {
+        producer
+            .send_with_timeout(message("FwTopic", "T", format!("new{i}")), 5000)
+            .await
+            .expect("send");
+    }
+    let bodies = |c: &Collect| {
+        let mut v: Vec<String> = c.0.lock().unwrap().iter().map(|(b, _)| b.clone()).collect();
+        v.sort();
+        v
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || bodies(&from_last).len() >= 5
+            && bodies(&from_time).len() >= 10)
+        .await,
+        "last {:?} time {:?}",
+        bodies(&from_last),
+        bodies(&from_time)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let want_last: Vec<String> = (0..5).map(|i| format!("new{i}")).collect();
+    assert_eq!(bodies(&from_last), want_last);
+    let mut want_time: Vec<String> = (0..5)
+        .map(|i| format!("mid{i}"))
+        .chain(want_last.clone())
+        .collect();
+    want_time.sort();
+    assert_eq!(bodies(&from_time), want_time);
+    for consumer in consumers.iter_mut() {
+        consumer.shutdown().await;
+    }
+    producer.shutdown().await;
+    c.stop().await;
+}

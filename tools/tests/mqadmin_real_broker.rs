@@ -168,6 +168,7 @@ async fn admin_commands_against_the_real_broker() {
 
     // resetOffsetByTime: a group that consumed everything goes back to a point in time.
     let store = broker.inner().store.clone();
+    let store_host = broker.inner().store_host;
     let put = |i: usize| rmq_broker::store::PutMessage {
         topic: "AdminTopic".into(),
         queue_id: 0,
@@ -177,7 +178,7 @@ async fn admin_commands_against_the_real_broker() {
         sys_flag: 0,
         born_timestamp: rmq_remoting::util::now_millis(),
         born_host: "127.0.0.1:1".parse().unwrap(),
-        store_host: "127.0.0.1:1".parse().unwrap(),
+        store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,
     };
@@ -246,6 +247,50 @@ async fn admin_commands_against_the_real_broker() {
     ])
     .await;
     assert!(!ok && out.contains("yyyy-MM-dd#HH:mm:ss:SSS"), "{out}");
+
+    // queryMsgByKey / queryMsgById, before and after a broker restart (index files and the
+    // commit log are what answer them).
+    let mut keyed = put(100);
+    keyed.properties = rmq_remoting::message::encode_properties(
+        &[
+            ("KEYS".to_string(), "order-77 other".to_string()),
+            (
+                "UNIQ_KEY".to_string(),
+                "7F000001000000000000000000000077".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let r = store.put_message(keyed).await;
+    let offset_id = r.append.unwrap().msg_ids()[0].clone();
+    let mut broker = broker;
+    for round in 0..2 {
+        let mut found = false;
+        for _ in 0..50 {
+            let (ok, out) = mqadmin(&[
+                "queryMsgByKey",
+                "-n",
+                n,
+                "-t",
+                "AdminTopic",
+                "-k",
+                "order-77",
+            ])
+            .await;
+            if ok && out.contains("7F000001000000000000000000000077") {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(found, "queryMsgByKey (round {round})");
+        let (ok, out) = mqadmin(&["queryMsgById", "-n", n, "-i", &offset_id]).await;
+        assert!(ok && out.contains("order-77"), "round {round}: {out}");
+        if round == 0 {
+            broker.shutdown().await;
+            broker = Broker::start(s.clone()).await.unwrap();
+        }
+    }
 
     let (ok, out) = mqadmin(&[
         "deleteTopic",

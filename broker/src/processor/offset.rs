@@ -17,9 +17,10 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
             RemotingCommand::success().with_header(&QueryConsumerOffsetResponseHeader { offset })
         );
     }
-    // Unknown group on this queue. RocketMQ answers 0 only when the queue starts at 0 and its
-    // first message is no longer in memory; ours is mapped, so the answer is "not found" and
-    // the client applies its consumeFromWhere.
+    // Unknown group on this queue: "not found", so the client applies its consumeFromWhere.
+    // (RocketMQ answers 0 instead when the queue starts at 0 and its first message is still in
+    // the page cache, which makes CONSUME_FROM_LAST_OFFSET start at the beginning of small
+    // queues; new groups here start where they asked to.)
     Ok(RemotingCommand::error(
         ResponseCode::QUERY_NOT_FOUND,
         "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
