@@ -6,10 +6,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cheetah_string::CheetahString;
 use rmq_broker::store::SCHEDULE_TOPIC;
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+    ConsumerAdmin, DefaultMQAdminExt, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
+    MessageListenerConcurrently,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -155,8 +157,39 @@ async fn delayed_messages_arrive_when_due_never_early_and_survive_a_restart() {
         .await
         .expect("send")
         .expect("result");
+    // A plain message to look up by id once the broker has restarted.
+    let plain = producer
+        .send_with_timeout(message("DelayTopic", "T", "look-me-up".into()), 5000)
+        .await
+        .expect("send")
+        .expect("result");
+    let offset_id = plain.offset_msg_id.clone().expect("offset msg id");
     producer.shutdown().await;
     let c = c.restart_broker().await;
+    // The client's admin API finds it by id (VIEW_MESSAGE_BY_ID) after the restart.
+    let mut admin = DefaultMQAdminExt::with_admin_ext_group_and_timeout(
+        client_runtime("delay-admin"),
+        "delay_admin_group",
+        Duration::from_secs(3),
+    );
+    admin.set_namesrv_addr(c.ns_addr.as_str());
+    admin
+        .client_config_mut()
+        .set_instance_name(CheetahString::from(format!(
+            "delay-admin-{}",
+            std::process::id()
+        )));
+    admin.start().await.expect("admin starts");
+    let found = admin
+        .query_message(
+            CheetahString::from("DefaultCluster"),
+            CheetahString::from("DelayTopic"),
+            CheetahString::from(offset_id.as_str()),
+        )
+        .await
+        .expect("view by id");
+    assert_eq!(found.body().as_deref(), Some(&b"look-me-up"[..]));
+    admin.shutdown().await;
     let store = c.broker.inner().store.clone();
     let total = || {
         (0..4)
@@ -164,7 +197,7 @@ async fn delayed_messages_arrive_when_due_never_early_and_survive_a_restart() {
             .sum::<i64>()
     };
     assert!(
-        wait_until(Duration::from_secs(15), || total() >= 4).await,
+        wait_until(Duration::from_secs(15), || total() >= 5).await,
         "the waiting message was not delivered after the restart"
     );
     assert!(
@@ -172,7 +205,7 @@ async fn delayed_messages_arrive_when_due_never_early_and_survive_a_restart() {
         "delivered early"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(total(), 4, "a message was delivered twice");
+    assert_eq!(total(), 5, "a message was delivered twice");
     // Progress per level is on disk, as GET_ALL_DELAY_OFFSET reports it.
     let offsets = c.broker.inner().schedule.encode();
     assert!(offsets.contains("\"3\":2"), "{offsets}");
