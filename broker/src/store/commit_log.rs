@@ -236,17 +236,51 @@ impl CommitLog {
             Some(_) if cursor.pos + len + END_FILE_MIN_BLANK_LENGTH <= self.file_size => {
                 return Ok(())
             }
-            Some(f) => {
-                let remaining = self.file_size - cursor.pos;
-                let mut blank = [0u8; 8];
-                blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
-                blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
-                f.write_at(cursor.pos, &blank);
-                f.publish(self.file_size);
-                f.from_offset() + self.file_size as u64
-            }
+            Some(_) => self.close_file(cursor),
             None => 0,
         };
+        self.open_file(cursor, next_from)
+    }
+
+    /// Ends the cursor's file with the end-of-file blank; returns where the next file starts.
+    fn close_file(&self, cursor: &WriteCursor) -> u64 {
+        let f = cursor.file.as_ref().expect("a current file");
+        let remaining = self.file_size - cursor.pos;
+        let mut blank = [0u8; 8];
+        blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
+        blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+        f.write_at(cursor.pos, &blank);
+        f.publish(self.file_size);
+        f.from_offset() + self.file_size as u64
+    }
+
+    /// Positions a replica's cursor for a record the master stored at `offset`: the same
+    /// place, rolling to the next file where the master did. An offset anywhere else means
+    /// the replica diverged.
+    pub fn prepare_replica(
+        &self,
+        cursor: &mut WriteCursor,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<()> {
+        let here = self.cursor_offset(cursor);
+        match &cursor.file {
+            Some(_) if here == offset && cursor.pos + len <= self.file_size => return Ok(()),
+            Some(f) if offset == f.from_offset() + self.file_size as u64 && here <= offset => {
+                let next = self.close_file(cursor);
+                return self.open_file(cursor, next);
+            }
+            None if offset % self.file_size as u64 == 0 => return self.open_file(cursor, offset),
+            _ => {}
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("replica at commit-log offset {here}, master record at {offset}"),
+        ))
+    }
+
+    /// Makes a new file starting at `next_from` the cursor's file.
+    fn open_file(&self, cursor: &mut WriteCursor, next_from: u64) -> io::Result<()> {
         let spare = self.spare.lock().take();
         let file = match spare {
             Some(f) if f.from_offset() == next_from => f,

@@ -65,7 +65,15 @@ pub(crate) struct PutRequest {
     pub topic: Arc<str>,
     pub queue_id: i32,
     pub records: Vec<PendingRecord>,
+    /// Records copied from the master, stored byte for byte at their master offsets.
+    pub replica: Vec<ReplicaRecord>,
     pub reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
+}
+
+/// One record received from the master, with what dispatching it needs.
+pub(crate) struct ReplicaRecord {
+    pub bytes: Bytes,
+    pub info: DispatchInfo,
 }
 
 /// What the dispatcher needs of one appended record.
@@ -353,6 +361,7 @@ impl MessageStore {
             topic,
             queue_id,
             records,
+            replica: Vec::new(),
             reply: tx,
         };
         let sent = match inner.put_tx.lock().as_ref() {
@@ -630,6 +639,103 @@ impl MessageStore {
         };
         let cl = &self.inner.commit_log;
         q.offset_by_time(timestamp, upper, |phys| cl.store_timestamp_at(phys as u64))
+    }
+
+    /// Replication, master side: whole records from commit-log `offset` on, at most about
+    /// `max_bytes`, each with its offset; end-of-file blanks are stepped over. Also returns
+    /// the offset after the last record.
+    pub fn records_from(&self, offset: i64, max_bytes: usize) -> (Vec<(i64, Bytes)>, i64) {
+        let cl = &self.inner.commit_log;
+        let size = cl.file_size() as u64;
+        let end = cl.max_offset();
+        let mut at = (offset.max(0) as u64).max(cl.min_offset());
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while at < end && bytes < max_bytes {
+            let blank = |r: &Bytes| {
+                r.len() >= 8
+                    && i32::from_be_bytes([r[4], r[5], r[6], r[7]])
+                        == rmq_remoting::message::BLANK_MAGIC_CODE
+            };
+            match cl.read_record(at).filter(|r| !blank(r)) {
+                Some(rec) => {
+                    bytes += rec.len();
+                    let len = rec.len() as u64;
+                    out.push((at as i64, rec));
+                    at += len;
+                }
+                // A blank or the unused end of a file: the next record starts the next file.
+                None => {
+                    let next = (at / size + 1) * size;
+                    if next >= end || next <= at {
+                        break;
+                    }
+                    at = next;
+                }
+            }
+        }
+        (out, at as i64)
+    }
+
+    /// Replication, replica side: stores records received from the master at their master
+    /// offsets and dispatches them. An offset that does not continue this store is an error
+    /// (the replica diverged, or skipped something).
+    pub async fn append_replica(&self, records: Vec<(i64, Bytes)>) -> Result<(), String> {
+        let mut replica = Vec::with_capacity(records.len());
+        for (offset, bytes) in records {
+            let mut b = bytes.clone();
+            let m = MessageExt::decode(&mut b)
+                .map_err(|e| format!("record at {offset} from the master: {e}"))?;
+            if m.commit_log_offset != offset {
+                return Err(format!(
+                    "record from the master says offset {}, sent as {offset}",
+                    m.commit_log_offset
+                ));
+            }
+            let info = DispatchInfo {
+                topic: Arc::from(m.topic.as_str()),
+                queue_id: m.queue_id,
+                queue_offset: m.queue_offset,
+                commit_log_offset: offset,
+                size: bytes.len() as i32,
+                tags_code: self.inner.tags_code(
+                    &m.topic,
+                    m.tags(),
+                    m.properties
+                        .get(property::DELAY_TIME_LEVEL)
+                        .map(String::as_str),
+                    m.store_timestamp,
+                ),
+                keys: m.properties.get(property::KEYS).cloned(),
+                uniq_key: m.uniq_key().map(String::from),
+                store_timestamp: m.store_timestamp,
+                tran_type: sys_flag::transaction_value(m.sys_flag),
+            };
+            replica.push(ReplicaRecord { bytes, info });
+        }
+        if replica.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = PutRequest {
+            topic: Arc::from(""),
+            queue_id: 0,
+            records: Vec::new(),
+            replica,
+            reply: tx,
+        };
+        let sent = match self.inner.put_tx.lock().as_ref() {
+            Some(s) => s.send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err("message store is not running".into());
+        }
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(format!("{status:?}")),
+            Err(_) => Err("message store stopped".into()),
+        }
     }
 
     /// The consume-queue unit at `offset` of a queue, if it exists yet.

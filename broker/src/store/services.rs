@@ -108,6 +108,33 @@ fn final_flush(inner: &Inner) -> std::io::Result<()> {
     inner.checkpoint.flush()
 }
 
+/// Appends a replica batch at the master's offsets; returns how many records went in, and
+/// the reason it stopped early.
+fn append_replica_records(
+    cl: &super::commit_log::CommitLog,
+    cursor: &mut super::commit_log::WriteCursor,
+    table: &mut std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>,
+    req: &mut PutRequest,
+) -> Result<usize, (usize, String)> {
+    for (n, rec) in req.replica.iter().enumerate() {
+        let info = &rec.info;
+        cl.prepare_replica(cursor, info.commit_log_offset as u64, rec.bytes.len())
+            .map_err(|e| (n, e.to_string()))?;
+        cl.append(cursor, &rec.bytes);
+        if info.tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
+            && info.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE
+        {
+            let next = table
+                .entry(info.topic.clone())
+                .or_default()
+                .entry(info.queue_id)
+                .or_insert(0);
+            *next = (*next).max(info.queue_offset + 1);
+        }
+    }
+    Ok(req.replica.len())
+}
+
 fn writer_loop(
     inner: Arc<Inner>,
     rx: Receiver<PutRequest>,
@@ -131,6 +158,29 @@ fn writer_loop(
         {
             let mut table = inner.topic_queue_table.lock();
             for mut req in reqs {
+                if !req.replica.is_empty() {
+                    let result = append_replica_records(&cl, &mut cursor, &mut table, &mut req);
+                    let appended = match &result {
+                        Ok(n) | Err((n, _)) => *n,
+                    };
+                    for r in req.replica.drain(..appended) {
+                        last_ts = last_ts.max(r.info.store_timestamp);
+                        dispatch.push(r.info);
+                    }
+                    let reply = match result {
+                        Ok(_) => Ok(AppendResult {
+                            wrote_offset: 0,
+                            wrote_bytes: 0,
+                            logics_offset: 0,
+                            store_timestamp: last_ts,
+                            offsets: Vec::new(),
+                            store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                        }),
+                        Err((_, e)) => Err(PutStatus::UnknownError(e)),
+                    };
+                    replies.push((req.reply, reply));
+                    continue;
+                }
                 let total: usize = req
                     .records
                     .iter()
