@@ -96,6 +96,8 @@ pub struct BrokerInner {
     pub transactions: crate::transaction::TransactionState,
     /// Compiled SQL92 subscriptions.
     pub sql_filters: crate::filter::SqlCache,
+    /// Replication: connected slaves (master) or the master followed (slave).
+    pub ha: crate::ha::HaState,
 }
 
 impl BrokerInner {
@@ -171,6 +173,7 @@ impl Broker {
             locks: Default::default(),
             transactions: Default::default(),
             sql_filters: Default::default(),
+            ha: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -232,7 +235,38 @@ impl Broker {
             tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
-        if !inner.settings.read().broker.is_slave() {
+        let (is_slave, ha_port, sync_master) = {
+            let s = inner.settings.read();
+            (
+                s.broker.is_slave(),
+                s.broker.ha_listen_port(),
+                s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            )
+        };
+        if is_slave {
+            tasks.push(tokio::spawn(crate::ha::replicate(
+                inner.clone(),
+                stop.clone(),
+            )));
+        } else {
+            match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
+                Ok(l) => tasks.push(tokio::spawn(crate::ha::serve(
+                    inner.clone(),
+                    l,
+                    stop.clone(),
+                ))),
+                // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can
+                // still serve, unreplicated.
+                Err(e) if sync_master => {
+                    return Err(e)
+                        .with_context(|| format!("cannot listen on haListenPort {ha_port}"))
+                }
+                Err(e) => {
+                    tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
+                }
+            }
+        }
+        if !is_slave {
             // Only a master moves delayed messages and checks transactions; a slave gets the
             // results by replication.
             tasks.push(tokio::spawn(crate::schedule::run(

@@ -64,6 +64,8 @@ java_config! {
         broker_advertised_port: u16 = 0 => "brokerAdvertisedPort",
         /// 0: `listenPort + 1`.
         ha_listen_port: u16 = 0 => "haListenPort",
+        /// A slave's master HA address (`host:port`); empty: the one the name server gives.
+        ha_master_address: String = String::new() => "haMasterAddress",
         bind_address: String = "0.0.0.0".into() => "bindAddress",
         broker_permission: i32 = 6 => "brokerPermission",
         auto_create_topic_enable: bool = true => "autoCreateTopicEnable",

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod config;
 pub mod filter;
+pub mod ha;
 pub mod long_polling;
 pub mod manager;
 pub mod metrics;

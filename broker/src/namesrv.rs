@@ -64,7 +64,17 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     });
     for (addr, result) in futures::future::join_all(calls).await {
         match result {
-            Ok(_) => ok += 1,
+            Ok(resp) => {
+                ok += 1;
+                // For a slave: where its master's HA port is.
+                if let Ok(h) =
+                    resp.decode_header::<rmq_remoting::header::RegisterBrokerResponseHeader>()
+                {
+                    if let Some(ha) = h.ha_server_addr.filter(|a| !a.is_empty()) {
+                        *inner.ha.master_ha_addr.write() = Some(ha);
+                    }
+                }
+            }
             Err(e) => tracing::warn!(namesrv = %addr, error = %e, "register broker failed"),
         }
     }

@@ -249,6 +249,22 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         .bytes_in
         .with_label_values(&[h.topic.as_str()])
         .inc_by(bytes);
+    // SYNC_MASTER: acknowledged only once a slave holds it (the message is stored either way;
+    // clients see SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT as a send status).
+    let (sync_master, timeout) = {
+        let s = inner.settings.read();
+        (
+            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            std::time::Duration::from_millis(s.store.sync_flush_timeout.max(1)),
+        )
+    };
+    let mut code = code;
+    if sync_master && code == ResponseCode::SUCCESS {
+        let end = append.wrote_offset + append.wrote_bytes as i64;
+        if let Err(c) = crate::ha::wait_for_slave(inner, end, timeout).await {
+            code = c;
+        }
+    }
     let header = SendMessageResponseHeader {
         msg_id: append.msg_ids().join(","),
         queue_id,

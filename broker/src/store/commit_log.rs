@@ -270,7 +270,9 @@ impl CommitLog {
                 let next = self.close_file(cursor);
                 return self.open_file(cursor, next);
             }
-            None if offset % self.file_size as u64 == 0 => return self.open_file(cursor, offset),
+            None if offset.is_multiple_of(self.file_size as u64) => {
+                return self.open_file(cursor, offset)
+            }
             _ => {}
         }
         Err(io::Error::new(

@@ -1,0 +1,295 @@
+//! Master/slave replication over the HA port (`haListenPort`, default `listenPort + 1`).
+//!
+//! As in RocketMQ, the slave connects, reports its commit-log max offset (8 bytes, big-endian)
+//! and keeps reporting as it stores what it receives; the master streams from the reported
+//! offset. Unlike RocketMQ's HA frames (raw byte ranges), ours carry whole records, each with
+//! its commit-log offset — `[i64 first offset][i32 body length]` then `[i64 offset][record]`…
+//! — so the slave stores them byte for byte where the master did and can check that each one
+//! continues its log. An empty frame is a heartbeat.
+//!
+//! The slave finds its master in `haMasterAddress`, or in the master's HA address the name
+//! server returns at registration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::BrokerInner;
+
+/// Most record bytes in one frame.
+const FRAME_BYTES: usize = 256 * 1024;
+/// Frames above this are refused (hostile or broken peer).
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Heartbeat and report interval.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// What the master knows of its slaves, and what a slave knows of its master.
+#[derive(Default)]
+pub struct HaState {
+    next_id: AtomicU64,
+    /// Connected slaves: id → (address, acknowledged offset, last report).
+    pub slaves: Mutex<HashMap<u64, (SocketAddr, i64, Instant)>>,
+    /// The master's HA address as the name server last reported it.
+    pub master_ha_addr: RwLock<Option<String>>,
+    /// Slave side: the master this slave is connected to, if any.
+    pub connected_master: RwLock<Option<String>>,
+    /// Woken on every slave report (SYNC_MASTER sends wait on it).
+    pub acked: tokio::sync::Notify,
+}
+
+impl HaState {
+    /// The highest offset any connected slave holds (-1: no slave).
+    pub fn max_slave_offset(&self) -> i64 {
+        self.slaves
+            .lock()
+            .values()
+            .map(|(_, o, _)| *o)
+            .max()
+            .unwrap_or(-1)
+    }
+}
+
+/// A slave further behind than this does not count as in sync (RocketMQ's
+/// `haMaxGapNotInSync`, 256 MiB).
+const MAX_GAP_IN_SYNC: i64 = 256 * 1024 * 1024;
+
+/// SYNC_MASTER: waits until a slave holds everything up to `end`. `Err(code)` is
+/// SLAVE_NOT_AVAILABLE (no slave in sync) or FLUSH_SLAVE_TIMEOUT.
+pub async fn wait_for_slave(inner: &BrokerInner, end: i64, timeout: Duration) -> Result<(), i32> {
+    use rmq_remoting::ResponseCode;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = inner.ha.acked.notified();
+        let best = inner.ha.max_slave_offset();
+        if best >= end {
+            return Ok(());
+        }
+        if best < 0 || end - best > MAX_GAP_IN_SYNC {
+            return Err(ResponseCode::SLAVE_NOT_AVAILABLE);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Err(ResponseCode::FLUSH_SLAVE_TIMEOUT);
+        }
+    }
+}
+
+/// Master side: accepts slaves on the HA port until `stop`.
+pub async fn serve(inner: Arc<BrokerInner>, listener: TcpListener, stop: CancellationToken) {
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HA accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = sock.set_nodelay(true);
+        let inner = inner.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let id = inner.ha.next_id.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "slave connected to the HA port");
+            let r = serve_slave(&inner, sock, peer, id, stop).await;
+            inner.ha.slaves.lock().remove(&id);
+            match r {
+                Ok(()) => tracing::info!(%peer, "slave disconnected"),
+                Err(e) => tracing::info!(%peer, error = %e, "slave connection ended"),
+            }
+        });
+    }
+}
+
+async fn serve_slave(
+    inner: &Arc<BrokerInner>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let (mut rd, mut wr) = sock.into_split();
+    // The slave says where it is before anything is sent.
+    let first = rd.read_i64().await?;
+    inner
+        .ha
+        .slaves
+        .lock()
+        .insert(id, (peer, first, Instant::now()));
+    let reports = {
+        let inner = inner.clone();
+        async move {
+            loop {
+                let offset = rd.read_i64().await?;
+                if let Some(s) = inner.ha.slaves.lock().get_mut(&id) {
+                    s.1 = offset;
+                    s.2 = Instant::now();
+                }
+                inner.ha.acked.notify_waiters();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        }
+    };
+    let pushes = async {
+        let mut next = first;
+        let mut last_sent = Instant::now();
+        loop {
+            let (records, after) = inner.store.records_from(next, FRAME_BYTES);
+            if records.is_empty() {
+                if last_sent.elapsed() >= HEARTBEAT {
+                    let mut frame = BytesMut::with_capacity(12);
+                    frame.put_i64(next);
+                    frame.put_i32(0);
+                    wr.write_all(&frame).await?;
+                    last_sent = Instant::now();
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                }
+                continue;
+            }
+            let body_len: usize = records.iter().map(|(_, r)| 8 + r.len()).sum();
+            let mut frame = BytesMut::with_capacity(12 + body_len);
+            frame.put_i64(records[0].0);
+            frame.put_i32(body_len as i32);
+            for (offset, rec) in &records {
+                frame.put_i64(*offset);
+                frame.put_slice(rec);
+            }
+            wr.write_all(&frame).await?;
+            last_sent = Instant::now();
+            next = after;
+        }
+    };
+    tokio::select! {
+        r = reports => r,
+        r = pushes => r,
+    }
+}
+
+/// Slave side: keeps a connection to the master's HA port and stores what it streams.
+pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
+    loop {
+        let configured = inner.settings.read().broker.ha_master_address.clone();
+        let addr = if configured.is_empty() {
+            inner.ha.master_ha_addr.read().clone()
+        } else {
+            Some(configured)
+        };
+        if let Some(addr) = addr.filter(|a| !a.is_empty()) {
+            *inner.ha.connected_master.write() = Some(addr.clone());
+            match follow(&inner, &addr, &stop).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::info!(master = %addr, error = %e, "replication connection ended; retrying")
+                }
+            }
+            *inner.ha.connected_master.write() = None;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn follow(
+    inner: &Arc<BrokerInner>,
+    addr: &str,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let sock = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    let (mut rd, mut wr) = sock.into_split();
+    let mut offset = inner.store.max_phy_offset();
+    wr.write_i64(offset).await.map_err(|e| e.to_string())?;
+    tracing::info!(master = %addr, offset, "replicating from the master");
+    let mut last_report = Instant::now();
+    loop {
+        let header = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = tokio::time::timeout(HEARTBEAT * 5, async {
+                let mut h = [0u8; 12];
+                rd.read_exact(&mut h).await.map(|_| h)
+            }) => r.map_err(|_| "no data or heartbeat from the master for 5 s".to_string())?
+                  .map_err(|e| e.to_string())?,
+        };
+        let mut h = &header[..];
+        let _first = h.get_i64();
+        let len = h.get_i32();
+        if len < 0 || len as usize > MAX_FRAME {
+            return Err(format!("bad frame length {len} from the master"));
+        }
+        if len > 0 {
+            let mut body = vec![0u8; len as usize];
+            rd.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+            let records = split_records(Bytes::from(body))?;
+            inner.store.append_replica(records).await?;
+            offset = inner.store.max_phy_offset();
+        }
+        if len > 0 || last_report.elapsed() >= HEARTBEAT {
+            wr.write_i64(offset).await.map_err(|e| e.to_string())?;
+            last_report = Instant::now();
+        }
+    }
+}
+
+/// `[i64 offset][record]…` → records; each record starts with its own total size.
+fn split_records(mut body: Bytes) -> Result<Vec<(i64, Bytes)>, String> {
+    let mut out = Vec::new();
+    while body.has_remaining() {
+        if body.remaining() < 12 {
+            return Err("truncated record in a replication frame".into());
+        }
+        let offset = body.get_i64();
+        let size = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        if size <= 0 || size as usize > body.remaining() {
+            return Err(format!("bad record size {size} in a replication frame"));
+        }
+        out.push((offset, body.split_to(size as usize)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_into_records_or_fail_cleanly() {
+        let mut b = BytesMut::new();
+        for (off, len) in [(0i64, 12i32), (12, 20)] {
+            b.put_i64(off);
+            b.put_i32(len);
+            b.put_bytes(7, len as usize - 4);
+        }
+        let r = split_records(b.clone().freeze()).unwrap();
+        assert_eq!(
+            r.iter().map(|(o, x)| (*o, x.len())).collect::<Vec<_>>(),
+            vec![(0, 12), (12, 20)]
+        );
+        for cut in 1..b.len() {
+            let _ = split_records(b.clone().freeze().slice(..cut));
+        }
+        let mut bad = BytesMut::new();
+        bad.put_i64(0);
+        bad.put_i32(-5);
+        bad.put_i32(0);
+        assert!(split_records(bad.freeze()).is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! A master and a slave broker on 127.0.0.1: the slave finds its master's HA port through the
+//! name server, catches up on what the master already holds, follows new appends, keeps its
+//! own consume queues, and resumes after a restart.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rmq_broker::store::PutMessage;
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030
+            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+fn settings(dir: &std::path::Path, ns: &str, id: i64, role: &str) -> BrokerSettings {
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns.to_string();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.broker_name = "broker-r".into();
+    s.broker.broker_id = id;
+    s.broker.broker_role = role.into();
+    s.store.store_path_root_dir = dir.display().to_string();
+    s.store.mapped_file_size_commit_log = 64 * 1024;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    s
+}
+
+fn message(i: usize, store_host: std::net::SocketAddr) -> PutMessage {
+    PutMessage {
+        topic: "Replicated".into(),
+        queue_id: (i % 4) as i32,
+        flag: 0,
+        body: Bytes::from(format!("message-{i}-{}", "x".repeat(i % 700))),
+        properties: rmq_remoting::message::encode_properties(
+            &[("KEYS".to_string(), format!("k{i}"))].into(),
+        ),
+        sys_flag: 0,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        born_host: "127.0.0.1:1".parse().unwrap(),
+        store_host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+async fn put(master: &Broker, from: usize, to: usize) {
+    let host = master.inner().store_host;
+    for i in from..to {
+        let r = master.inner().store.put_message(message(i, host)).await;
+        assert!(r.status.is_stored());
+    }
+}
+
+async fn caught_up(master: &Broker, slave: &Broker) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = master.inner().store.max_phy_offset();
+    while slave.inner().store.max_phy_offset() < want {
+        assert!(
+            Instant::now() < deadline,
+            "slave at {} of {want}",
+            slave.inner().store.max_phy_offset()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The master hears the slave's report shortly after.
+    while master.inner().ha.max_slave_offset() < want {
+        assert!(
+            Instant::now() < deadline,
+            "the master never heard the slave caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for q in 0..4 {
+        let s = &slave.inner().store;
+        let m = &master.inner().store;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while s.max_offset_in_queue("Replicated", q, true)
+            < m.max_offset_in_queue("Replicated", q, true)
+        {
+            assert!(Instant::now() < deadline, "slave queue {q} not dispatched");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let last = m.max_offset_in_queue("Replicated", q, true) - 1;
+        let unit_m = m.queue_unit("Replicated", q, last).unwrap();
+        let unit_s = s.queue_unit("Replicated", q, last).unwrap();
+        assert_eq!(
+            (unit_m.commit_log_offset, unit_m.size),
+            (unit_s.commit_log_offset, unit_s.size)
+        );
+        assert_eq!(
+            m.look_message_by_offset(unit_m.commit_log_offset)
+                .unwrap()
+                .body,
+            s.look_message_by_offset(unit_s.commit_log_offset)
+                .unwrap()
+                .body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slave_follows_the_master_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let master = Broker::start(settings(&dir.path().join("m"), &ns_addr, 0, "ASYNC_MASTER"))
+        .await
+        .unwrap();
+    // History before the slave exists: several commit-log files.
+    put(&master, 0, 400).await;
+    let slave_settings = settings(&dir.path().join("s"), &ns_addr, 1, "SLAVE");
+    let slave = Broker::start(slave_settings.clone()).await.unwrap();
+    caught_up(&master, &slave).await;
+
+    // New appends follow.
+    put(&master, 400, 600).await;
+    caught_up(&master, &slave).await;
+
+    // The slave restarts and resumes from its own offset.
+    slave.shutdown().await;
+    put(&master, 600, 700).await;
+    let slave = Broker::start(slave_settings).await.unwrap();
+    caught_up(&master, &slave).await;
+    assert_eq!(
+        master.inner().ha.slaves.lock().len(),
+        1,
+        "one slave connection"
+    );
+
+    // The master goes away: the slave keeps what it has and keeps trying.
+    let held = slave.inner().store.max_phy_offset();
+    master.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(slave.inner().store.max_phy_offset(), held);
+    slave.shutdown().await;
+    ns.shutdown().await;
+}
+
+fn send_req(topic: &str, body: &str) -> rmq_remoting::RemotingCommand {
+    use rmq_remoting::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
+    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        ..Default::default()
+    });
+    rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::SEND_MESSAGE_V2,
+        &h,
+    )
+    .with_body(body.as_bytes().to_vec())
+}
+
+/// SYNC_MASTER: a send is acknowledged only once the slave holds it; with no slave the
+/// client is told SLAVE_NOT_AVAILABLE (the message is kept on the master, as in RocketMQ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_acknowledges_what_a_slave_holds() {
+    use rmq_remoting::header::SendMessageResponseHeader;
+    use rmq_remoting::{RemotingClient, ResponseCode};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let ms = settings(&dir.path().join("m"), &ns_addr, 0, "SYNC_MASTER");
+    let master = Broker::start(ms.clone()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", ms.broker.listen_port);
+    let client = RemotingClient::default();
+    let t = Duration::from_secs(10);
+
+    let r = client
+        .invoke(&addr, send_req("SyncTopic", "alone"), t)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+    let h: SendMessageResponseHeader = r.decode_header().unwrap();
+    assert!(!h.msg_id.is_empty(), "stored on the master all the same");
+
+    let mut ss = settings(&dir.path().join("s"), &ns_addr, 1, "SLAVE");
+    // Found directly this time, not through the name server.
+    ss.broker.ha_master_address = format!("127.0.0.1:{}", ms.broker.ha_listen_port());
+    let slave = Broker::start(ss).await.unwrap();
+    caught_up_offsets(&master, &slave).await;
+    for i in 0..50 {
+        let r = client
+            .invoke(&addr, send_req("SyncTopic", &format!("m{i}")), t)
+            .await
+            .unwrap();
+        assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+        // Acknowledged means the slave has it already.
+        let h: SendMessageResponseHeader = r.decode_header().unwrap();
+        let (_, offset) = rmq_remoting::message::decode_offset_msg_id(&h.msg_id).unwrap();
+        assert!(slave.inner().store.max_phy_offset() > offset);
+    }
+    slave.shutdown().await;
+    // The slave's connection is gone: back to SLAVE_NOT_AVAILABLE, at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let r = client
+            .invoke(&addr, send_req("SyncTopic", "after"), t)
+            .await
+            .unwrap();
+        if r.code == ResponseCode::SLAVE_NOT_AVAILABLE {
+            assert!(started.elapsed() < Duration::from_secs(2));
+            break;
+        }
+        assert!(Instant::now() < deadline, "code {}", r.code);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    master.shutdown().await;
+    ns.shutdown().await;
+}
+
+async fn caught_up_offsets(master: &Broker, slave: &Broker) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = master.inner().store.max_phy_offset();
+    while master.inner().ha.max_slave_offset() < want || slave.inner().store.max_phy_offset() < want
+    {
+        assert!(Instant::now() < deadline, "slave never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
