@@ -248,6 +248,10 @@ impl Broker {
                 inner.clone(),
                 stop.clone(),
             )));
+            tasks.push(tokio::spawn(crate::slave_sync::sync_metadata(
+                inner.clone(),
+                stop.clone(),
+            )));
         } else {
             match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
                 Ok(l) => tasks.push(tokio::spawn(crate::ha::serve(

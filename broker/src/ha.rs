@@ -43,6 +43,10 @@ pub struct HaState {
     pub connected_master: RwLock<Option<String>>,
     /// Woken on every slave report (SYNC_MASTER sends wait on it).
     pub acked: tokio::sync::Notify,
+    /// The master's remoting address as the name server last reported it.
+    pub master_addr: RwLock<Option<String>>,
+    /// Slave side: consumers committed offsets here since the last hand-over to the master.
+    pub offsets_committed_here: std::sync::atomic::AtomicBool,
 }
 
 impl HaState {

@@ -73,6 +73,9 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
                     if let Some(ha) = h.ha_server_addr.filter(|a| !a.is_empty()) {
                         *inner.ha.master_ha_addr.write() = Some(ha);
                     }
+                    if let Some(m) = h.master_addr.filter(|a| !a.is_empty()) {
+                        *inner.ha.master_addr.write() = Some(m);
+                    }
                 }
             }
             Err(e) => tracing::warn!(namesrv = %addr, error = %e, "register broker failed"),

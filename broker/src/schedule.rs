@@ -62,6 +62,17 @@ impl ScheduleOffsets {
         self.table.lock().insert(level, offset);
     }
 
+    /// A slave takes the master's progress (GET_ALL_DELAY_OFFSET's body).
+    pub fn replace_from_json(&self, body: &[u8]) {
+        if let Some(d) = rmq_remoting::fastjson::normalize(body)
+            .ok()
+            .and_then(|t| serde_json::from_str::<DelayOffsets>(&t).ok())
+        {
+            *self.table.lock() = d.offset_table;
+            self.persist();
+        }
+    }
+
     /// The JSON RocketMQ's GET_ALL_DELAY_OFFSET returns and `delayOffset.json` holds.
     pub fn encode(&self) -> String {
         let d = DelayOffsets {

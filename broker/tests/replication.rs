@@ -152,13 +152,83 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
         "one slave connection"
     );
 
-    // The master goes away: the slave keeps what it has and keeps trying.
+    // Topic configs, groups, consumer offsets follow the master.
+    let m = master.inner();
+    m.topics
+        .put(rmq_remoting::protocol::topic::TopicConfig::new(
+            "Declared", 8, 6,
+        ));
+    m.groups
+        .put(rmq_remoting::protocol::admin::SubscriptionGroupConfig {
+            group_name: "cg_declared".into(),
+            retry_max_times: 5,
+            ..Default::default()
+        });
+    m.offsets.commit("cg_declared", "Replicated", 0, 42);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = slave.inner();
+        if s.topics.get("Declared").is_some()
+            && s.groups
+                .get("cg_declared")
+                .is_some_and(|g| g.retry_max_times == 5)
+            && s.offsets.query("cg_declared", "Replicated", 0) == 42
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metadata never reached the slave"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The master goes away: the slave keeps what it has and keeps trying; consumers commit
+    // offsets on the slave meanwhile, and the master gets them when it returns.
     let held = slave.inner().store.max_phy_offset();
+    let master_settings = master_settings_of(&master);
     master.shutdown().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(slave.inner().store.max_phy_offset(), held);
+    let commit = rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::UPDATE_CONSUMER_OFFSET,
+        &rmq_remoting::header::UpdateConsumerOffsetRequestHeader {
+            consumer_group: "cg_declared".into(),
+            topic: "Replicated".into(),
+            queue_id: 0,
+            commit_offset: 99,
+        },
+    );
+    rmq_remoting::RemotingClient::default()
+        .invoke(
+            &slave.local_addr().to_string(),
+            commit,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap()
+        .ensure_success()
+        .unwrap();
+    let master = Broker::start(master_settings).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while master.inner().offsets.query("cg_declared", "Replicated", 0) != 99 {
+        assert!(
+            Instant::now() < deadline,
+            "the slave's offsets never reached the master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        slave.inner().offsets.query("cg_declared", "Replicated", 0),
+        99
+    );
+    master.shutdown().await;
     slave.shutdown().await;
     ns.shutdown().await;
+}
+
+fn master_settings_of(b: &Broker) -> BrokerSettings {
+    b.inner().settings.read().clone()
 }
 
 fn send_req(topic: &str, body: &str) -> rmq_remoting::RemotingCommand {

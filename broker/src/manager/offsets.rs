@@ -108,6 +108,21 @@ impl ConsumerOffsetManager {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// A slave takes the master's offsets.
+    pub fn replace_all(&self, table: HashMap<String, HashMap<i32, i64>>) {
+        *self.table.write() = table;
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Every `(topic@group, queue, offset)`.
+    pub fn entries(&self) -> Vec<(String, i32, i64)> {
+        self.table
+            .read()
+            .iter()
+            .flat_map(|(k, m)| m.iter().map(move |(q, o)| (k.clone(), *q, *o)))
+            .collect()
+    }
+
     /// The JSON RocketMQ's GET_ALL_CONSUMER_OFFSET returns and the file holds.
     pub fn encode(&self) -> Vec<u8> {
         let w = OffsetWrapper {

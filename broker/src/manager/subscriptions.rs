@@ -65,6 +65,17 @@ impl SubscriptionGroupManager {
         self.persist();
     }
 
+    /// A slave takes the master's whole table when its data version changed.
+    pub fn replace_all(&self, w: SubscriptionGroupWrapper) -> bool {
+        if *self.data_version.lock() == w.data_version {
+            return false;
+        }
+        *self.table.write() = w.subscription_group_table;
+        *self.data_version.lock() = w.data_version;
+        self.persist();
+        true
+    }
+
     pub fn delete(&self, group: &str) -> bool {
         let removed = self.table.write().remove(group).is_some();
         if removed {

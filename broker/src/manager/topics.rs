@@ -111,6 +111,17 @@ impl TopicConfigManager {
         self.persist();
     }
 
+    /// A slave takes the master's whole table when its data version changed.
+    pub fn replace_all(&self, w: TopicConfigSerializeWrapper) -> bool {
+        if *self.data_version.lock() == w.data_version {
+            return false;
+        }
+        *self.table.write() = w.topic_config_table;
+        *self.data_version.lock() = w.data_version;
+        self.persist();
+        true
+    }
+
     pub fn delete(&self, topic: &str) -> bool {
         let removed = self.table.write().remove(topic).is_some();
         if removed {

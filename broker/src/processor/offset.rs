@@ -29,6 +29,12 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
 
 pub fn update_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: UpdateConsumerOffsetRequestHeader = req.decode_header()?;
+    if inner.settings.read().broker.is_slave() {
+        inner
+            .ha
+            .offsets_committed_here
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     inner
         .offsets
         .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
