@@ -131,6 +131,14 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
     let master = Broker::start(settings(&dir.path().join("m"), &ns_addr, 0, "ASYNC_MASTER"))
         .await
         .unwrap();
+    master
+        .inner()
+        .topics
+        .put(rmq_remoting::protocol::topic::TopicConfig::new(
+            "Replicated",
+            4,
+            6,
+        ));
     // History before the slave exists: several commit-log files.
     put(&master, 0, 400).await;
     let slave_settings = settings(&dir.path().join("s"), &ns_addr, 1, "SLAVE");
@@ -183,13 +191,43 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The master goes away: the slave keeps what it has and keeps trying; consumers commit
-    // offsets on the slave meanwhile, and the master gets them when it returns.
+    // While the master is there, a slave (slaveReadEnable false) sends consumers back to it.
+    let slave_addr = slave.local_addr().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slave.inner().topics.get("Replicated").is_none() {
+        assert!(Instant::now() < deadline, "topic config never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = pull(&slave_addr).await;
+    assert_eq!(
+        (r.code, suggested(&r)),
+        (rmq_remoting::ResponseCode::PULL_RETRY_IMMEDIATELY, 0)
+    );
+
+    // The master goes away: the slave keeps what it has and keeps trying, and serves reads;
+    // consumers commit offsets on the slave meanwhile, and the master gets them when it
+    // returns.
     let held = slave.inner().store.max_phy_offset();
     let master_settings = master_settings_of(&master);
     master.shutdown().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(slave.inner().store.max_phy_offset(), held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = pull(&slave_addr).await;
+        if r.code == rmq_remoting::ResponseCode::SUCCESS {
+            assert_eq!(suggested(&r), 1);
+            let msgs = rmq_remoting::message::MessageExt::decode_all(r.body).unwrap();
+            assert_eq!(msgs[0].queue_offset, 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slave never served reads: {}",
+            r.code
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let commit = rmq_remoting::RemotingCommand::request_with_header(
         rmq_remoting::RequestCode::UPDATE_CONSUMER_OFFSET,
         &rmq_remoting::header::UpdateConsumerOffsetRequestHeader {
@@ -324,4 +362,35 @@ async fn caught_up_offsets(master: &Broker, slave: &Broker) {
         assert!(Instant::now() < deadline, "slave never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn pull(addr: &str) -> rmq_remoting::RemotingCommand {
+    use rmq_remoting::header::PullMessageRequestHeader;
+    let req = rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::PULL_MESSAGE,
+        &PullMessageRequestHeader {
+            consumer_group: "cg_reader".into(),
+            topic: "Replicated".into(),
+            queue_id: 0,
+            queue_offset: 0,
+            max_msg_nums: 8,
+            sys_flag: 0x4, // the subscription is in this request
+            commit_offset: 0,
+            suspend_timeout_millis: 0,
+            subscription: Some("*".into()),
+            sub_version: 0,
+            expression_type: Some("TAG".into()),
+            ..Default::default()
+        },
+    );
+    rmq_remoting::RemotingClient::default()
+        .invoke(addr, req, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+fn suggested(r: &rmq_remoting::RemotingCommand) -> i64 {
+    r.decode_header::<rmq_remoting::header::PullMessageResponseHeader>()
+        .unwrap()
+        .suggest_which_broker_id
 }

@@ -22,6 +22,34 @@ const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
 
 /// Filters by the tag hash codes of a subscription (`*` or none: everything).
+/// Whether a pull reads so far behind the newest data that it no longer sits in memory:
+/// more than `accessMessageInMemoryMaxRatio` (40 %) of RAM behind, as RocketMQ judges it.
+fn behind_beyond_memory(inner: &BrokerInner, result: &crate::store::GetResult) -> bool {
+    let Some(last) = result.messages.last() else {
+        return false;
+    };
+    let Some(phys) = last
+        .get(28..36)
+        .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+    else {
+        return false;
+    };
+    let behind = inner.store.max_phy_offset() - phys;
+    behind > (total_memory() as f64 * 0.40) as i64
+}
+
+fn total_memory() -> u64 {
+    // SAFETY: sysinfo fills the struct we pass.
+    unsafe {
+        let mut si: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut si) == 0 {
+            si.totalram as u64 * si.mem_unit as u64
+        } else {
+            u64::MAX
+        }
+    }
+}
+
 pub struct TagFilter {
     codes: Option<Vec<i64>>,
 }
@@ -284,8 +312,29 @@ async fn pull_once(
             (ResponseCode::PULL_OFFSET_MOVED, None)
         }
     };
+    // Where the client should pull next (RocketMQ's suggestWhichBrokerId): with
+    // slaveReadEnable, a consumer this far behind is sent to a slave (the data it needs has
+    // left the master's page cache); a slave sends consumers back to a connected master
+    // unless slave reads are allowed, and serves them when the master is gone.
+    let slave_read = inner.settings.read().broker.slave_read_enable;
+    let mut code = code;
+    let suggest = if is_slave {
+        let master_up = inner.ha.connected_master.read().is_some();
+        if !slave_read && master_up && code == ResponseCode::SUCCESS {
+            code = ResponseCode::PULL_RETRY_IMMEDIATELY;
+            0
+        } else if master_up {
+            0
+        } else {
+            group.broker_id.max(1)
+        }
+    } else if slave_read && behind_beyond_memory(inner, &result) {
+        group.which_broker_when_consume_slowly
+    } else {
+        group.broker_id
+    };
     let header = PullMessageResponseHeader {
-        suggest_which_broker_id: group.broker_id,
+        suggest_which_broker_id: suggest,
         next_begin_offset: result.next_begin_offset,
         min_offset: result.min_offset,
         max_offset: result.max_offset,
