@@ -308,3 +308,61 @@ async fn admin_commands_against_the_real_broker() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_status_shows_the_master_and_its_slave() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let n = ns.local_addr().to_string();
+    let broker = |id: i64, role: &str, sub: &str| {
+        let mut s = BrokerSettings::default();
+        s.broker.namesrv_addr = n.clone();
+        s.broker.broker_ip1 = "127.0.0.1".into();
+        s.broker.bind_address = "127.0.0.1".into();
+        s.broker.listen_port = free_port();
+        s.broker.ha_listen_port = free_port();
+        s.broker.broker_name = "ha-broker".into();
+        s.broker.broker_id = id;
+        s.broker.broker_role = role.into();
+        s.store.store_path_root_dir = dir.path().join(sub).display().to_string();
+        s.store.mapped_file_size_commit_log = 4 << 20;
+        s.store.mapped_file_size_consume_queue = 20 * 1000;
+        s.store.max_hash_slot_num = 1024;
+        s.store.max_index_num = 4096;
+        s
+    };
+    let ms = broker(0, "ASYNC_MASTER", "m");
+    let master = Broker::start(ms.clone()).await.unwrap();
+    let mut ss = broker(1, "SLAVE", "s");
+    ss.broker.ha_master_address = format!("127.0.0.1:{}", ms.broker.ha_listen_port);
+    let slave = Broker::start(ss.clone()).await.unwrap();
+    let maddr = format!("127.0.0.1:{}", ms.broker.listen_port);
+    let saddr = format!("127.0.0.1:{}", ss.broker.listen_port);
+    let mut shown = String::new();
+    for _ in 0..100 {
+        let (ok, out) = mqadmin(&["haStatus", "-n", &n, "-b", &maddr]).await;
+        if ok && out.contains("#AckOffset") {
+            shown = out;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(shown.contains("role ASYNC_MASTER"), "{shown}");
+    assert!(shown.contains("127.0.0.1:"), "a slave line: {shown}");
+    let (ok, out) = mqadmin(&["haStatus", "-n", &n, "-b", &saddr]).await;
+    assert!(
+        ok && out.contains("role SLAVE") && out.contains("following master"),
+        "{out}"
+    );
+    slave.shutdown().await;
+    master.shutdown().await;
+    ns.shutdown().await;
+}

@@ -257,6 +257,28 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
         / 100.0;
     t.insert("commitLogDiskRatio".into(), format!("{ratio:.4}"));
     t.insert("brokerActive".into(), "true".into());
+    // Replication, for `mqadmin haStatus` (RocketMQ's GET_BROKER_HA_STATUS shows the same).
+    let role = inner.settings.read().broker.broker_role.clone();
+    t.insert("brokerRole".into(), role);
+    let max = store.max_phy_offset();
+    let slaves = inner.ha.slaves.lock().clone();
+    t.insert("haSlaveCount".into(), slaves.len().to_string());
+    let mut list: Vec<String> = slaves
+        .values()
+        .map(|(addr, acked, seen)| {
+            format!(
+                "{addr}:{acked}:{}:{}",
+                (max - acked).max(0),
+                seen.elapsed().as_millis()
+            )
+        })
+        .collect();
+    list.sort();
+    // address:ackOffset:lagBytes:msSinceReport, comma-separated.
+    t.insert("haSlaves".into(), list.join(","));
+    if let Some(m) = inner.ha.connected_master.read().clone() {
+        t.insert("haMasterAddress".into(), m);
+    }
     Ok(RemotingCommand::success().with_body(KvTable { table: t }.encode()))
 }
 

@@ -156,3 +156,52 @@ pub async fn update_broker_config(
     }
     failures.finish()
 }
+
+/// `haStatus`: each broker's role and commit-log offset; for a master, every connected slave
+/// with the offset it acknowledged and how far behind it is; for a slave, its master.
+pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> Result<()> {
+    let addrs = match &args.broker_addr {
+        Some(a) => vec![a.trim().to_string()],
+        None => {
+            let cluster = args.cluster.as_deref().unwrap_or_default().trim();
+            all_addrs(&admin.cluster_info().await?, cluster)?
+        }
+    };
+    let mut failures = Failures::default();
+    for addr in &addrs {
+        let kv = match admin.broker_runtime(addr).await {
+            Ok(kv) => kv.table,
+            Err(e) => {
+                failures.record(addr, e);
+                continue;
+            }
+        };
+        let get = |k: &str| kv.get(k).cloned().unwrap_or_default();
+        writeln!(
+            out,
+            "{addr}  role {}  commitLogMaxOffset {}",
+            get("brokerRole"),
+            get("commitLogMaxOffset")
+        )?;
+        if let Some(master) = kv.get("haMasterAddress") {
+            writeln!(out, "  following master {master}")?;
+        }
+        let slaves = get("haSlaves");
+        if !slaves.is_empty() {
+            writeln!(
+                out,
+                "  {:<24} {:>20} {:>16} {:>14}",
+                "#Slave", "#AckOffset", "#LagBytes", "#LastReportMs"
+            )?;
+            for s in slaves.split(',') {
+                let parts: Vec<&str> = s.rsplitn(4, ':').collect();
+                if let [since, lag, acked, slave] = parts[..] {
+                    writeln!(out, "  {slave:<24} {acked:>20} {lag:>16} {since:>14}")?;
+                }
+            }
+        } else if get("brokerRole").to_ascii_uppercase().ends_with("MASTER") {
+            writeln!(out, "  no slave connected")?;
+        }
+    }
+    failures.finish()
+}

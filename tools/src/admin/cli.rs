@@ -54,6 +54,9 @@ pub enum Command {
     /// Reset a group's consumer offsets of a topic to a point in time
     #[command(name = "resetOffsetByTime")]
     ResetOffsetByTime(ResetOffsetByTimeArgs),
+    /// Replication state of a broker or of every broker of a cluster
+    #[command(name = "haStatus")]
+    HaStatus(BrokerTargetArgs),
     #[command(name = "brokerStatus")]
     BrokerStatus(BrokerTargetArgs),
     /// Get broker config by cluster or special broker
@@ -102,6 +105,7 @@ impl Command {
             Command::TopicStatus(a) => &a.common,
             Command::ConsumerProgress(a) => &a.common,
             Command::ResetOffsetByTime(a) => &a.common,
+            Command::HaStatus(a) => &a.common,
             Command::BrokerStatus(a) | Command::GetBrokerConfig(a) => &a.common,
             Command::UpdateBrokerConfig(a) => &a.common,
             Command::UpdateSubGroup(a) => &a.common,
@@ -126,6 +130,7 @@ impl Command {
             Command::TopicStatus(_) => "topicStatus",
             Command::ConsumerProgress(_) => "consumerProgress",
             Command::ResetOffsetByTime(_) => "resetOffsetByTime",
+            Command::HaStatus(_) => "haStatus",
             Command::BrokerStatus(_) => "brokerStatus",
             Command::GetBrokerConfig(_) => "getBrokerConfig",
             Command::UpdateBrokerConfig(_) => "updateBrokerConfig",
