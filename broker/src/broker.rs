@@ -98,6 +98,12 @@ pub struct BrokerInner {
     pub sql_filters: crate::filter::SqlCache,
     /// Replication: connected slaves (master) or the master followed (slave).
     pub ha: crate::ha::HaState,
+    /// The group's epochs (master terms).
+    pub epochs: crate::failover::Epochs,
+    /// Cancelled at shutdown; every background task watches it.
+    pub stop: CancellationToken,
+    /// Tasks started after boot (a promotion's master services), awaited at shutdown.
+    pub extra_tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl BrokerInner {
@@ -174,6 +180,9 @@ impl Broker {
             transactions: Default::default(),
             sql_filters: Default::default(),
             ha: Default::default(),
+            epochs: crate::failover::Epochs::load(config_dir.join("epoch.json")),
+            stop: CancellationToken::new(),
+            extra_tasks: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -230,54 +239,21 @@ impl Broker {
                 }
             }
         }
-        let stop = CancellationToken::new();
+        let stop = inner.stop.clone();
         let mut tasks = vec![
             tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
-        let (is_slave, ha_port, sync_master) = {
-            let s = inner.settings.read();
-            (
-                s.broker.is_slave(),
-                s.broker.ha_listen_port(),
-                s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
-            )
-        };
+        let is_slave = inner.settings.read().broker.is_slave();
+        if !is_slave {
+            start_master_services(&inner).await?;
+        }
         if is_slave {
             tasks.push(tokio::spawn(crate::ha::replicate(
                 inner.clone(),
                 stop.clone(),
             )));
             tasks.push(tokio::spawn(crate::slave_sync::sync_metadata(
-                inner.clone(),
-                stop.clone(),
-            )));
-        } else {
-            match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
-                Ok(l) => tasks.push(tokio::spawn(crate::ha::serve(
-                    inner.clone(),
-                    l,
-                    stop.clone(),
-                ))),
-                // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can
-                // still serve, unreplicated.
-                Err(e) if sync_master => {
-                    return Err(e)
-                        .with_context(|| format!("cannot listen on haListenPort {ha_port}"))
-                }
-                Err(e) => {
-                    tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
-                }
-            }
-        }
-        if !is_slave {
-            // Only a master moves delayed messages and checks transactions; a slave gets the
-            // results by replication.
-            tasks.push(tokio::spawn(crate::schedule::run(
-                inner.clone(),
-                stop.clone(),
-            )));
-            tasks.push(tokio::spawn(crate::transaction::run(
                 inner.clone(),
                 stop.clone(),
             )));
@@ -319,6 +295,10 @@ impl Broker {
         for t in self.tasks {
             let _ = t.await;
         }
+        let extra: Vec<_> = self.inner.extra_tasks.lock().drain(..).collect();
+        for t in extra {
+            let _ = t.await;
+        }
         crate::namesrv::unregister_all(&self.inner).await;
         self.inner.holds.wake_all();
         for s in self.servers {
@@ -338,6 +318,47 @@ impl Broker {
         self.inner.namesrv.close_all();
         tracing::info!("broker stopped");
     }
+}
+
+/// What a master runs besides serving requests: the HA port for slaves, the delay-level
+/// and transaction-check services, its first epoch. At start, and again on promotion.
+pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<()> {
+    let (bind, ha_port, sync_master) = {
+        let s = inner.settings.read();
+        (
+            s.broker
+                .bind_address
+                .parse::<IpAddr>()
+                .context("bindAddress")?,
+            s.broker.ha_listen_port(),
+            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+        )
+    };
+    let stop = inner.stop.clone();
+    inner.epochs.ensure_started();
+    let mut handles = Vec::new();
+    match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
+        Ok(l) => handles.push(tokio::spawn(crate::ha::serve(
+            inner.clone(),
+            l,
+            stop.clone(),
+        ))),
+        // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can still
+        // serve, unreplicated.
+        Err(e) if sync_master => {
+            return Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"))
+        }
+        Err(e) => {
+            tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
+        }
+    }
+    handles.push(tokio::spawn(crate::schedule::run(
+        inner.clone(),
+        stop.clone(),
+    )));
+    handles.push(tokio::spawn(crate::transaction::run(inner.clone(), stop)));
+    inner.extra_tasks.lock().extend(handles);
+    Ok(())
 }
 
 /// The IP written into every stored message as its store host (and so into every

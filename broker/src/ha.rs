@@ -186,6 +186,9 @@ async fn serve_slave(
 /// Slave side: keeps a connection to the master's HA port and stores what it streams.
 pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
     loop {
+        if !inner.settings.read().broker.is_slave() {
+            return; // promoted
+        }
         let configured = inner.settings.read().broker.ha_master_address.clone();
         let addr = if configured.is_empty() {
             inner.ha.master_ha_addr.read().clone()
@@ -225,6 +228,9 @@ async fn follow(
     tracing::info!(master = %addr, offset, "replicating from the master");
     let mut last_report = Instant::now();
     loop {
+        if !inner.settings.read().broker.is_slave() {
+            return Ok(()); // promoted
+        }
         let header = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             r = tokio::time::timeout(HEARTBEAT * 5, async {

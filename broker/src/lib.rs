@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod failover;
 pub mod filter;
 pub mod ha;
 pub mod long_polling;

@@ -394,3 +394,128 @@ fn suggested(r: &rmq_remoting::RemotingCommand) -> i64 {
         .unwrap()
         .suggest_which_broker_id
 }
+
+fn promote(epoch: i32, master_addr: &str) -> rmq_remoting::RemotingCommand {
+    let mut r = rmq_remoting::RemotingCommand::request(
+        rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
+    );
+    r.ext_fields
+        .insert("masterAddress".into(), master_addr.into());
+    r.ext_fields.insert("masterEpoch".into(), epoch.to_string());
+    r.ext_fields.insert("masterBrokerId".into(), "0".into());
+    r.ext_fields
+        .insert("brokerRole".into(), "SYNC_MASTER".into());
+    r
+}
+
+/// The master dies; the slave is promoted with the next epoch, registers as the group's
+/// master, holds every message the SYNC_MASTER acknowledged and takes writes. A stale epoch is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
+    use rmq_remoting::header::{GetRouteInfoRequestHeader, SendMessageResponseHeader};
+    use rmq_remoting::protocol::route::TopicRouteData;
+    use rmq_remoting::{JsonBody, RemotingClient, RequestCode, ResponseCode};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let ms = settings(&dir.path().join("m"), &ns_addr, 0, "SYNC_MASTER");
+    let master = Broker::start(ms.clone()).await.unwrap();
+    let ss = settings(&dir.path().join("s"), &ns_addr, 1, "SLAVE");
+    let slave = Broker::start(ss.clone()).await.unwrap();
+    caught_up_offsets(&master, &slave).await;
+    let client = RemotingClient::default();
+    let t = Duration::from_secs(10);
+    let maddr = format!("127.0.0.1:{}", ms.broker.listen_port);
+    let saddr = format!("127.0.0.1:{}", ss.broker.listen_port);
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        let r = client
+            .invoke(&maddr, send_req("Failover", &format!("m{i}")), t)
+            .await
+            .unwrap();
+        if r.code == ResponseCode::SUCCESS {
+            let h: SendMessageResponseHeader = r.decode_header().unwrap();
+            acked.push((format!("m{i}"), h.msg_id));
+        }
+    }
+    assert_eq!(acked.len(), 100);
+    // The slave has the master's epoch list (epoch 1).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slave.inner().epochs.current() != 1 {
+        assert!(Instant::now() < deadline, "epochs never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    master.shutdown().await;
+    let r = client.invoke(&saddr, promote(2, &saddr), t).await.unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    assert_eq!(slave.inner().epochs.current(), 2);
+    // A second promotion at the same epoch is fenced.
+    let r = client.invoke(&saddr, promote(2, &saddr), t).await.unwrap();
+    assert_ne!(r.code, ResponseCode::SUCCESS);
+
+    // The name server routes the group's writes to the promoted broker.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client
+            .invoke(
+                &ns_addr,
+                rmq_remoting::RemotingCommand::request_with_header(
+                    RequestCode::GET_ROUTEINFO_BY_TOPIC,
+                    &GetRouteInfoRequestHeader {
+                        topic: "Failover".into(),
+                        accept_standard_json_only: None,
+                    },
+                ),
+                t,
+            )
+            .await
+            .unwrap();
+        if r.code == ResponseCode::SUCCESS {
+            let route = TopicRouteData::decode(&r.body).unwrap();
+            if route.broker_datas[0].master_addr() == Some(saddr.as_str()) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the promoted broker never became the routed master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every acknowledged message is there, by id.
+    for (body, id) in &acked {
+        let (_, offset) = rmq_remoting::message::decode_offset_msg_id(id).unwrap();
+        let m = slave
+            .inner()
+            .store
+            .look_message_by_offset(offset)
+            .expect("acked message");
+        assert_eq!(m.body.as_ref(), body.as_bytes());
+    }
+    // It takes writes; as a SYNC_MASTER with no slave yet, clients hear SLAVE_NOT_AVAILABLE
+    // (stored all the same), as RocketMQ answers.
+    let r = client
+        .invoke(&saddr, send_req("Failover", "after"), t)
+        .await
+        .unwrap();
+    assert!(
+        r.code == ResponseCode::SUCCESS || r.code == ResponseCode::SLAVE_NOT_AVAILABLE,
+        "{} {:?}",
+        r.code,
+        r.remark
+    );
+    let h: SendMessageResponseHeader = r.decode_header().unwrap();
+    assert!(!h.msg_id.is_empty());
+    slave.shutdown().await;
+    ns.shutdown().await;
+}

@@ -52,6 +52,8 @@ pub const HANDLED_CODES: &[i32] = &[
     RequestCode::GET_ALL_DELAY_OFFSET,
     RequestCode::END_TRANSACTION,
     RequestCode::CHECK_CLIENT_CONFIG,
+    RequestCode::GET_BROKER_EPOCH_CACHE,
+    RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
     RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
     RequestCode::LOCK_BATCH_MQ,
     RequestCode::UNLOCK_BATCH_MQ,
@@ -118,6 +120,8 @@ impl BrokerProcessor {
                 retry::consumer_send_msg_back(i, conn, req).await
             }
             RequestCode::INVOKE_BROKER_TO_RESET_OFFSET => offset::reset_offset(i, req),
+            RequestCode::GET_BROKER_EPOCH_CACHE => crate::failover::epoch_cache(i),
+            RequestCode::NOTIFY_BROKER_ROLE_CHANGED => crate::failover::role_changed(i, req).await,
             RequestCode::CHECK_CLIENT_CONFIG => client::check_client_config(i, req),
             RequestCode::END_TRANSACTION => crate::transaction::end_transaction(i, req).await,
             RequestCode::LOCK_BATCH_MQ => lock::lock_batch(i, req),
