@@ -156,6 +156,13 @@ pub async fn role_changed(
         // reports; nothing to change here.
         return Ok(RemotingCommand::success());
     }
+    let current = inner.epochs.current();
+    if epoch <= current {
+        return Ok(RemotingCommand::error(
+            ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH,
+            format!("epoch {epoch} is not newer than this group's epoch {current}"),
+        ));
+    }
     if !inner.settings.read().broker.is_slave() {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,

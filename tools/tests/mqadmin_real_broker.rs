@@ -362,7 +362,24 @@ async fn ha_status_shows_the_master_and_its_slave() {
         ok && out.contains("role SLAVE") && out.contains("following master"),
         "{out}"
     );
-    slave.shutdown().await;
+    // The slave has the master's epoch once metadata has synced; then the master goes and
+    // the slave is promoted with the next epoch.
+    for _ in 0..100 {
+        if slave.inner().epochs.current() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     master.shutdown().await;
+    let (ok, out) = mqadmin(&["promote", "-n", &n, "-b", &saddr]).await;
+    assert!(ok && out.contains("epoch 2"), "{out}");
+    let (ok, out) = mqadmin(&["haStatus", "-n", &n, "-b", &saddr]).await;
+    assert!(ok && out.contains("role ASYNC_MASTER"), "{out}");
+    let (ok, out) = mqadmin(&["promote", "-n", &n, "-b", &saddr, "-e", "2"]).await;
+    assert!(
+        !ok && out.contains("CONTROLLER_FENCED_MASTER_EPOCH"),
+        "{out}"
+    );
+    slave.shutdown().await;
     ns.shutdown().await;
 }

@@ -205,3 +205,40 @@ pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> 
     }
     failures.finish()
 }
+
+/// `promote`: NOTIFY_BROKER_ROLE_CHANGED naming the slave its group's master, with the epoch
+/// after the highest it knows (GET_BROKER_EPOCH_CACHE).
+pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>) -> Result<()> {
+    let addr = args.broker_addr.trim();
+    let role = args.role.trim().to_ascii_uppercase();
+    if role != "SYNC_MASTER" && role != "ASYNC_MASTER" {
+        anyhow::bail!("role must be SYNC_MASTER or ASYNC_MASTER, not {role}");
+    }
+    let epoch = match args.epoch {
+        Some(e) => e,
+        None => {
+            let r = admin
+                .call(
+                    addr,
+                    &RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE),
+                )
+                .await?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+            let current = v["epochList"]
+                .as_array()
+                .and_then(|l| l.iter().filter_map(|e| e["epoch"].as_i64()).max())
+                .unwrap_or(0);
+            current as i32 + 1
+        }
+    };
+    let mut req = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
+    req.ext_fields
+        .insert("masterAddress".into(), addr.to_string());
+    req.ext_fields
+        .insert("masterEpoch".into(), epoch.to_string());
+    req.ext_fields.insert("masterBrokerId".into(), "0".into());
+    req.ext_fields.insert("brokerRole".into(), role.clone());
+    admin.call(addr, &req).await?;
+    writeln!(out, "promoted {addr} to {role}, epoch {epoch}")?;
+    Ok(())
+}

@@ -54,6 +54,9 @@ pub enum Command {
     /// Reset a group's consumer offsets of a topic to a point in time
     #[command(name = "resetOffsetByTime")]
     ResetOffsetByTime(ResetOffsetByTimeArgs),
+    /// Promote a slave to master of its group, with the next epoch
+    #[command(name = "promote")]
+    Promote(PromoteArgs),
     /// Replication state of a broker or of every broker of a cluster
     #[command(name = "haStatus")]
     HaStatus(BrokerTargetArgs),
@@ -106,6 +109,7 @@ impl Command {
             Command::ConsumerProgress(a) => &a.common,
             Command::ResetOffsetByTime(a) => &a.common,
             Command::HaStatus(a) => &a.common,
+            Command::Promote(a) => &a.common,
             Command::BrokerStatus(a) | Command::GetBrokerConfig(a) => &a.common,
             Command::UpdateBrokerConfig(a) => &a.common,
             Command::UpdateSubGroup(a) => &a.common,
@@ -131,6 +135,7 @@ impl Command {
             Command::ConsumerProgress(_) => "consumerProgress",
             Command::ResetOffsetByTime(_) => "resetOffsetByTime",
             Command::HaStatus(_) => "haStatus",
+            Command::Promote(_) => "promote",
             Command::BrokerStatus(_) => "brokerStatus",
             Command::GetBrokerConfig(_) => "getBrokerConfig",
             Command::UpdateBrokerConfig(_) => "updateBrokerConfig",
@@ -294,6 +299,21 @@ pub struct BrokerTargetArgs {
     /// Which cluster
     #[arg(short = 'c', long = "clusterName")]
     pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The slave to promote
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: String,
+    /// Its role as master: SYNC_MASTER or ASYNC_MASTER
+    #[arg(short = 'r', long = "role", default_value = "ASYNC_MASTER")]
+    pub role: String,
+    /// The new epoch (default: one above the slave's)
+    #[arg(short = 'e', long = "epoch")]
+    pub epoch: Option<i32>,
 }
 
 #[derive(Args, Debug)]

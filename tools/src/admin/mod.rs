@@ -43,6 +43,7 @@ pub async fn run(command: &Command, namesrv_env: Option<&str>, out: Out<'_>) -> 
         Command::ResetOffsetByTime(a) => consumer::reset_offset_by_time(&admin, a, out).await,
         Command::BrokerStatus(a) => broker::broker_status(&admin, a, out).await,
         Command::HaStatus(a) => broker::ha_status(&admin, a, out).await,
+        Command::Promote(a) => broker::promote(&admin, a, out).await,
         Command::GetBrokerConfig(a) => broker::get_broker_config(&admin, a, out).await,
         Command::UpdateBrokerConfig(a) => broker::update_broker_config(&admin, a, out).await,
         Command::UpdateSubGroup(a) => consumer::update_sub_group(&admin, a, out).await,
