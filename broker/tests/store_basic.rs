@@ -390,3 +390,38 @@ fn the_store_directory_is_locked_while_open() {
     again.shutdown();
     forks.join().unwrap();
 }
+
+/// Recovery that ends exactly where a file ends (its end-of-file blank written, nothing valid
+/// in the next one) leaves a full file: the next append starts the next file instead of
+/// writing past the end.
+#[tokio::test]
+async fn appends_continue_after_recovery_ends_on_a_file_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path());
+    let size = cfg.mapped_file_size_commit_log;
+    let store = MessageStore::open(cfg.clone()).unwrap();
+    let mut i = 0;
+    while (store.max_phy_offset() as u64) <= size {
+        let r = store
+            .put_message(msg("Edge", 0, &[7u8; 1000], None, Some(&format!("e{i}"))))
+            .await;
+        assert!(r.status.is_stored());
+        i += 1;
+    }
+    store.shutdown();
+    // The second file's records are lost (torn), and the stop was not clean.
+    let second = dir.path().join("commitlog").join(format!("{size:020}"));
+    let mut bytes = std::fs::read(&second).unwrap();
+    bytes[..4096].fill(0);
+    std::fs::write(&second, bytes).unwrap();
+    std::fs::write(dir.path().join("abort"), b"").unwrap();
+
+    let store = MessageStore::open(cfg).unwrap();
+    assert_eq!(store.max_phy_offset() as u64, size);
+    let r = store
+        .put_message(msg("Edge", 0, b"after", None, None))
+        .await;
+    assert!(r.status.is_stored(), "{:?}", r.status);
+    assert_eq!(r.append.unwrap().wrote_offset as u64, size);
+    store.shutdown();
+}

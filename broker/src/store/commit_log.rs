@@ -245,11 +245,14 @@ impl CommitLog {
     /// Ends the cursor's file with the end-of-file blank; returns where the next file starts.
     fn close_file(&self, cursor: &WriteCursor) -> u64 {
         let f = cursor.file.as_ref().expect("a current file");
-        let remaining = self.file_size - cursor.pos;
-        let mut blank = [0u8; 8];
-        blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
-        blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
-        f.write_at(cursor.pos, &blank);
+        // A file recovered as full (its blank written before a crash) is closed already.
+        if cursor.pos + 8 <= self.file_size {
+            let remaining = self.file_size - cursor.pos;
+            let mut blank = [0u8; 8];
+            blank[..4].copy_from_slice(&(remaining as i32).to_be_bytes());
+            blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+            f.write_at(cursor.pos, &blank);
+        }
         f.publish(self.file_size);
         f.from_offset() + self.file_size as u64
     }
