@@ -195,3 +195,57 @@ pub async fn role_changed(
     tracing::warn!(epoch, offset = at, %role, "promoted to master");
     Ok(RemotingCommand::success())
 }
+
+/// How much of its log a replica may keep when it follows a master with epochs `theirs`:
+/// up to the end, on the master, of the last epoch both know. A former master's writes after
+/// the new master's term began are cut; a fresh or up-to-date replica keeps everything.
+pub fn divergence_point(mine: &[EpochEntry], theirs: &[EpochEntry], my_max: i64) -> i64 {
+    if mine.is_empty() || theirs.is_empty() {
+        return my_max;
+    }
+    for e in mine.iter().rev() {
+        if let Some(pos) = theirs.iter().position(|t| t.epoch == e.epoch) {
+            let end_on_master = theirs
+                .get(pos + 1)
+                .map(|n| n.start_offset)
+                .unwrap_or(i64::MAX);
+            return my_max.min(end_on_master);
+        }
+    }
+    my_max.min(theirs[0].start_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(epoch: i32, start: i64) -> EpochEntry {
+        EpochEntry {
+            epoch,
+            start_offset: start,
+        }
+    }
+
+    #[test]
+    fn where_histories_part() {
+        // A former master (epoch 1, wrote up to 900) following the new one (epoch 2 from 600).
+        assert_eq!(
+            divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 900),
+            600
+        );
+        // A slave that never got that far keeps all it has.
+        assert_eq!(
+            divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 400),
+            400
+        );
+        // Same history: keep everything.
+        assert_eq!(
+            divergence_point(&[e(1, 0), e(2, 600)], &[e(1, 0), e(2, 600)], 1000),
+            1000
+        );
+        // A fresh replica.
+        assert_eq!(divergence_point(&[], &[e(3, 50)], 0), 0);
+        // Nothing in common: keep what precedes the master's first term.
+        assert_eq!(divergence_point(&[e(7, 0)], &[e(8, 100)], 500), 100);
+    }
+}

@@ -123,7 +123,14 @@ async fn serve_slave(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = sock.into_split();
-    // The slave says where it is before anything is sent.
+    // First our epochs (a control frame, offset -1), so a former master can cut what this
+    // master never had; then the slave says where it is.
+    let epochs = serde_json::to_vec(&inner.epochs.list()).unwrap_or_default();
+    let mut frame = BytesMut::with_capacity(12 + epochs.len());
+    frame.put_i64(-1);
+    frame.put_i32(epochs.len() as i32);
+    frame.put_slice(&epochs);
+    wr.write_all(&frame).await?;
     let first = rd.read_i64().await?;
     inner
         .ha
@@ -223,6 +230,32 @@ async fn follow(
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
+    // The master's epochs come first: anything here past where the master's history
+    // diverges from ours is cut before we say where we are.
+    let mut h = [0u8; 12];
+    tokio::time::timeout(HEARTBEAT * 5, rd.read_exact(&mut h))
+        .await
+        .map_err(|_| "no handshake from the master".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut hb = &h[..];
+    let (tag, len) = (hb.get_i64(), hb.get_i32());
+    if tag != -1 || !(0..=MAX_FRAME as i32).contains(&len) {
+        return Err(format!("bad handshake from the master ({tag}, {len})"));
+    }
+    let mut body = vec![0u8; len as usize];
+    rd.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    let theirs: Vec<crate::failover::EpochEntry> =
+        serde_json::from_slice(&body).map_err(|e| format!("master epochs: {e}"))?;
+    let mine = inner.epochs.list();
+    let ours_max = inner.store.max_phy_offset();
+    let keep = crate::failover::divergence_point(&mine, &theirs, ours_max);
+    if keep < ours_max {
+        tracing::warn!(master = %addr, keep, had = ours_max, "cutting the tail the new master never had");
+        inner.store.truncate_replica(keep).await?;
+    }
+    if !theirs.is_empty() {
+        inner.epochs.replace(theirs);
+    }
     let mut offset = inner.store.max_phy_offset();
     wr.write_i64(offset).await.map_err(|e| e.to_string())?;
     tracing::info!(master = %addr, offset, "replicating from the master");

@@ -519,3 +519,76 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     slave.shutdown().await;
     ns.shutdown().await;
 }
+
+/// A former master that comes back as a slave of the promoted one cuts the tail it wrote
+/// after the slave stopped following (writes never acknowledged under SYNC_MASTER), then
+/// replicates the new master's term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn former_master_rejoins_with_its_divergent_tail_cut() {
+    use rmq_remoting::{RemotingClient, ResponseCode};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let mut a_settings = settings(&dir.path().join("a"), &ns_addr, 0, "SYNC_MASTER");
+    let a = Broker::start(a_settings.clone()).await.unwrap();
+    let mut b_settings = settings(&dir.path().join("b"), &ns_addr, 1, "SLAVE");
+    b_settings.broker.ha_master_address =
+        format!("127.0.0.1:{}", a_settings.broker.ha_listen_port());
+    let b = Broker::start(b_settings.clone()).await.unwrap();
+    put(&a, 0, 100).await;
+    caught_up(&a, &b).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.inner().epochs.current() != 1 {
+        assert!(Instant::now() < deadline, "epochs never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The link breaks: A keeps writing alone (its SYNC sends would fail; these go straight to
+    // the store), then dies.
+    b.shutdown().await;
+    let shared = a.inner().store.max_phy_offset();
+    put(&a, 100, 150).await;
+    let a_max = a.inner().store.max_phy_offset();
+    assert!(a_max > shared);
+    a.shutdown().await;
+
+    // B is promoted (epoch 2 from `shared`) and takes writes of its own.
+    b_settings.broker.ha_master_address.clear();
+    let b = Broker::start(b_settings.clone()).await.unwrap();
+    let baddr = format!("127.0.0.1:{}", b_settings.broker.listen_port);
+    let r = RemotingClient::default()
+        .invoke(&baddr, promote(2, &baddr), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    assert_eq!(b.inner().store.max_phy_offset(), shared);
+    put(&b, 1000, 1030).await;
+
+    // A returns as B's slave: its 50 unreplicated records are cut, B's term follows.
+    a_settings.broker.broker_role = "SLAVE".into();
+    a_settings.broker.broker_id = 1;
+    a_settings.broker.ha_master_address =
+        format!("127.0.0.1:{}", b_settings.broker.ha_listen_port());
+    let a = Broker::start(a_settings).await.unwrap();
+    caught_up(&b, &a).await;
+    assert_eq!(
+        a.inner().store.max_phy_offset(),
+        b.inner().store.max_phy_offset()
+    );
+    assert_eq!(a.inner().epochs.current(), 2);
+    // Byte for byte the new master's log from where the terms parted.
+    let (theirs, _) = b.inner().store.records_from(shared, 1 << 20);
+    let (ours, _) = a.inner().store.records_from(shared, 1 << 20);
+    assert_eq!(theirs.len(), 30);
+    assert_eq!(theirs, ours);
+    a.shutdown().await;
+    b.shutdown().await;
+    ns.shutdown().await;
+}

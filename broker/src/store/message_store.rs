@@ -67,6 +67,8 @@ pub(crate) struct PutRequest {
     pub records: Vec<PendingRecord>,
     /// Records copied from the master, stored byte for byte at their master offsets.
     pub replica: Vec<ReplicaRecord>,
+    /// Cut the commit log (and what points into it) back to this offset.
+    pub truncate: Option<u64>,
     pub reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
 }
 
@@ -362,6 +364,7 @@ impl MessageStore {
             queue_id,
             records,
             replica: Vec::new(),
+            truncate: None,
             reply: tx,
         };
         let sent = match inner.put_tx.lock().as_ref() {
@@ -722,6 +725,33 @@ impl MessageStore {
             queue_id: 0,
             records: Vec::new(),
             replica,
+            truncate: None,
+            reply: tx,
+        };
+        let sent = match self.inner.put_tx.lock().as_ref() {
+            Some(s) => s.send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err("message store is not running".into());
+        }
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(format!("{status:?}")),
+            Err(_) => Err("message store stopped".into()),
+        }
+    }
+
+    /// Replication, replica side: cuts everything from `offset` on — a former master's tail
+    /// that the new master never had — with the queue and index entries pointing there.
+    pub async fn truncate_replica(&self, offset: i64) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let req = PutRequest {
+            topic: Arc::from(""),
+            queue_id: 0,
+            records: Vec::new(),
+            replica: Vec::new(),
+            truncate: Some(offset.max(0) as u64),
             reply: tx,
         };
         let sent = match self.inner.put_tx.lock().as_ref() {

@@ -108,6 +108,44 @@ fn final_flush(inner: &Inner) -> std::io::Result<()> {
     inner.checkpoint.flush()
 }
 
+/// Cuts a running store back to `end` (writer thread): waits for the dispatcher to finish
+/// what it has, then cuts the commit log, the consume queues and the index, and recomputes
+/// every queue's next offset.
+fn truncate_running(
+    inner: &Arc<Inner>,
+    cl: &super::commit_log::CommitLog,
+    cursor: &mut super::commit_log::WriteCursor,
+    table: &mut std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>,
+    end: u64,
+) -> std::io::Result<()> {
+    if end >= cl.max_offset() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inner.dispatched_offset.load(Ordering::Acquire) < cl.max_offset()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cl.truncate_to(end)?;
+    *cursor = cl.cursor();
+    for (topic, queues) in inner.queues.read().iter() {
+        for (qid, q) in queues {
+            q.truncate_dirty(end as i64)?;
+            table
+                .entry(Arc::from(topic.as_str()))
+                .or_default()
+                .insert(*qid, q.max_offset());
+        }
+    }
+    if let Some(index) = &inner.index {
+        index.truncate_after(end as i64);
+    }
+    inner.dispatched_offset.store(end, Ordering::Release);
+    tracing::warn!(end, "commit log cut back to the new master's history");
+    Ok(())
+}
+
 /// Appends a replica batch at the master's offsets; returns how many records went in, and
 /// the reason it stopped early.
 fn append_replica_records(
@@ -158,6 +196,23 @@ fn writer_loop(
         {
             let mut table = inner.topic_queue_table.lock();
             for mut req in reqs {
+                if let Some(end) = req.truncate {
+                    let r = truncate_running(&inner, &cl, &mut cursor, &mut table, end);
+                    last_ts = cl.last_store_timestamp();
+                    replies.push((
+                        req.reply,
+                        r.map(|_| AppendResult {
+                            wrote_offset: end as i64,
+                            wrote_bytes: 0,
+                            logics_offset: 0,
+                            store_timestamp: last_ts,
+                            offsets: Vec::new(),
+                            store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                        })
+                        .map_err(|e| PutStatus::UnknownError(e.to_string())),
+                    ));
+                    continue;
+                }
                 if !req.replica.is_empty() {
                     let result = append_replica_records(&cl, &mut cursor, &mut table, &mut req);
                     let appended = match &result {
