@@ -202,7 +202,17 @@ pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
         } else {
             Some(configured)
         };
-        if let Some(addr) = addr.filter(|a| !a.is_empty()) {
+        let Some(addr) = addr.filter(|a| !a.is_empty()) else {
+            // No master known yet (it registered after us): ask the name servers again now
+            // rather than at the next 30 s registration.
+            crate::namesrv::register_all(&inner).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        };
+        {
             *inner.ha.connected_master.write() = Some(addr.clone());
             match follow(&inner, &addr, &stop).await {
                 Ok(()) => {}

@@ -1,0 +1,194 @@
+//! Failover with real processes: a SYNC_MASTER `mqbroker` and its slave under a stream of
+//! sends; the master is killed with SIGKILL, the slave promoted (NOTIFY_BROKER_ROLE_CHANGED,
+//! as `mqadmin promote` sends it), and every send the master acknowledged is readable on the
+//! new master, which takes writes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rmq_remoting::header::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+    ViewMessageRequestHeader,
+};
+use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+
+const MQBROKER: &str = env!("CARGO_BIN_EXE_mqbroker");
+
+fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030
+            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+/// Kills the child on drop so a failing test leaves no process behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, ns: &str, port: u16, id: i64, role: &str) -> Proc {
+    let conf = dir.join(format!("broker-{id}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerName=fo-broker\nbrokerId={id}\nbrokerRole={role}\nbrokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort={port}\nnamesrvAddr={ns}\nstorePathRootDir={}\nmappedFileSizeCommitLog=4194304\nmappedFileSizeConsumeQueue=20000\nmaxHashSlotNum=1024\nmaxIndexNum=4096\n",
+            dir.join(format!("store-{id}")).display()
+        ),
+    )
+    .unwrap();
+    Proc(
+        Command::new(MQBROKER)
+            .arg("-c")
+            .arg(&conf)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mqbroker"),
+    )
+}
+
+fn send(body: &str) -> RemotingCommand {
+    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "FoTopic".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        ..Default::default()
+    });
+    RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h)
+        .with_body(body.as_bytes().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_the_sync_master_promote_and_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let (mport, sport) = (free_port(), free_port());
+    let master = start(dir.path(), &ns_addr, mport, 0, "SYNC_MASTER");
+    let _slave = start(dir.path(), &ns_addr, sport, 1, "SLAVE");
+    let (maddr, saddr) = (format!("127.0.0.1:{mport}"), format!("127.0.0.1:{sport}"));
+    let client = RemotingClient::default();
+    let t = Duration::from_secs(3);
+
+    // Sends until the slave is in: then every SUCCESS is on both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.invoke(&maddr, send("probe"), t).await {
+            if r.code == ResponseCode::SUCCESS {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SYNC_MASTER never acknowledged a send"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A stream of sends, killed in the middle.
+    let sender = {
+        let client = client.clone();
+        let maddr = maddr.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..100_000 {
+                match client
+                    .invoke(&maddr, send(&format!("m{i}")), Duration::from_secs(2))
+                    .await
+                {
+                    Ok(r) if r.code == ResponseCode::SUCCESS => {
+                        let h: SendMessageResponseHeader = r.decode_header().unwrap();
+                        acked.push((format!("m{i}"), h.msg_id));
+                    }
+                    Ok(_) => {}
+                    Err(_) => break, // the master is gone
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(master.0.id() as i32, libc::SIGKILL);
+    }
+    let killed_at = Instant::now();
+    let acked = sender.await.unwrap();
+    assert!(
+        acked.len() > 50,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+
+    // Promote the slave (what `mqadmin promote` sends) and write to it.
+    let mut promote = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
+    promote
+        .ext_fields
+        .insert("masterAddress".into(), saddr.clone());
+    promote.ext_fields.insert("masterEpoch".into(), "2".into());
+    promote
+        .ext_fields
+        .insert("brokerRole".into(), "ASYNC_MASTER".into());
+    let r = client.invoke(&saddr, promote, t).await.unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.invoke(&saddr, send("after"), t).await {
+            if r.code == ResponseCode::SUCCESS {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the promoted slave never took a write"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let switched = killed_at.elapsed();
+    // Every acknowledged message, by its offset id, on the new master.
+    for (body, id) in &acked {
+        let (_, offset) = rmq_remoting::message::decode_offset_msg_id(id).unwrap();
+        let view = RemotingCommand::request_with_header(
+            RequestCode::VIEW_MESSAGE_BY_ID,
+            &ViewMessageRequestHeader {
+                offset,
+                topic: None,
+            },
+        );
+        let r = client.invoke(&saddr, view, t).await.unwrap();
+        assert_eq!(r.code, ResponseCode::SUCCESS, "{body} lost");
+        let m = rmq_remoting::message::MessageExt::decode_all(r.body).unwrap();
+        assert_eq!(m[0].body.as_ref(), body.as_bytes());
+    }
+    eprintln!(
+        "{} acknowledged before the kill, 0 lost; first write on the new master {:?} after the kill",
+        acked.len(),
+        switched
+    );
+    ns.shutdown().await;
+}
