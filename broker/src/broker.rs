@@ -191,6 +191,7 @@ impl Broker {
                 .set_dispatch_listener(Arc::new(move |topic, queue_id, max| {
                     if let Some(i) = weak.upgrade() {
                         i.holds.notify(topic, queue_id, max);
+                        i.ha.appended.notify_waiters();
                     }
                 }));
         }

@@ -43,6 +43,8 @@ pub struct HaState {
     pub connected_master: RwLock<Option<String>>,
     /// Woken on every slave report (SYNC_MASTER sends wait on it).
     pub acked: tokio::sync::Notify,
+    /// Woken when new records are in the store (the pushers to slaves wait on it).
+    pub appended: tokio::sync::Notify,
     /// The master's remoting address as the name server last reported it.
     pub master_addr: RwLock<Option<String>>,
     /// Slave side: consumers committed offsets here since the last hand-over to the master.
@@ -156,6 +158,8 @@ async fn serve_slave(
         let mut next = first;
         let mut last_sent = Instant::now();
         loop {
+            // Registered before looking, so an append in between still wakes us.
+            let appended = inner.ha.appended.notified();
             let (records, after) = inner.store.records_from(next, FRAME_BYTES);
             if records.is_empty() {
                 if last_sent.elapsed() >= HEARTBEAT {
@@ -167,7 +171,8 @@ async fn serve_slave(
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    _ = appended => {}
+                    _ = tokio::time::sleep(HEARTBEAT) => {}
                 }
                 continue;
             }
