@@ -592,3 +592,68 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
     b.shutdown().await;
     ns.shutdown().await;
 }
+
+/// A slave that stops acknowledging (a stalled or cut-off link): SYNC_MASTER sends wait
+/// `syncFlushTimeout` and are answered FLUSH_SLAVE_TIMEOUT; the message is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
+    use rmq_remoting::header::SendMessageResponseHeader;
+    use rmq_remoting::{RemotingClient, ResponseCode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ms = settings(
+        &dir.path().join("m"),
+        &ns.local_addr().to_string(),
+        0,
+        "SYNC_MASTER",
+    );
+    ms.store.sync_flush_timeout = 500;
+    let master = Broker::start(ms.clone()).await.unwrap();
+    // A "slave" that completes the handshake, says it holds everything, then goes silent.
+    let mut fake = tokio::net::TcpStream::connect(("127.0.0.1", ms.broker.ha_listen_port()))
+        .await
+        .unwrap();
+    let mut h = [0u8; 12];
+    fake.read_exact(&mut h).await.unwrap();
+    let len = i32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
+    let mut epochs = vec![0u8; len];
+    fake.read_exact(&mut epochs).await.unwrap();
+    fake.write_i64(master.inner().store.max_phy_offset())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while master.inner().ha.slaves.lock().is_empty() {
+        assert!(Instant::now() < deadline, "fake slave not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let addr = format!("127.0.0.1:{}", ms.broker.listen_port);
+    let started = Instant::now();
+    let r = RemotingClient::default()
+        .invoke(&addr, send_req("Stalled", "waits"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::FLUSH_SLAVE_TIMEOUT, "{:?}", r.remark);
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    let h: SendMessageResponseHeader = r.decode_header().unwrap();
+    let (_, offset) = rmq_remoting::message::decode_offset_msg_id(&h.msg_id).unwrap();
+    assert!(
+        master
+            .inner()
+            .store
+            .look_message_by_offset(offset)
+            .is_some(),
+        "kept on the master"
+    );
+    drop(fake);
+    master.shutdown().await;
+    ns.shutdown().await;
+}
