@@ -428,3 +428,42 @@ fn external_access_refuses_what_cannot_work() {
         "managed by the operator",
     );
 }
+
+#[test]
+fn after_a_failover_the_promoted_ordinal_is_configured_as_master() {
+    let docs = docs(&examples_dir().join("2m-2s-sync.yaml"));
+    let mut bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let before = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    assert_eq!(conf(&before.config, "broker-0.conf")["brokerId"], "0");
+    // The operator promoted ordinal 1 and recorded it.
+    bg.status = Some(
+        serde_json::from_value(serde_json::json!({ "masterPod": "broker-a-1", "epoch": 2 }))
+            .unwrap(),
+    );
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    let new_master = conf(&o.config, "broker-1.conf");
+    let old_master = conf(&o.config, "broker-0.conf");
+    assert_eq!(
+        (
+            new_master["brokerRole"].as_str(),
+            new_master["brokerId"].as_str()
+        ),
+        ("SYNC_MASTER", "0")
+    );
+    assert_eq!(
+        (
+            old_master["brokerRole"].as_str(),
+            old_master["brokerId"].as_str()
+        ),
+        ("SLAVE", "1"),
+        "the former master comes back as a slave (and cuts its divergent tail)"
+    );
+    // A master pod outside the group is ignored.
+    bg.status =
+        Some(serde_json::from_value(serde_json::json!({ "masterPod": "broker-a-7" })).unwrap());
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    assert_eq!(
+        conf(&o.config, "broker-0.conf")["brokerRole"],
+        "SYNC_MASTER"
+    );
+}

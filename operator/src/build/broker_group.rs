@@ -65,6 +65,17 @@ pub struct BrokerGroupObjects {
     pub external: Vec<Service>,
 }
 
+/// The ordinal of the group's master: ordinal 0 until a failover recorded another in status.
+pub fn master_ordinal(bg: &BrokerGroup) -> i32 {
+    bg.status
+        .as_ref()
+        .and_then(|s| s.master_pod.as_deref())
+        .and_then(|p| p.rsplit('-').next())
+        .and_then(|o| o.parse::<i32>().ok())
+        .filter(|o| (0..bg.spec.replicas).contains(o))
+        .unwrap_or(0)
+}
+
 /// `broker.conf` of one ordinal.
 pub fn broker_conf(
     bg: &BrokerGroup,
@@ -76,10 +87,14 @@ pub fn broker_conf(
     let mut p = spec.config.clone();
     p.insert("brokerClusterName".into(), spec.cluster_name.clone());
     p.insert("brokerName".into(), broker_name.to_string());
-    p.insert("brokerId".into(), ordinal.to_string());
-    let role = match (ordinal, spec.broker_role) {
-        (0, BrokerRole::SyncMaster) => "SYNC_MASTER",
-        (0, BrokerRole::AsyncMaster) => "ASYNC_MASTER",
+    let master = master_ordinal(bg);
+    p.insert(
+        "brokerId".into(),
+        super::failover::broker_id(ordinal, master).to_string(),
+    );
+    let role = match (ordinal == master, spec.broker_role) {
+        (true, BrokerRole::SyncMaster) => "SYNC_MASTER",
+        (true, BrokerRole::AsyncMaster) => "ASYNC_MASTER",
         _ => "SLAVE",
     };
     p.insert("brokerRole".into(), role.into());

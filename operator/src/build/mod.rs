@@ -3,6 +3,7 @@
 
 pub mod broker_group;
 pub mod external;
+pub mod failover;
 pub mod nameserver;
 
 use std::collections::BTreeMap;

@@ -127,8 +127,14 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .join(",");
     let pods: Api<Pod> = Api::namespaced(c.clone(), &namespace);
     let pods = pods.list(&ListParams::default().labels(&selector)).await?;
-    let replicas =
-        super::replicas::replica_status(&name, want, &bg.spec.addressing, &pods.items, &lb_hosts);
+    let replicas = super::replicas::replica_status_with_master(
+        &name,
+        want,
+        crate::build::broker_group::master_ordinal(&bg),
+        &bg.spec.addressing,
+        &pods.items,
+        &lb_hosts,
+    );
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,
@@ -168,7 +174,10 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             ],
         },
         ready_replicas: ready,
-        master_pod: Some(format!("{name}-0")),
+        master_pod: Some(format!(
+            "{name}-{}",
+            crate::build::broker_group::master_ordinal(&bg)
+        )),
         epoch: bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
         replicas,
     };

@@ -30,6 +30,18 @@ pub fn replica_status(
     pods: &[Pod],
     lb_hosts: &[Option<String>],
 ) -> Vec<ReplicaStatus> {
+    replica_status_with_master(group, replicas, 0, addressing, pods, lb_hosts)
+}
+
+/// As [`replica_status`], with the master at ordinal `master` (after a failover).
+pub fn replica_status_with_master(
+    group: &str,
+    replicas: i32,
+    master: i32,
+    addressing: &Addressing,
+    pods: &[Pod],
+    lb_hosts: &[Option<String>],
+) -> Vec<ReplicaStatus> {
     (0..replicas.max(0))
         .map(|i| {
             let pod_name = format!("{group}-{i}");
@@ -38,8 +50,8 @@ pub fn replica_status(
                 .find(|p| p.metadata.name.as_deref() == Some(&pod_name));
             ReplicaStatus {
                 pod: pod_name,
-                broker_id: i64::from(i),
-                role: if i == 0 { "MASTER" } else { "SLAVE" }.into(),
+                broker_id: crate::build::failover::broker_id(i, master),
+                role: if i == master { "MASTER" } else { "SLAVE" }.into(),
                 address: match (addressing.mode, addressing.external.as_ref()) {
                     (AddressMode::External, Some(ext)) => external::advertised_address(
                         ext,

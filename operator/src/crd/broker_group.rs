@@ -57,6 +57,9 @@ pub struct BrokerGroupSpec {
     pub metrics: MetricsSpec,
     #[serde(default)]
     pub pod: PodOverrides,
+    /// Promoting a slave when the master stays down.
+    #[serde(default)]
+    pub failover: FailoverSpec,
 }
 
 fn default_cluster() -> String {
@@ -96,6 +99,45 @@ pub enum FlushDiskType {
     AsyncFlush,
     #[serde(rename = "SYNC_FLUSH")]
     SyncFlush,
+}
+
+/// When and whom the operator promotes if the group's master pod stays unready.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    #[serde(default = "yes_failover")]
+    pub enabled: bool,
+    /// How long the master pod must have been unready before a slave is promoted.
+    #[serde(default = "default_grace")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub grace_seconds: i64,
+    /// A slave further behind the master's last known offset than this is not in sync and
+    /// is never promoted.
+    #[serde(default = "default_max_lag")]
+    #[schemars(range(min = 0))]
+    pub max_lag_bytes: i64,
+}
+
+fn yes_failover() -> bool {
+    true
+}
+
+fn default_grace() -> i64 {
+    30
+}
+
+fn default_max_lag() -> i64 {
+    256 * 1024 * 1024
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        FailoverSpec {
+            enabled: true,
+            grace_seconds: default_grace(),
+            max_lag_bytes: default_max_lag(),
+        }
+    }
 }
 
 /// The volume each broker pod gets.
