@@ -55,6 +55,126 @@ async fn remove_stale_external_services(
     Ok(())
 }
 
+enum FailoverOutcome {
+    Promoted { pod: String, epoch: i64 },
+    Blocked(String),
+}
+
+/// How long the group has been not Ready, from its previous Ready condition.
+fn unready_secs(previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> i64 {
+    previous
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .map(|c| {
+            let since = c.last_transition_time.0;
+            (k8s_openapi::jiff::Timestamp::now().as_second() - since.as_second()).max(0)
+        })
+        .unwrap_or(0)
+}
+
+/// A broker's commit-log max offset over the wire (GET_BROKER_RUNTIME_INFO).
+async fn max_offset(ctx: &Context, addr: &str) -> Option<i64> {
+    use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
+    let r = ctx
+        .remoting
+        .invoke(
+            addr,
+            RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
+            std::time::Duration::from_secs(3),
+        )
+        .await
+        .ok()?;
+    let kv = rmq_remoting::protocol::KvTable::decode(&r.body).ok()?;
+    kv.table.get("commitLogMaxOffset")?.parse().ok()
+}
+
+/// When the master pod has been unready past the grace period, promotes the most caught-up
+/// in-sync slave (NOTIFY_BROKER_ROLE_CHANGED with the next epoch).
+async fn failover_step(
+    ctx: &Context,
+    bg: &BrokerGroup,
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    replicas: &mut [crate::crd::broker_group::ReplicaStatus],
+) -> Option<FailoverOutcome> {
+    use crate::build::failover::{decide, Candidate, Decision};
+    if replicas.len() < 2 {
+        return None; // no slave to promote
+    }
+    let master = crate::build::broker_group::master_ordinal(bg);
+    let master_ready = replicas.get(master as usize).is_some_and(|r| r.ready);
+    let spec = &bg.spec.failover;
+    let waited = unready_secs(previous);
+    // Nothing to ask the brokers before the grace period is over.
+    match decide(spec, master_ready, waited, None, &[]) {
+        Decision::Healthy | Decision::Disabled | Decision::Waiting { .. } => return None,
+        _ => {}
+    }
+    let mut candidates = Vec::new();
+    for r in replicas
+        .iter()
+        .filter(|r| r.pod != format!("{}-{master}", bg.name_any()))
+    {
+        let ordinal: i32 = r.pod.rsplit('-').next()?.parse().ok()?;
+        let offset = match (&r.address, r.ready) {
+            (Some(addr), true) => max_offset(ctx, addr).await,
+            _ => None,
+        };
+        candidates.push(Candidate {
+            ordinal,
+            pod: r.pod.clone(),
+            ready: r.ready,
+            max_offset: offset,
+        });
+    }
+    match decide(spec, master_ready, waited, None, &candidates) {
+        Decision::Promote { ordinal, pod } => {
+            let addr = replicas
+                .iter()
+                .find(|r| r.pod == pod)
+                .and_then(|r| r.address.clone())?;
+            let epoch = bg.status.as_ref().map(|s| s.epoch).unwrap_or(0).max(1) + 1;
+            let role = match bg.spec.broker_role {
+                crate::crd::broker_group::BrokerRole::SyncMaster => "SYNC_MASTER",
+                crate::crd::broker_group::BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            };
+            let mut req = rmq_remoting::RemotingCommand::request(
+                rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
+            );
+            req.ext_fields.insert("masterAddress".into(), addr.clone());
+            req.ext_fields
+                .insert("masterEpoch".into(), epoch.to_string());
+            req.ext_fields.insert("masterBrokerId".into(), "0".into());
+            req.ext_fields.insert("brokerRole".into(), role.into());
+            match ctx
+                .remoting
+                .invoke(&addr, req, std::time::Duration::from_secs(5))
+                .await
+                .and_then(|r| r.ensure_success())
+            {
+                Ok(_) => {
+                    tracing::warn!(group = %bg.name_any(), %pod, epoch, "promoted a slave to master");
+                    for r in replicas.iter_mut() {
+                        let o: i32 = r
+                            .pod
+                            .rsplit('-')
+                            .next()
+                            .and_then(|o| o.parse().ok())
+                            .unwrap_or(-1);
+                        r.role = if o == ordinal { "MASTER" } else { "SLAVE" }.into();
+                        r.broker_id = crate::build::failover::broker_id(o, ordinal);
+                    }
+                    Some(FailoverOutcome::Promoted { pod, epoch })
+                }
+                Err(e) => Some(FailoverOutcome::Blocked(format!(
+                    "promoting {pod} failed: {e}"
+                ))),
+            }
+        }
+        Decision::Blocked(reason) => Some(FailoverOutcome::Blocked(reason)),
+        _ => None,
+    }
+}
+
 pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = bg.namespace().ok_or(Error::NoNamespace)?;
     if paused(&*bg) {
@@ -135,6 +255,19 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         &pods.items,
         &lb_hosts,
     );
+    let mut replicas = replicas;
+    let failover = failover_step(&ctx, &bg, &previous, &mut replicas).await;
+    let (master_pod, epoch) = match &failover {
+        Some(FailoverOutcome::Promoted { pod, epoch }) => (pod.clone(), *epoch),
+        _ => (
+            format!("{name}-{}", crate::build::broker_group::master_ordinal(&bg)),
+            bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
+        ),
+    };
+    let blocked = match &failover {
+        Some(FailoverOutcome::Blocked(reason)) => Some(reason.clone()),
+        _ => None,
+    };
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,
@@ -162,26 +295,40 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
                 condition(
                     &previous,
                     "Degraded",
-                    ns_addr.is_empty(),
+                    ns_addr.is_empty() || blocked.is_some(),
                     if ns_addr.is_empty() {
                         "NoNameServer"
+                    } else if blocked.is_some() {
+                        "FailoverBlocked"
                     } else {
                         "Reconciled"
                     },
-                    String::new(),
+                    blocked.clone().unwrap_or_default(),
                     generation,
                 ),
             ],
         },
         ready_replicas: ready,
-        master_pod: Some(format!(
-            "{name}-{}",
-            crate::build::broker_group::master_ordinal(&bg)
-        )),
-        epoch: bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
+        master_pod: Some(master_pod),
+        epoch,
         replicas,
     };
     patch_status(c, &*bg, serde_json::to_value(&status)?).await?;
+    match failover {
+        Some(FailoverOutcome::Promoted { pod, epoch }) => {
+            ctx.normal(
+                &*bg,
+                "Promoted",
+                "Failover",
+                format!("master pod unready past the grace period: {pod} promoted, epoch {epoch}"),
+            )
+            .await
+        }
+        Some(FailoverOutcome::Blocked(reason)) => {
+            ctx.warn(&*bg, "FailoverBlocked", "Failover", reason).await
+        }
+        None => {}
+    }
     ctx.ready_transition(
         &*bg,
         &previous,

@@ -1,0 +1,202 @@
+//! Automatic failover by the BrokerGroup reconciler, against a mock Kubernetes API and a real
+//! slave broker on 127.0.0.1: the master pod has been unready past the grace period, the slave
+//! is asked its offset over the wire and promoted with the next epoch, and the status and an
+//! Event say so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::Client;
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_operator::controller::{broker_group, Context};
+use rmq_operator::crd::BrokerGroup;
+use serde_json::{json, Value};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+async fn expect(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    reply: impl FnOnce(&Value) -> Value,
+) -> Value {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
+        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
+    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+fn echo(b: &Value) -> Value {
+    b.clone()
+}
+
+/// A free port the NodePort range can name as pod 1's node port (`nodePortBase + 5`).
+fn free_node_port() -> u16 {
+    (30005..32000)
+        .find(|p| {
+            std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", *p + 1)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", *p - 2)).is_ok()
+        })
+        .expect("a free port in 30005..32000")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let port = free_node_port();
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns_addr.clone();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = port;
+    s.broker.broker_name = "broker-f".into();
+    s.broker.broker_id = 1;
+    s.broker.broker_role = "SLAVE".into();
+    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    let slave = Broker::start(s).await.unwrap();
+
+    // The group's master pod went unready ten minutes ago; pod 1 is reachable (NodePort mode
+    // with the node at 127.0.0.1, so the slave's address is one the test controls).
+    let bg: BrokerGroup = serde_json::from_value(json!({
+        "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroup",
+        "metadata": { "name": "broker-f", "namespace": "default", "uid": "u-f", "generation": 4 },
+        "spec": {
+            "nameServer": { "address": ns_addr }, "replicas": 2, "brokerRole": "SYNC_MASTER",
+            "storage": { "size": "10Gi" },
+            "addressing": { "mode": "External", "external": {
+                "type": "NodePort", "nodePortBase": port - 5, "advertisedHost": "127.0.0.1" } },
+            "failover": { "graceSeconds": 30 }
+        },
+        "status": {
+            "masterPod": "broker-f-0", "epoch": 1, "observedGeneration": 4,
+            "conditions": [{ "type": "Ready", "status": "False", "reason": "ReplicasNotReady",
+                             "message": "1/2 ready", "lastTransitionTime": "2020-01-01T00:00:00Z" }]
+        }
+    }))
+    .unwrap();
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
+    let h = &mut handle;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/broker-f-config",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-f-headless",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-f-0-external",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-f-1-external",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/statefulsets/broker-f",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/broker-f",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::GET,
+        "/api/v1/namespaces/default/services",
+        |_| json!({ "apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [] }),
+    )
+    .await;
+    expect(h, Method::GET, "/api/v1/namespaces/default/pods", |_| {
+        let pod = |name: &str, ready: &str| {
+            json!({ "metadata": { "name": name, "namespace": "default" },
+                    "status": { "podIP": "10.0.0.9", "hostIP": "127.0.0.1",
+                                "conditions": [{ "type": "Ready", "status": ready }] } })
+        };
+        json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {},
+                "items": [pod("broker-f-0", "False"), pod("broker-f-1", "True")] })
+    })
+    .await;
+    let status = expect(
+        h,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-f/status",
+        |_| serde_json::to_value(&bg).unwrap(),
+    )
+    .await;
+    let event = expect(
+        h,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        echo,
+    )
+    .await;
+    task.await.unwrap().expect("reconcile succeeds");
+
+    let s = &status["status"];
+    assert_eq!(s["masterPod"], "broker-f-1");
+    assert_eq!(s["epoch"], 2);
+    assert_eq!(s["replicas"][1]["role"], "MASTER");
+    assert_eq!(s["replicas"][1]["brokerId"], 0);
+    assert_eq!(s["replicas"][0]["role"], "SLAVE");
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Promoted"))
+    );
+    // The broker itself was promoted.
+    assert_eq!(slave.inner().epochs.current(), 2);
+    assert!(!slave.inner().settings.read().broker.is_slave());
+    slave.shutdown().await;
+    ns.shutdown().await;
+}
