@@ -284,6 +284,21 @@ impl CommitLog {
         ))
     }
 
+    /// The spare the allocator is finishing for `offset`, if it appears within 5 s.
+    fn wait_for_spare(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            {
+                let mut spare = self.spare.lock();
+                if spare.as_ref().map(|f| f.from_offset()) == Some(offset) {
+                    return spare.take();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        None
+    }
+
     /// Makes a new file starting at `next_from` the cursor's file.
     fn open_file(&self, cursor: &mut WriteCursor, next_from: u64) -> io::Result<()> {
         let spare = self.spare.lock().take();
@@ -294,12 +309,14 @@ impl CommitLog {
                     let _ = stale.destroy();
                 }
                 // Never warm here: touching every page would stall every writer behind us.
-                Arc::new(MappedFile::create(
-                    &self.dir,
-                    next_from,
-                    self.file_size,
-                    false,
-                )?)
+                match MappedFile::create(&self.dir, next_from, self.file_size, false) {
+                    Ok(f) => Arc::new(f),
+                    // The allocator is creating this very file right now: take it when done.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.wait_for_spare(next_from).ok_or(e)?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         self.files.write().push(file.clone());
