@@ -47,18 +47,17 @@ fn echo(b: &Value) -> Value {
 }
 
 /// A free port the NodePort range can name as pod 1's node port (`nodePortBase + 5`).
-fn free_node_port() -> u16 {
-    (30005..32000)
+fn free_node_port(from: u16) -> u16 {
+    (from..from + 900)
         .find(|p| {
             std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", *p + 1)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", *p - 2)).is_ok()
         })
-        .expect("a free port in 30005..32000")
+        .expect("a free port in the NodePort range")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
+async fn promotion(manual: bool) {
     let dir = tempfile::tempdir().unwrap();
     let ns = NameServer::start(NamesrvConfig {
         listen_port: 0,
@@ -70,7 +69,8 @@ async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
     .await
     .unwrap();
     let ns_addr = ns.local_addr().to_string();
-    let port = free_node_port();
+    // Separate ranges, so the two tests running at once never pick the same port.
+    let port = free_node_port(if manual { 31005 } else { 30005 });
     let mut s = BrokerSettings::default();
     s.broker.namesrv_addr = ns_addr.clone();
     s.broker.broker_ip1 = "127.0.0.1".into();
@@ -88,20 +88,31 @@ async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
 
     // The group's master pod went unready ten minutes ago; pod 1 is reachable (NodePort mode
     // with the node at 127.0.0.1, so the slave's address is one the test controls).
+    let (annotations, grace, since) = if manual {
+        // Asked for by name: no grace period, automatic failover off.
+        (
+            json!({ "rocketmq.rs/promote": "broker-f-1" }),
+            3600,
+            "2099-01-01T00:00:00Z",
+        )
+    } else {
+        (json!({}), 30, "2020-01-01T00:00:00Z")
+    };
     let bg: BrokerGroup = serde_json::from_value(json!({
         "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroup",
-        "metadata": { "name": "broker-f", "namespace": "default", "uid": "u-f", "generation": 4 },
+        "metadata": { "name": "broker-f", "namespace": "default", "uid": "u-f", "generation": 4,
+                      "annotations": annotations },
         "spec": {
             "nameServer": { "address": ns_addr }, "replicas": 2, "brokerRole": "SYNC_MASTER",
             "storage": { "size": "10Gi" },
             "addressing": { "mode": "External", "external": {
                 "type": "NodePort", "nodePortBase": port - 5, "advertisedHost": "127.0.0.1" } },
-            "failover": { "graceSeconds": 30 }
+            "failover": { "graceSeconds": grace, "enabled": !manual }
         },
         "status": {
             "masterPod": "broker-f-0", "epoch": 1, "observedGeneration": 4,
             "conditions": [{ "type": "Ready", "status": "False", "reason": "ReplicasNotReady",
-                             "message": "1/2 ready", "lastTransitionTime": "2020-01-01T00:00:00Z" }]
+                             "message": "1/2 ready", "lastTransitionTime": since }]
         }
     }))
     .unwrap();
@@ -199,4 +210,14 @@ async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
     assert!(!slave.inner().settings.read().broker.is_slave());
     slave.shutdown().await;
     ns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unready_master_past_the_grace_period_gets_its_slave_promoted() {
+    promotion(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_promote_annotation_switches_at_once() {
+    promotion(true).await;
 }

@@ -102,8 +102,31 @@ async fn failover_step(
     }
     let master = crate::build::broker_group::master_ordinal(bg);
     let master_ready = replicas.get(master as usize).is_some_and(|r| r.ready);
-    let spec = &bg.spec.failover;
-    let waited = unready_secs(previous);
+    let mut waited = unready_secs(previous);
+    // A manual switch: skip the grace period, and consider only the named pod.
+    let wanted = bg
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::crd::PROMOTE_ANNOTATION))
+        .filter(|p| !p.is_empty())
+        .cloned();
+    if let Some(pod) = &wanted {
+        if master_ready {
+            return (pod != &format!("{}-{master}", bg.name_any())).then(|| {
+                FailoverOutcome::Blocked(format!(
+                    "{} asks to promote {pod}, but the master pod is ready: a live master is not demoted",
+                    crate::crd::PROMOTE_ANNOTATION
+                ))
+            });
+        }
+        waited = waited.max(bg.spec.failover.grace_seconds);
+    }
+    // Asked for by name, a switch happens even with automatic failover off.
+    let spec = &crate::crd::broker_group::FailoverSpec {
+        enabled: bg.spec.failover.enabled || wanted.is_some(),
+        ..bg.spec.failover.clone()
+    };
     // Nothing to ask the brokers before the grace period is over.
     match decide(spec, master_ready, waited, None, &[]) {
         Decision::Healthy | Decision::Disabled | Decision::Waiting { .. } => return None,
@@ -113,6 +136,7 @@ async fn failover_step(
     for r in replicas
         .iter()
         .filter(|r| r.pod != format!("{}-{master}", bg.name_any()))
+        .filter(|r| wanted.as_ref().is_none_or(|w| w == &r.pod))
     {
         let ordinal: i32 = r.pod.rsplit('-').next()?.parse().ok()?;
         let offset = match (&r.address, r.ready) {

@@ -23,6 +23,9 @@ pub use topic::{Topic, TopicSpec, TopicStatus};
 pub const GROUP: &str = "rocketmq.rs";
 /// Annotation that pauses reconciliation of an object while `"true"`.
 pub const PAUSE_ANNOTATION: &str = "rocketmq.rs/paused";
+/// On a BrokerGroup: promote this pod now, without waiting out the grace period (only while
+/// the master pod is unready: a live master cannot be demoted yet).
+pub const PROMOTE_ANNOTATION: &str = "rocketmq.rs/promote";
 
 /// Scheduling and metadata overrides for the pods an object creates.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
