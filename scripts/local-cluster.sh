@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rmq-target}"
-cargo build --release -p rmq-nameserver -p rmq-broker --bins
+cargo build --release -p rmq-nameserver -p rmq-broker -p rmq-tools --bins
 bin="$CARGO_TARGET_DIR/release"
 store="${RMQ_LOCAL_STORE:-$PWD/local-store}"
 mkdir -p "$store"
