@@ -40,9 +40,7 @@ pub struct Epochs {
 
 impl Epochs {
     pub fn load(path: PathBuf) -> Epochs {
-        let list = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<EpochFile>(&b).ok())
+        let list = crate::manager::load(&path, |b| serde_json::from_slice::<EpochFile>(b).ok())
             .map(|f| f.epoch_list)
             .unwrap_or_default();
         Epochs {
@@ -102,11 +100,7 @@ impl Epochs {
             epoch_list: self.list(),
         })
         .unwrap_or_default();
-        let tmp = self.path.with_extension("json.tmp");
-        let r = std::fs::create_dir_all(self.path.parent().unwrap_or(&self.path))
-            .and_then(|_| std::fs::write(&tmp, body))
-            .and_then(|_| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = r {
+        if let Err(e) = crate::manager::persist(&self.path, &body) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist the epoch file");
         }
     }

@@ -32,6 +32,12 @@ struct DelayOffsets {
     offset_table: BTreeMap<i32, i64>,
 }
 
+/// `delayOffset.json`: ours, or Java's with bare numeric keys.
+fn parse(bytes: &[u8]) -> Option<DelayOffsets> {
+    let text = rmq_remoting::fastjson::normalize(bytes).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Progress per delay level (the next schedule-queue offset to deliver).
 pub struct ScheduleOffsets {
     path: PathBuf,
@@ -42,10 +48,7 @@ impl ScheduleOffsets {
     /// Reads `delayOffset.json` (ours, or Java's with bare numeric keys); missing or
     /// unreadable means start from the beginning of every level.
     pub fn load(path: PathBuf) -> ScheduleOffsets {
-        let table = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| rmq_remoting::fastjson::normalize(&bytes).ok())
-            .and_then(|text| serde_json::from_str::<DelayOffsets>(&text).ok())
+        let table = crate::manager::load(&path, parse)
             .map(|d| d.offset_table)
             .unwrap_or_default();
         ScheduleOffsets {
@@ -64,10 +67,7 @@ impl ScheduleOffsets {
 
     /// A slave takes the master's progress (GET_ALL_DELAY_OFFSET's body).
     pub fn replace_from_json(&self, body: &[u8]) {
-        if let Some(d) = rmq_remoting::fastjson::normalize(body)
-            .ok()
-            .and_then(|t| serde_json::from_str::<DelayOffsets>(&t).ok())
-        {
+        if let Some(d) = parse(body) {
             *self.table.lock() = d.offset_table;
             self.persist();
         }
@@ -83,12 +83,7 @@ impl ScheduleOffsets {
 
     /// Writes the file through a temporary and a rename, so a crash leaves the old or the new.
     pub fn persist(&self) {
-        let text = self.encode();
-        let tmp = self.path.with_extension("json.tmp");
-        let result = std::fs::create_dir_all(self.path.parent().unwrap_or(&self.path))
-            .and_then(|_| std::fs::write(&tmp, text))
-            .and_then(|_| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = result {
+        if let Err(e) = crate::manager::persist(&self.path, self.encode().as_bytes()) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot persist delay offsets");
         }
     }
@@ -129,15 +124,7 @@ fn restore(inner: &BrokerInner, m: &MessageExt) -> Option<PutMessage> {
     Some(PutMessage {
         topic,
         queue_id,
-        flag: m.flag,
-        body: m.body.clone(),
-        properties: encode_properties(&props),
-        sys_flag: m.sys_flag,
-        born_timestamp: m.born_timestamp,
-        born_host: m.born_host,
-        store_host: inner.store_host,
-        reconsume_times: m.reconsume_times,
-        prepared_transaction_offset: m.prepared_transaction_offset,
+        ..PutMessage::copy_of(m, &props, inner.store_host)
     })
 }
 

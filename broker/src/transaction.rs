@@ -130,26 +130,6 @@ async fn write_op(inner: &Arc<BrokerInner>, half_offset: i64) -> bool {
     ok
 }
 
-fn put_from(
-    inner: &BrokerInner,
-    m: &MessageExt,
-    props: &std::collections::HashMap<String, String>,
-) -> PutMessage {
-    PutMessage {
-        topic: m.topic.clone(),
-        queue_id: m.queue_id,
-        flag: m.flag,
-        body: m.body.clone(),
-        properties: encode_properties(props),
-        sys_flag: m.sys_flag,
-        born_timestamp: m.born_timestamp,
-        born_host: m.born_host,
-        store_host: inner.store_host,
-        reconsume_times: m.reconsume_times,
-        prepared_transaction_offset: m.prepared_transaction_offset,
-    }
-}
-
 /// END_TRANSACTION (37), usually oneway from the producer.
 pub async fn end_transaction(
     inner: &Arc<BrokerInner>,
@@ -208,7 +188,7 @@ pub async fn end_transaction(
             ));
         };
         props.remove(property::TRANSACTION_CHECK_TIMES);
-        let mut msg = put_from(inner, &half, &props);
+        let mut msg = PutMessage::copy_of(&half, &props, inner.store_host);
         msg.topic = topic;
         msg.queue_id = queue_id;
         msg.sys_flag = (half.sys_flag & !sys_flag::TRANSACTION_ROLLBACK_TYPE)
@@ -301,7 +281,7 @@ async fn check_once(inner: &Arc<BrokerInner>) {
             property::TRANSACTION_CHECK_TIMES.into(),
             (checks + 1).to_string(),
         );
-        let copy = put_from(inner, &m, &props);
+        let copy = PutMessage::copy_of(&m, &props, inner.store_host);
         let r = store.put_message(copy).await;
         let Some(append) = r.append.filter(|_| r.status.is_stored()) else {
             tracing::warn!(status = ?r.status, "cannot re-append a transaction half; checking later");

@@ -3,59 +3,23 @@
 //! (callback) and oneway sends are all stored, and acknowledged messages survive a restart.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_broker::{Broker, BrokerSettings};
 use rmq_nameserver::{NameServer, NamesrvConfig};
 use rocketmq_client_rust::{
-    ClientConfig, ClientError, ClientResult, ClientRuntime, ClientRuntimeConfig,
-    ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently, SendResult,
-    TelemetryHandle,
+    ClientConfig, ClientError, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+    SendResult,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
-static OWNER: LazyLock<RuntimeOwner> = LazyLock::new(|| {
-    let mut config = RuntimeConfig {
-        thread_name: "broker-restart-it".to_string(),
-        ..Default::default()
-    };
-    // The client runs each consume request on this lane; its default depth (8 × cores) makes
-    // it treat a burst of pulled messages as consume failures on a 2-core machine.
-    config.blocking_lane_policies.metadata_io.max_queue_depth = 4096;
-    RuntimeOwner::plan(config)
-        .expect("runtime plan")
-        .build()
-        .expect("runtime owner")
-});
-
-fn client_runtime(scope: &'static str) -> Arc<ClientRuntime> {
-    ClientRuntime::try_new(
-        OWNER.root_context().component(scope),
-        ClientRuntimeConfig::default(),
-        TelemetryHandle::noop(),
-    )
-    .expect("client runtime")
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // The broker also takes port - 2 (VIP channel).
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
+mod client_common;
+use client_common::{client_runtime, free_port};
 
 struct Cluster {
     namesrv: NameServer,

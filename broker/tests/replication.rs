@@ -25,6 +25,18 @@ fn free_port() -> u16 {
     }
 }
 
+async fn namesrv(dir: &std::path::Path) -> NameServer {
+    NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 fn settings(dir: &std::path::Path, ns: &str, id: i64, role: &str) -> BrokerSettings {
     let mut s = BrokerSettings::default();
     s.broker.namesrv_addr = ns.to_string();
@@ -118,15 +130,7 @@ async fn caught_up(master: &Broker, slave: &Broker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slave_follows_the_master_and_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let master = Broker::start(settings(&dir.path().join("m"), &ns_addr, 0, "ASYNC_MASTER"))
         .await
@@ -294,15 +298,7 @@ async fn sync_master_acknowledges_what_a_slave_holds() {
     use rmq_remoting::header::SendMessageResponseHeader;
     use rmq_remoting::{RemotingClient, ResponseCode};
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let ms = settings(&dir.path().join("m"), &ns_addr, 0, "SYNC_MASTER");
     let master = Broker::start(ms.clone()).await.unwrap();
@@ -417,15 +413,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     use rmq_remoting::protocol::route::TopicRouteData;
     use rmq_remoting::{JsonBody, RemotingClient, RequestCode, ResponseCode};
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let ms = settings(&dir.path().join("m"), &ns_addr, 0, "SYNC_MASTER");
     let master = Broker::start(ms.clone()).await.unwrap();
@@ -527,15 +515,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
 async fn former_master_rejoins_with_its_divergent_tail_cut() {
     use rmq_remoting::{RemotingClient, ResponseCode};
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let mut a_settings = settings(&dir.path().join("a"), &ns_addr, 0, "SYNC_MASTER");
     let a = Broker::start(a_settings.clone()).await.unwrap();
@@ -601,15 +581,7 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     use rmq_remoting::{RemotingClient, ResponseCode};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let mut ms = settings(
         &dir.path().join("m"),
         &ns.local_addr().to_string(),

@@ -38,16 +38,20 @@ fn behind_beyond_memory(inner: &BrokerInner, result: &crate::store::GetResult) -
     behind > (total_memory() as f64 * 0.40) as i64
 }
 
+/// The machine's RAM, read once (not a syscall per pull).
 fn total_memory() -> u64 {
-    // SAFETY: sysinfo fills the struct we pass.
-    unsafe {
-        let mut si: libc::sysinfo = std::mem::zeroed();
-        if libc::sysinfo(&mut si) == 0 {
-            si.totalram as u64 * si.mem_unit as u64
-        } else {
-            u64::MAX
+    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        // SAFETY: sysinfo fills the struct we pass.
+        unsafe {
+            let mut si: libc::sysinfo = std::mem::zeroed();
+            if libc::sysinfo(&mut si) == 0 {
+                si.totalram as u64 * si.mem_unit as u64
+            } else {
+                u64::MAX
+            }
         }
-    }
+    })
 }
 
 pub struct TagFilter {

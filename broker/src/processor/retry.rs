@@ -126,15 +126,8 @@ pub async fn consumer_send_msg_back(
     let mut put = PutMessage {
         topic,
         queue_id,
-        flag: msg.flag,
-        body: msg.body.clone(),
-        properties: encode_properties(&msg.properties),
-        sys_flag: msg.sys_flag,
-        born_timestamp: msg.born_timestamp,
-        born_host: msg.born_host,
-        store_host: inner.store_host,
         reconsume_times: msg.reconsume_times + 1,
-        prepared_transaction_offset: msg.prepared_transaction_offset,
+        ..PutMessage::copy_of(&msg, &msg.properties, inner.store_host)
     };
     crate::schedule::apply_delay(&mut put, inner.store.delay_levels().len());
     let r = inner.store.put_message(put).await;

@@ -37,16 +37,30 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             "[REJECTREQUEST]system busy, start flow control for a while",
         ));
     };
-    let (broker_perm, auto_create, cluster, broker_name) = {
+    // One look at the settings per send (the role can change at run time: promotion).
+    let (
+        broker_perm,
+        auto_create,
+        cluster,
+        broker_name,
+        is_slave,
+        reject_transactions,
+        sync_master,
+        slave_timeout,
+    ) = {
         let s = inner.settings.read();
         (
             s.broker.broker_permission,
             s.broker.auto_create_topic_enable,
             s.broker.broker_cluster_name.clone(),
             s.broker.broker_name.clone(),
+            s.broker.is_slave(),
+            s.broker.reject_transaction_message,
+            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            std::time::Duration::from_millis(s.store.sync_flush_timeout.max(1)),
         )
     };
-    if !perm::is_writeable(broker_perm) || inner.settings.read().broker.is_slave() {
+    if !perm::is_writeable(broker_perm) || is_slave {
         return Ok(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(
@@ -130,7 +144,7 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
     };
     let mut props = h.properties.clone().unwrap_or_default();
     let half = crate::transaction::is_half(&props, h.reconsume_times.unwrap_or(0));
-    if half && inner.settings.read().broker.reject_transaction_message {
+    if half && reject_transactions {
         return Ok(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!("the broker[{broker_name}] sending transaction message is forbidden"),
@@ -251,17 +265,10 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         .inc_by(bytes);
     // SYNC_MASTER: acknowledged only once a slave holds it (the message is stored either way;
     // clients see SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT as a send status).
-    let (sync_master, timeout) = {
-        let s = inner.settings.read();
-        (
-            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
-            std::time::Duration::from_millis(s.store.sync_flush_timeout.max(1)),
-        )
-    };
     let mut code = code;
     if sync_master && code == ResponseCode::SUCCESS {
         let end = append.wrote_offset + append.wrote_bytes as i64;
-        if let Err(c) = crate::ha::wait_for_slave(inner, end, timeout).await {
+        if let Err(c) = crate::ha::wait_for_slave(inner, end, slave_timeout).await {
             code = c;
         }
     }

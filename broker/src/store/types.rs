@@ -71,6 +71,29 @@ impl AppendResult {
 }
 
 impl PutMessage {
+    /// A stored message put again (to its real topic, a retry topic, a new half...) with
+    /// `props`, stored here: same topic, queue, body, flags, born time and host, reconsume
+    /// count; callers change what differs.
+    pub fn copy_of(
+        m: &rmq_remoting::message::MessageExt,
+        props: &HashMap<String, String>,
+        store_host: SocketAddr,
+    ) -> PutMessage {
+        PutMessage {
+            topic: m.topic.clone(),
+            queue_id: m.queue_id,
+            flag: m.flag,
+            body: m.body.clone(),
+            properties: rmq_remoting::message::encode_properties(props),
+            sys_flag: m.sys_flag,
+            born_timestamp: m.born_timestamp,
+            born_host: m.born_host,
+            store_host,
+            reconsume_times: m.reconsume_times,
+            prepared_transaction_offset: m.prepared_transaction_offset,
+        }
+    }
+
     /// Sets the properties from a map (encoded as on the wire).
     pub fn set_properties(&mut self, props: &HashMap<String, String>) {
         self.properties = rmq_remoting::message::encode_properties(props);
