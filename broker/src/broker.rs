@@ -104,6 +104,9 @@ pub struct BrokerInner {
     pub stop: CancellationToken,
     /// Tasks started after boot (a promotion's master services), awaited at shutdown.
     pub extra_tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    /// The services of this broker's current role (master: HA port, delay levels,
+    /// transaction checks; slave: following the master). Cancelled on a role change.
+    pub role_term: parking_lot::Mutex<CancellationToken>,
 }
 
 impl BrokerInner {
@@ -183,6 +186,7 @@ impl Broker {
             epochs: crate::failover::Epochs::load(config_dir.join("epoch.json")),
             stop: CancellationToken::new(),
             extra_tasks: Default::default(),
+            role_term: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -241,23 +245,14 @@ impl Broker {
             }
         }
         let stop = inner.stop.clone();
-        let mut tasks = vec![
+        let tasks = vec![
             tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
-        let is_slave = inner.settings.read().broker.is_slave();
-        if !is_slave {
+        if inner.settings.read().broker.is_slave() {
+            start_slave_services(&inner);
+        } else {
             start_master_services(&inner).await?;
-        }
-        if is_slave {
-            tasks.push(tokio::spawn(crate::ha::replicate(
-                inner.clone(),
-                stop.clone(),
-            )));
-            tasks.push(tokio::spawn(crate::slave_sync::sync_metadata(
-                inner.clone(),
-                stop.clone(),
-            )));
         }
         tracing::info!(
             addr = %inner.broker_addr,
@@ -335,7 +330,7 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
             s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
         )
     };
-    let stop = inner.stop.clone();
+    let stop = new_role_term(inner);
     inner.epochs.ensure_started();
     let mut handles = Vec::new();
     match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
@@ -360,6 +355,24 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
     handles.push(tokio::spawn(crate::transaction::run(inner.clone(), stop)));
     inner.extra_tasks.lock().extend(handles);
     Ok(())
+}
+
+/// Ends the services of the previous role and opens a term for the next one's.
+fn new_role_term(inner: &BrokerInner) -> CancellationToken {
+    let term = inner.stop.child_token();
+    std::mem::replace(&mut *inner.role_term.lock(), term.clone()).cancel();
+    term
+}
+
+/// What a slave runs: following the master over the HA port and copying its metadata. At
+/// start, and again on demotion. Both end by themselves once the broker is promoted.
+pub fn start_slave_services(inner: &Arc<BrokerInner>) {
+    let stop = new_role_term(inner);
+    let handles = [
+        tokio::spawn(crate::ha::replicate(inner.clone(), stop.clone())),
+        tokio::spawn(crate::slave_sync::sync_metadata(inner.clone(), stop)),
+    ];
+    inner.extra_tasks.lock().extend(handles);
 }
 
 /// The IP written into every stored message as its store host (and so into every

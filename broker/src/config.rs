@@ -66,6 +66,9 @@ java_config! {
         ha_listen_port: u16 = 0 => "haListenPort",
         /// A slave's master HA address (`host:port`); empty: the one the name server gives.
         ha_master_address: String = String::new() => "haMasterAddress",
+        /// A slave whose reports stop for this long no longer counts (a partition leaves no
+        /// reset to notice), ms.
+        ha_housekeeping_interval: u64 = 20_000 => "haHousekeepingInterval",
         bind_address: String = "0.0.0.0".into() => "bindAddress",
         broker_permission: i32 = 6 => "brokerPermission",
         auto_create_topic_enable: bool = true => "autoCreateTopicEnable",

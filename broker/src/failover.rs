@@ -6,7 +6,9 @@
 //! (1008) naming this broker the master with a higher epoch: it records the new epoch at its
 //! current end, takes `brokerId` 0 and the master role, starts serving writes and the HA port,
 //! and re-registers. A lower or equal epoch is refused (CONTROLLER_FENCED_MASTER_EPOCH), so
-//! two masters never share one.
+//! two masters never share one. The same request naming another broker demotes a master; a
+//! promoted broker sends it to its former master until that one answers, so a master cut off
+//! by a partition steps down as soon as it can be reached.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ struct EpochFile {
 pub struct Epochs {
     path: PathBuf,
     list: Mutex<Vec<EpochEntry>>,
+    seen: std::sync::atomic::AtomicI32,
 }
 
 impl Epochs {
@@ -46,6 +49,7 @@ impl Epochs {
         Epochs {
             path,
             list: Mutex::new(list),
+            seen: Default::default(),
         }
     }
 
@@ -85,6 +89,17 @@ impl Epochs {
         drop(l);
         self.persist();
         Ok(())
+    }
+
+    /// The newest epoch another broker announced (not persisted: a slave's list catches up
+    /// at its next handshake).
+    pub fn seen(&self) -> i32 {
+        self.seen.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn saw(&self, epoch: i32) {
+        self.seen
+            .fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// A slave takes its master's list.
@@ -136,7 +151,12 @@ pub fn epoch_cache(
     Ok(RemotingCommand::success().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
-/// NOTIFY_BROKER_ROLE_CHANGED (1008) naming this broker the master: promotion.
+/// NOTIFY_BROKER_ROLE_CHANGED (1008). Naming this broker the master with a newer epoch
+/// promotes it; naming another broker, with a newer epoch, while this one is master demotes
+/// it (a switchover, or a former master back from a partition). Our own fields besides
+/// RocketMQ's `masterAddress` / `masterEpoch`: `brokerRole` (the promoted role), `brokerId`
+/// (the demoted broker's new id), `masterHaAddress` (where it follows) and `brokerName`
+/// (refused if it is not this group).
 pub async fn role_changed(
     inner: &Arc<BrokerInner>,
     req: &RemotingCommand,
@@ -144,18 +164,23 @@ pub async fn role_changed(
     let field = |k: &str| req.ext_fields.get(k).cloned().unwrap_or_default();
     let master_addr = field("masterAddress");
     let epoch: i32 = field("masterEpoch").parse().unwrap_or(0);
-    let me = inner.broker_addr.clone();
-    if !master_addr.is_empty() && master_addr != me {
-        // Another broker leads now: with our own HA client we follow whoever the name server
-        // reports; nothing to change here.
-        return Ok(RemotingCommand::success());
-    }
-    let current = inner.epochs.current();
-    if epoch <= current {
+    let group = field("brokerName");
+    if !group.is_empty() && group != inner.broker_name() {
         return Ok(RemotingCommand::error(
-            ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH,
-            format!("epoch {epoch} is not newer than this group's epoch {current}"),
+            ResponseCode::CONTROLLER_INVALID_REQUEST,
+            format!(
+                "this broker is in group {}, not {group}",
+                inner.broker_name()
+            ),
         ));
+    }
+    let known = inner.epochs.current().max(inner.epochs.seen());
+    if !master_addr.is_empty() && master_addr != inner.broker_addr {
+        let ha = field("masterHaAddress");
+        return demote(inner, &master_addr, &ha, epoch, known, &field("brokerId")).await;
+    }
+    if epoch <= known {
+        return Ok(fenced(epoch, known));
     }
     if !inner.settings.read().broker.is_slave() {
         return Ok(RemotingCommand::error(
@@ -165,29 +190,127 @@ pub async fn role_changed(
     }
     let at = inner.store.max_phy_offset();
     if let Err(current) = inner.epochs.begin(epoch, at) {
-        return Ok(RemotingCommand::error(
-            ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH,
-            format!("epoch {epoch} is not newer than this group's epoch {current}"),
-        ));
+        return Ok(fenced(epoch, current));
     }
     let role = Some(field("brokerRole"))
         .filter(|r| r.eq_ignore_ascii_case("SYNC_MASTER") || r.eq_ignore_ascii_case("ASYNC_MASTER"))
         .unwrap_or_else(|| "ASYNC_MASTER".into())
         .to_ascii_uppercase();
-    {
+    let former_id = {
         let mut s = inner.settings.write();
         s.broker.broker_role = role.clone();
-        s.broker.broker_id = 0;
-    }
+        std::mem::replace(&mut s.broker.broker_id, 0)
+    };
+    let former_master = inner.ha.master_addr.write().take();
     *inner.ha.connected_master.write() = None;
     *inner.ha.master_ha_addr.write() = None;
-    *inner.ha.master_addr.write() = None;
     if let Err(e) = crate::broker::start_master_services(inner).await {
         tracing::error!(error = %e, "promoted, but master services did not all start");
     }
     crate::namesrv::register_soon(inner);
     tracing::warn!(epoch, offset = at, %role, "promoted to master");
+    if let Some(former) = former_master.filter(|f| !f.is_empty() && *f != inner.broker_addr) {
+        let task = tokio::spawn(fence_former_master(inner.clone(), former, epoch, former_id));
+        inner.extra_tasks.lock().push(task);
+    }
     Ok(RemotingCommand::success())
+}
+
+fn fenced(epoch: i32, current: i32) -> RemotingCommand {
+    RemotingCommand::error(
+        ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH,
+        format!("epoch {epoch} is not newer than this group's epoch {current}"),
+    )
+}
+
+/// Another broker leads from `epoch` on. A slave just notes where its master is; a master
+/// steps down: it stops taking writes and serving slaves, takes `brokerId`, and follows the
+/// new master, which cuts whatever it wrote that the new master never had.
+async fn demote(
+    inner: &Arc<BrokerInner>,
+    master_addr: &str,
+    master_ha_addr: &str,
+    epoch: i32,
+    known: i32,
+    new_id: &str,
+) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
+    if inner.settings.read().broker.is_slave() {
+        inner.epochs.saw(epoch);
+        return Ok(RemotingCommand::success());
+    }
+    if epoch <= known {
+        return Ok(fenced(epoch, known));
+    }
+    let Some(id) = new_id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return Ok(RemotingCommand::error(
+            ResponseCode::CONTROLLER_INVALID_REQUEST,
+            "demoting a master needs the brokerId (> 0) it is to take as a slave",
+        ));
+    };
+    inner.epochs.saw(epoch);
+    {
+        let mut s = inner.settings.write();
+        s.broker.broker_role = "SLAVE".into();
+        s.broker.broker_id = id;
+        // A configured haMasterAddress names an earlier arrangement.
+        s.broker.ha_master_address.clear();
+    }
+    *inner.ha.master_addr.write() = Some(master_addr.to_string());
+    // Without it, the name servers' answer at the next registration says where to follow.
+    *inner.ha.master_ha_addr.write() = Some(master_ha_addr.to_string()).filter(|a| !a.is_empty());
+    crate::broker::start_slave_services(inner);
+    crate::namesrv::register_soon(inner);
+    tracing::warn!(
+        epoch,
+        master = master_addr,
+        broker_id = id,
+        offset = inner.store.max_phy_offset(),
+        "demoted to slave: another broker leads this group"
+    );
+    Ok(RemotingCommand::success())
+}
+
+/// After a promotion: tells the former master, whenever it can be reached again (it may be
+/// alive behind a partition, still taking writes), that this broker leads from `epoch` on, so
+/// it steps down instead of competing. Ends once it answers, or when a newer epoch begins.
+async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32, its_id: i64) {
+    let stop = inner.role_term.lock().clone();
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    while tokio::time::Instant::now() < give_up && inner.epochs.current() == epoch {
+        let mut req =
+            RemotingCommand::request(rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
+        for (k, v) in [
+            ("masterAddress", inner.broker_addr.clone()),
+            (
+                "masterHaAddress",
+                inner.settings.read().broker.ha_server_addr(),
+            ),
+            ("masterEpoch", epoch.to_string()),
+            ("masterBrokerId", "0".into()),
+            ("brokerId", its_id.to_string()),
+            ("brokerName", inner.broker_name()),
+        ] {
+            req.ext_fields.insert(k.into(), v);
+        }
+        let timeout = std::time::Duration::from_secs(3);
+        match inner.namesrv.invoke(&former, req, timeout).await {
+            Ok(r) if r.code == ResponseCode::SUCCESS => {
+                tracing::info!(%former, epoch, "the former master follows this broker now");
+                return;
+            }
+            Ok(r) => {
+                tracing::warn!(%former, code = r.code, remark = ?r.remark, "the former master refused to step down");
+                if r.code != ResponseCode::SYSTEM_ERROR {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(%former, error = %e, "former master not reachable yet"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 /// How much of its log a replica may keep when it follows a master with epochs `theirs`:

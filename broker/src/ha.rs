@@ -109,9 +109,11 @@ pub async fn serve(inner: Arc<BrokerInner>, listener: TcpListener, stop: Cancell
             tracing::info!(%peer, "slave connected to the HA port");
             let r = serve_slave(&inner, sock, peer, id, stop).await;
             inner.ha.slaves.lock().remove(&id);
+            // Sends waiting on this slave answer now (SLAVE_NOT_AVAILABLE if it was the last).
+            inner.ha.acked.notify_waiters();
             match r {
                 Ok(()) => tracing::info!(%peer, "slave disconnected"),
-                Err(e) => tracing::info!(%peer, error = %e, "slave connection ended"),
+                Err(e) => tracing::warn!(%peer, error = %e, "slave connection ended"),
             }
         });
     }
@@ -139,11 +141,28 @@ async fn serve_slave(
         .slaves
         .lock()
         .insert(id, (peer, first, Instant::now()));
+    // A partition leaves no reset behind: a slave silent past `haHousekeepingInterval` is
+    // dropped, so SYNC_MASTER sends get SLAVE_NOT_AVAILABLE rather than timing out forever.
+    let silence = Duration::from_millis(
+        inner
+            .settings
+            .read()
+            .broker
+            .ha_housekeeping_interval
+            .max(HEARTBEAT.as_millis() as u64 * 2),
+    );
     let reports = {
         let inner = inner.clone();
         async move {
             loop {
-                let offset = rd.read_i64().await?;
+                let offset = tokio::time::timeout(silence, rd.read_i64())
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no report from the slave for {silence:?}"),
+                        )
+                    })??;
                 if let Some(s) = inner.ha.slaves.lock().get_mut(&id) {
                     s.1 = offset;
                     s.2 = Instant::now();
@@ -197,6 +216,7 @@ async fn serve_slave(
 
 /// Slave side: keeps a connection to the master's HA port and stores what it streams.
 pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
+    let mut last_refresh = Instant::now();
     loop {
         if !inner.settings.read().broker.is_slave() {
             return; // promoted
@@ -222,7 +242,13 @@ pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
             match follow(&inner, &addr, &stop).await {
                 Ok(()) => {}
                 Err(e) => {
-                    tracing::info!(master = %addr, error = %e, "replication connection ended; retrying")
+                    tracing::info!(master = %addr, error = %e, "replication connection ended; retrying");
+                    // The master may have changed (failover): ask the name servers now and
+                    // then rather than waiting for the next 30 s registration.
+                    if last_refresh.elapsed() >= Duration::from_secs(5) {
+                        last_refresh = Instant::now();
+                        crate::namesrv::register_all(&inner).await;
+                    }
                 }
             }
             *inner.ha.connected_master.write() = None;
