@@ -154,7 +154,8 @@ pub fn epoch_cache(
 /// NOTIFY_BROKER_ROLE_CHANGED (1008). Naming this broker the master with a newer epoch
 /// promotes it; naming another broker, with a newer epoch, while this one is master demotes
 /// it (a switchover, or a former master back from a partition). Our own fields besides
-/// RocketMQ's `masterAddress` / `masterEpoch`: `brokerRole` (the promoted role), `brokerId`
+/// RocketMQ's `masterAddress` / `masterEpoch`: `brokerRole` (the promoted role),
+/// `formerMasterBrokerId` (the id the former master takes when it steps down), `brokerId`
 /// (the demoted broker's new id), `masterHaAddress` (where it follows) and `brokerName`
 /// (refused if it is not this group).
 pub async fn role_changed(
@@ -209,8 +210,15 @@ pub async fn role_changed(
     }
     crate::namesrv::register_soon(inner);
     tracing::warn!(epoch, offset = at, %role, "promoted to master");
+    // The former master's id as a slave: what the caller says (the operator keeps ids tied
+    // to pods), else the one this broker leaves.
+    let its_id = field("formerMasterBrokerId")
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .unwrap_or(former_id);
     if let Some(former) = former_master.filter(|f| !f.is_empty() && *f != inner.broker_addr) {
-        let task = tokio::spawn(fence_former_master(inner.clone(), former, epoch, former_id));
+        let task = tokio::spawn(fence_former_master(inner.clone(), former, epoch, its_id));
         inner.extra_tasks.lock().push(task);
     }
     Ok(RemotingCommand::success())

@@ -427,6 +427,7 @@ fn external_access_refuses_what_cannot_work() {
         },
         "managed by the operator",
     );
+    refused(&|b| b.spec.replicas = 1, "SYNC_MASTER needs a slave");
 }
 
 #[test]
@@ -455,9 +456,43 @@ fn after_a_failover_the_promoted_ordinal_is_configured_as_master() {
             old_master["brokerRole"].as_str(),
             old_master["brokerId"].as_str()
         ),
-        ("SLAVE", "1"),
+        ("SLAVE", "5"),
         "the former master comes back as a slave (and cuts its divergent tail)"
     );
+    // The brokers switched over the wire already: the new config waits for their next
+    // start instead of rolling the pods (which would restart the new master).
+    let hash = |o: &broker_group::BrokerGroupObjects| {
+        o.stateful_set
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()["rocketmq.rs/config-hash"]
+            .clone()
+    };
+    assert_eq!(hash(&before), hash(&o), "a switch rolls no pod");
+    // The master Service follows.
+    let selector = |o: &broker_group::BrokerGroupObjects| {
+        o.master.spec.clone().unwrap().selector.unwrap()["statefulset.kubernetes.io/pod-name"]
+            .clone()
+    };
+    assert_eq!(
+        (selector(&before).as_str(), selector(&o).as_str()),
+        ("broker-a-0", "broker-a-1")
+    );
+    assert_eq!(o.master.metadata.name.as_deref(), Some("broker-a-master"));
+    // Scaling to one pod would remove the master (ordinal 1): the StatefulSet keeps two
+    // until another pod leads.
+    bg.spec.replicas = 1;
+    bg.spec.broker_role = rmq_operator::crd::broker_group::BrokerRole::AsyncMaster;
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    assert_eq!(o.stateful_set.spec.as_ref().unwrap().replicas, Some(2));
+    assert_eq!(selector(&o), "broker-a-1");
+    bg.spec.replicas = 2;
+    bg.spec.broker_role = rmq_operator::crd::broker_group::BrokerRole::SyncMaster;
     // A master pod outside the group is ignored.
     bg.status =
         Some(serde_json::from_value(serde_json::json!({ "masterPod": "broker-a-7" })).unwrap());

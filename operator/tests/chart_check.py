@@ -28,7 +28,7 @@ NEEDED = {
     ("", "configmaps"): {"create", "patch"},
     ("", "services"): {"create", "patch", "list", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 

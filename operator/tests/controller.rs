@@ -310,6 +310,28 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
         })
     })
     .await;
+    // The master Service selects the master pod; each pod is labelled with its role.
+    let master = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-a-master",
+        echo,
+    )
+    .await;
+    assert_eq!(
+        master["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+        "broker-a-0"
+    );
+    for (pod, role) in [("broker-a-0", "master"), ("broker-a-1", "slave")] {
+        let patch = expect(
+            h,
+            Method::PATCH,
+            &format!("/api/v1/namespaces/default/pods/{pod}"),
+            echo,
+        )
+        .await;
+        assert_eq!(patch["metadata"]["labels"]["rocketmq.rs/role"], role);
+    }
     let status = expect(
         h,
         Method::PATCH,
@@ -454,6 +476,13 @@ async fn load_balancer_addresses_reach_the_pods_and_the_status() {
         Method::GET,
         "/api/v1/namespaces/default/pods",
         |_| json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [] }),
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-b-master",
+        echo,
     )
     .await;
     let status = expect(

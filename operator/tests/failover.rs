@@ -179,6 +179,28 @@ async fn promotion(manual: bool) {
                 "items": [pod("broker-f-0", "False"), pod("broker-f-1", "True")] })
     })
     .await;
+    // The master Service and the role labels follow the promotion.
+    let master = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/services/broker-f-master",
+        echo,
+    )
+    .await;
+    assert_eq!(
+        master["spec"]["selector"]["statefulset.kubernetes.io/pod-name"],
+        "broker-f-1"
+    );
+    for (pod, role) in [("broker-f-0", "slave"), ("broker-f-1", "master")] {
+        let patch = expect(
+            h,
+            Method::PATCH,
+            &format!("/api/v1/namespaces/default/pods/{pod}"),
+            echo,
+        )
+        .await;
+        assert_eq!(patch["metadata"]["labels"]["rocketmq.rs/role"], role);
+    }
     let status = expect(
         h,
         Method::PATCH,

@@ -33,6 +33,10 @@ pub const COMPONENT: &str = "broker";
 const STORE: &str = "/home/rocketmq/store";
 /// Label of broker pods on the node's network, which must not share a node.
 pub const HOST_NETWORK_LABEL: &str = "rocketmq.rs/host-network";
+/// Set by the StatefulSet controller on each of its pods.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+/// Set by the operator on each broker pod: `master` or `slave`, following failovers.
+pub const ROLE_LABEL: &str = "rocketmq.rs/role";
 
 /// Keys the operator sets itself; a spec may not override them.
 pub const MANAGED_KEYS: &[&str] = &[
@@ -59,6 +63,8 @@ pub const MANAGED_KEYS: &[&str] = &[
 pub struct BrokerGroupObjects {
     pub config: ConfigMap,
     pub headless: Service,
+    /// `<group>-master`: the current master pod only.
+    pub master: Service,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
     /// Per-pod Services for clients outside the cluster (`External` NodePort/LoadBalancer).
@@ -72,8 +78,48 @@ pub fn master_ordinal(bg: &BrokerGroup) -> i32 {
         .and_then(|s| s.master_pod.as_deref())
         .and_then(|p| p.rsplit('-').next())
         .and_then(|o| o.parse::<i32>().ok())
-        .filter(|o| (0..bg.spec.replicas).contains(o))
+        // Not bounded by spec.replicas: a scale-down below the master does not move it.
+        .filter(|o| (0..super::failover::MAX_REPLICAS).contains(o))
         .unwrap_or(0)
+}
+
+/// Pods the StatefulSet keeps: the spec's count, but never fewer than reach the master (a
+/// scale-down waits until the master has been switched to a lower ordinal).
+pub fn kept_replicas(bg: &BrokerGroup) -> i32 {
+    bg.spec.replicas.max(master_ordinal(bg) + 1)
+}
+
+/// The Service that always selects the group's current master pod (`<group>-master`).
+pub fn master_service(
+    owner: &Owner,
+    group: &str,
+    master_pod: &str,
+    labels: &BTreeMap<String, String>,
+    ports: Vec<ServicePort>,
+) -> Service {
+    let mut selector = selector(group, COMPONENT);
+    selector.insert(POD_NAME_LABEL.into(), master_pod.to_string());
+    Service {
+        metadata: meta(owner, format!("{group}-master"), labels.clone()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The config files without the keys a switch changes.
+fn without_roles(data: &BTreeMap<String, String>) -> Vec<String> {
+    data.values()
+        .map(|conf| {
+            conf.lines()
+                .filter(|l| !l.starts_with("brokerId=") && !l.starts_with("brokerRole="))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
 }
 
 /// `broker.conf` of one ordinal.
@@ -124,9 +170,10 @@ pub fn build(
     namesrv_addr: &str,
 ) -> Result<BrokerGroupObjects, SpecError> {
     let spec = &bg.spec;
-    if !(1..=5).contains(&spec.replicas) {
+    if !(1..=super::failover::MAX_REPLICAS).contains(&spec.replicas) {
         return Err(SpecError::Invalid(format!(
-            "replicas must be 1..=5, got {}",
+            "replicas must be 1..={}, got {}",
+            super::failover::MAX_REPLICAS,
             spec.replicas
         )));
     }
@@ -138,6 +185,11 @@ pub fn build(
         return Err(SpecError::Invalid(format!(
             "config key `{k}` is managed by the operator"
         )));
+    }
+    if spec.broker_role == BrokerRole::SyncMaster && spec.replicas < 2 {
+        return Err(SpecError::Invalid(
+            "brokerRole SYNC_MASTER needs a slave to acknowledge sends: replicas must be at least 2 (or use ASYNC_MASTER)".into(),
+        ));
     }
     let a = &spec.addressing;
     // What mqbroker resolves at start (multi-NIC), and what the entrypoint fills from the
@@ -168,7 +220,7 @@ pub fn build(
             address_props.insert("brokerIP1Cidr".into(), cidr);
         }
         AddressMode::External => {
-            external = Some(external::validate(a.external.as_ref(), spec.replicas)?);
+            external = Some(external::validate(a.external.as_ref(), kept_replicas(bg))?);
         }
     }
     let ext_type = external.map(|e| e.type_);
@@ -194,7 +246,7 @@ pub fn build(
     let selector = selector(&name, COMPONENT);
 
     let mut data = BTreeMap::new();
-    for i in 0..spec.replicas {
+    for i in 0..kept_replicas(bg) {
         let mut conf = broker_conf(bg, &broker_name, i, namesrv_addr);
         conf.extend(address_props.clone());
         if let Some(ext) = external.filter(|e| e.type_ == ExternalType::NodePort) {
@@ -206,7 +258,10 @@ pub fn build(
         }
         data.insert(format!("broker-{i}.conf"), properties(&conf));
     }
-    let hash = fnv(format!("{data:?}").as_bytes());
+    // Roles and ids change at runtime (failover, switchover): the brokers switch over the
+    // wire and the new config only matters at their next start, so it must not roll the pods
+    // (which would restart the new master right after it took over).
+    let hash = fnv(format!("{:?}", without_roles(&data)).as_bytes());
     let config = ConfigMap {
         metadata: meta(owner, format!("{name}-config"), labels.clone()),
         data: Some(data),
@@ -227,6 +282,13 @@ pub fn build(
     if spec.metrics.enabled {
         svc_ports.push(sport("metrics", spec.metrics.port));
     }
+    let master = master_service(
+        owner,
+        &name,
+        &format!("{name}-{}", master_ordinal(bg)),
+        &labels,
+        svc_ports.clone(),
+    );
     let headless = Service {
         metadata: meta(owner, format!("{name}-headless"), labels.clone()),
         spec: Some(ServiceSpec {
@@ -261,13 +323,13 @@ pub fn build(
     if spec.metrics.enabled {
         ports.push(cport("metrics", spec.metrics.port));
     }
-    let tcp_probe = |delay: i32, failures: i32| Probe {
+    let tcp_probe = |delay: i32, period: i32, failures: i32| Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::Int(BROKER_PORT),
             host: None,
         }),
         initial_delay_seconds: Some(delay),
-        period_seconds: Some(10),
+        period_seconds: Some(period),
         failure_threshold: Some(failures),
         ..Default::default()
     };
@@ -325,8 +387,9 @@ pub fn build(
         command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
         env: Some(env),
         ports: Some(ports),
-        readiness_probe: Some(tcp_probe(5, 3)),
-        liveness_probe: Some(tcp_probe(60, 6)),
+        // Readiness feeds failover: a hung broker is unready within ~10 s.
+        readiness_probe: Some(tcp_probe(5, 5, 2)),
+        liveness_probe: Some(tcp_probe(60, 10, 6)),
         resources: spec.resources.clone(),
         volume_mounts: Some(vec![
             VolumeMount {
@@ -430,7 +493,7 @@ pub fn build(
     let stateful_set = StatefulSet {
         metadata: meta(owner, name.clone(), labels.clone()),
         spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(kept_replicas(bg)),
             service_name: Some(format!("{name}-headless")),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
@@ -458,7 +521,7 @@ pub fn build(
         ..Default::default()
     };
     let external = external
-        .map(|e| external::services(owner, &name, &labels, e, spec.replicas))
+        .map(|e| external::services(owner, &name, &labels, e, kept_replicas(bg)))
         .unwrap_or_default();
     let pdb = PodDisruptionBudget {
         metadata: meta(owner, name, labels),
@@ -475,6 +538,7 @@ pub fn build(
     Ok(BrokerGroupObjects {
         config,
         headless,
+        master,
         stateful_set,
         pdb,
         external,

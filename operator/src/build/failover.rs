@@ -83,13 +83,25 @@ pub fn decide(
     }
 }
 
+/// Most brokers in a group (ordinals 0..MAX_REPLICAS).
+pub const MAX_REPLICAS: i32 = 5;
+
 /// The broker id each ordinal runs with when `master` is the master's ordinal: the master 0,
-/// ordinal 0 (a former master) takes the promoted one's old id, the others keep theirs.
+/// a slave its ordinal, and ordinal 0 as a slave `MAX_REPLICAS` (no ordinal has that id).
+/// Each pod's id depends only on its own ordinal and whether it leads, so after a switch at
+/// runtime no two brokers share an id, whichever of them restarts with its new config first.
 pub fn broker_id(ordinal: i32, master: i32) -> i64 {
     if ordinal == master {
         0
-    } else if ordinal == 0 {
-        i64::from(master)
+    } else {
+        slave_id(ordinal)
+    }
+}
+
+/// The id `ordinal` takes as a slave.
+pub fn slave_id(ordinal: i32) -> i64 {
+    if ordinal == 0 {
+        i64::from(MAX_REPLICAS)
     } else {
         i64::from(ordinal)
     }
@@ -117,9 +129,10 @@ mod tests {
             c(3, false, Some(5000)),
         ];
         assert_eq!(decide(&spec, true, 0, None, &slaves), Decision::Healthy);
+        assert_eq!(spec.grace_seconds, 8);
         assert_eq!(
-            decide(&spec, false, 10, None, &slaves),
-            Decision::Waiting { remaining_secs: 20 }
+            decide(&spec, false, 3, None, &slaves),
+            Decision::Waiting { remaining_secs: 5 }
         );
         assert_eq!(
             decide(&spec, false, 31, Some(1000), &slaves),
@@ -167,11 +180,27 @@ mod tests {
 
     #[test]
     fn ids_after_a_switch() {
-        // Master moved to ordinal 2: it is 0, the former master takes 2, the rest keep theirs.
+        // The usual layout: ordinal 0 leads, the slaves are 1 and 2.
+        assert_eq!(
+            (broker_id(0, 0), broker_id(1, 0), broker_id(2, 0)),
+            (0, 1, 2)
+        );
+        // Master moved to ordinal 2: it is 0, the former master takes 5, ordinal 1 keeps 1.
         assert_eq!(
             (broker_id(2, 2), broker_id(0, 2), broker_id(1, 2)),
-            (0, 2, 1)
+            (0, 5, 1)
         );
-        assert_eq!((broker_id(0, 0), broker_id(1, 0)), (0, 1));
+        // Then to ordinal 1: only the two that switched change.
+        assert_eq!(
+            (broker_id(1, 1), broker_id(0, 1), broker_id(2, 1)),
+            (0, 5, 2)
+        );
+        // Any master: ids are distinct.
+        for m in 0..MAX_REPLICAS {
+            let mut ids: Vec<i64> = (0..MAX_REPLICAS).map(|o| broker_id(o, m)).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), MAX_REPLICAS as usize);
+        }
     }
 }

@@ -9,8 +9,9 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
+use super::failover::Outcome;
 use super::*;
-use crate::build::broker_group::build;
+use crate::build::broker_group::{build, master_ordinal, master_service, ROLE_LABEL};
 use crate::build::external;
 use crate::build::nameserver::headless_address;
 use crate::crd::broker_group::{AddressMode, ExternalType};
@@ -53,150 +54,6 @@ async fn remove_stale_external_services(
         }
     }
     Ok(())
-}
-
-enum FailoverOutcome {
-    Promoted { pod: String, epoch: i64 },
-    Blocked(String),
-}
-
-/// How long the group has been not Ready, from its previous Ready condition.
-fn unready_secs(previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> i64 {
-    previous
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "False")
-        .map(|c| {
-            let since = c.last_transition_time.0;
-            (k8s_openapi::jiff::Timestamp::now().as_second() - since.as_second()).max(0)
-        })
-        .unwrap_or(0)
-}
-
-/// A broker's commit-log max offset over the wire (GET_BROKER_RUNTIME_INFO).
-async fn max_offset(ctx: &Context, addr: &str) -> Option<i64> {
-    use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
-    let r = ctx
-        .remoting
-        .invoke(
-            addr,
-            RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
-            std::time::Duration::from_secs(3),
-        )
-        .await
-        .ok()?;
-    let kv = rmq_remoting::protocol::KvTable::decode(&r.body).ok()?;
-    kv.table.get("commitLogMaxOffset")?.parse().ok()
-}
-
-/// When the master pod has been unready past the grace period, promotes the most caught-up
-/// in-sync slave (NOTIFY_BROKER_ROLE_CHANGED with the next epoch).
-async fn failover_step(
-    ctx: &Context,
-    bg: &BrokerGroup,
-    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    replicas: &mut [crate::crd::broker_group::ReplicaStatus],
-) -> Option<FailoverOutcome> {
-    use crate::build::failover::{decide, Candidate, Decision};
-    if replicas.len() < 2 {
-        return None; // no slave to promote
-    }
-    let master = crate::build::broker_group::master_ordinal(bg);
-    let master_ready = replicas.get(master as usize).is_some_and(|r| r.ready);
-    let mut waited = unready_secs(previous);
-    // A manual switch: skip the grace period, and consider only the named pod.
-    let wanted = bg
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::crd::PROMOTE_ANNOTATION))
-        .filter(|p| !p.is_empty())
-        .cloned();
-    if let Some(pod) = &wanted {
-        if master_ready {
-            return (pod != &format!("{}-{master}", bg.name_any())).then(|| {
-                FailoverOutcome::Blocked(format!(
-                    "{} asks to promote {pod}, but the master pod is ready: a live master is not demoted",
-                    crate::crd::PROMOTE_ANNOTATION
-                ))
-            });
-        }
-        waited = waited.max(bg.spec.failover.grace_seconds);
-    }
-    // Asked for by name, a switch happens even with automatic failover off.
-    let spec = &crate::crd::broker_group::FailoverSpec {
-        enabled: bg.spec.failover.enabled || wanted.is_some(),
-        ..bg.spec.failover.clone()
-    };
-    // Nothing to ask the brokers before the grace period is over.
-    match decide(spec, master_ready, waited, None, &[]) {
-        Decision::Healthy | Decision::Disabled | Decision::Waiting { .. } => return None,
-        _ => {}
-    }
-    let mut candidates = Vec::new();
-    for r in replicas
-        .iter()
-        .filter(|r| r.pod != format!("{}-{master}", bg.name_any()))
-        .filter(|r| wanted.as_ref().is_none_or(|w| w == &r.pod))
-    {
-        let ordinal: i32 = r.pod.rsplit('-').next()?.parse().ok()?;
-        let offset = match (&r.address, r.ready) {
-            (Some(addr), true) => max_offset(ctx, addr).await,
-            _ => None,
-        };
-        candidates.push(Candidate {
-            ordinal,
-            pod: r.pod.clone(),
-            ready: r.ready,
-            max_offset: offset,
-        });
-    }
-    match decide(spec, master_ready, waited, None, &candidates) {
-        Decision::Promote { ordinal, pod } => {
-            let addr = replicas
-                .iter()
-                .find(|r| r.pod == pod)
-                .and_then(|r| r.address.clone())?;
-            let epoch = bg.status.as_ref().map(|s| s.epoch).unwrap_or(0).max(1) + 1;
-            let role = match bg.spec.broker_role {
-                crate::crd::broker_group::BrokerRole::SyncMaster => "SYNC_MASTER",
-                crate::crd::broker_group::BrokerRole::AsyncMaster => "ASYNC_MASTER",
-            };
-            let mut req = rmq_remoting::RemotingCommand::request(
-                rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
-            );
-            req.ext_fields.insert("masterAddress".into(), addr.clone());
-            req.ext_fields
-                .insert("masterEpoch".into(), epoch.to_string());
-            req.ext_fields.insert("masterBrokerId".into(), "0".into());
-            req.ext_fields.insert("brokerRole".into(), role.into());
-            match ctx
-                .remoting
-                .invoke(&addr, req, std::time::Duration::from_secs(5))
-                .await
-                .and_then(|r| r.ensure_success())
-            {
-                Ok(_) => {
-                    tracing::warn!(group = %bg.name_any(), %pod, epoch, "promoted a slave to master");
-                    for r in replicas.iter_mut() {
-                        let o: i32 = r
-                            .pod
-                            .rsplit('-')
-                            .next()
-                            .and_then(|o| o.parse().ok())
-                            .unwrap_or(-1);
-                        r.role = if o == ordinal { "MASTER" } else { "SLAVE" }.into();
-                        r.broker_id = crate::build::failover::broker_id(o, ordinal);
-                    }
-                    Some(FailoverOutcome::Promoted { pod, epoch })
-                }
-                Err(e) => Some(FailoverOutcome::Blocked(format!(
-                    "promoting {pod} failed: {e}"
-                ))),
-            }
-        }
-        Decision::Blocked(reason) => Some(FailoverOutcome::Blocked(reason)),
-        _ => None,
-    }
 }
 
 pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -271,27 +128,54 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .join(",");
     let pods: Api<Pod> = Api::namespaced(c.clone(), &namespace);
     let pods = pods.list(&ListParams::default().labels(&selector)).await?;
+    // Every pod still running, including a master a scale-down waits for.
     let replicas = super::replicas::replica_status_with_master(
         &name,
-        want,
-        crate::build::broker_group::master_ordinal(&bg),
+        crate::build::broker_group::kept_replicas(&bg),
+        master_ordinal(&bg),
         &bg.spec.addressing,
         &pods.items,
         &lb_hosts,
     );
     let mut replicas = replicas;
-    let failover = failover_step(&ctx, &bg, &previous, &mut replicas).await;
+    let failover = super::failover::step(&ctx, &bg, &previous, &pods.items, &mut replicas).await;
     let (master_pod, epoch) = match &failover {
-        Some(FailoverOutcome::Promoted { pod, epoch }) => (pod.clone(), *epoch),
+        Some(Outcome::Promoted { pod, epoch, .. }) => (pod.clone(), *epoch),
         _ => (
-            format!("{name}-{}", crate::build::broker_group::master_ordinal(&bg)),
+            format!("{name}-{}", master_ordinal(&bg)),
             bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
         ),
     };
     let blocked = match &failover {
-        Some(FailoverOutcome::Blocked(reason)) => Some(reason.clone()),
+        Some(Outcome::Blocked(reason)) => Some(reason.clone()),
         _ => None,
     };
+    // The master Service and the role labels follow the master.
+    let master_svc = match &failover {
+        Some(Outcome::Promoted { .. }) => {
+            let spec = objects.master.spec.clone().unwrap_or_default();
+            master_service(
+                &owner,
+                &name,
+                &master_pod,
+                &objects.master.metadata.labels.clone().unwrap_or_default(),
+                spec.ports.unwrap_or_default(),
+            )
+        }
+        _ => objects.master.clone(),
+    };
+    apply::<Service>(c, &namespace, &master_svc).await?;
+    label_roles(c, &namespace, &pods.items, &master_pod).await?;
+    let master_ordinal_now = master_pod
+        .rsplit('-')
+        .next()
+        .and_then(|o| o.parse::<i32>().ok())
+        .unwrap_or(0);
+    let scale_blocked = (master_ordinal_now >= want).then(|| {
+        format!(
+            "scaling to {want} would remove the master {master_pod}; it stays until another pod leads"
+        )
+    });
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,
@@ -319,15 +203,17 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
                 condition(
                     &previous,
                     "Degraded",
-                    ns_addr.is_empty() || blocked.is_some(),
+                    ns_addr.is_empty() || blocked.is_some() || scale_blocked.is_some(),
                     if ns_addr.is_empty() {
                         "NoNameServer"
                     } else if blocked.is_some() {
                         "FailoverBlocked"
+                    } else if scale_blocked.is_some() {
+                        "ScaleDownBlocked"
                     } else {
                         "Reconciled"
                     },
-                    blocked.clone().unwrap_or_default(),
+                    blocked.clone().or(scale_blocked).unwrap_or_default(),
                     generation,
                 ),
             ],
@@ -338,18 +224,30 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         replicas,
     };
     patch_status(c, &*bg, serde_json::to_value(&status)?).await?;
+    let mut next = if all_ready {
+        RESYNC
+    } else {
+        std::time::Duration::from_secs(10)
+    };
     match failover {
-        Some(FailoverOutcome::Promoted { pod, epoch }) => {
-            ctx.normal(
-                &*bg,
-                "Promoted",
-                "Failover",
-                format!("master pod unready past the grace period: {pod} promoted, epoch {epoch}"),
-            )
-            .await
+        Some(Outcome::Promoted {
+            pod,
+            epoch,
+            switchover,
+        }) => {
+            let note = if switchover {
+                format!("master switched to {pod} with nothing cut, epoch {epoch}")
+            } else {
+                format!("master unreachable past the grace period: {pod} promoted, epoch {epoch}")
+            };
+            ctx.normal(&*bg, "Promoted", "Failover", note).await
         }
-        Some(FailoverOutcome::Blocked(reason)) => {
+        Some(Outcome::Blocked(reason)) => {
             ctx.warn(&*bg, "FailoverBlocked", "Failover", reason).await
+        }
+        // Back exactly when the grace period ends.
+        Some(Outcome::Waiting(secs)) => {
+            next = next.min(std::time::Duration::from_secs(secs.max(0) as u64 + 1))
         }
         None => {}
     }
@@ -361,9 +259,34 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         &format!("{ready}/{want} brokers ready, {updated} updated"),
     )
     .await;
-    Ok(if all_ready {
-        Action::requeue(RESYNC)
-    } else {
-        Action::requeue(std::time::Duration::from_secs(10))
-    })
+    Ok(Action::requeue(next))
+}
+
+/// Labels each broker pod `rocketmq.rs/role: master|slave` (merge patch, only on a change).
+async fn label_roles(
+    client: &kube::Client,
+    namespace: &str,
+    pods: &[Pod],
+    master_pod: &str,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for p in pods {
+        let pod_name = p.name_any();
+        let role = if pod_name == master_pod {
+            "master"
+        } else {
+            "slave"
+        };
+        if p.labels().get(ROLE_LABEL).map(String::as_str) == Some(role) {
+            continue;
+        }
+        let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role } } });
+        api.patch(
+            &pod_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod broker_group;
 pub mod consumer_group;
+pub mod failover;
 pub mod nameserver;
 pub mod replicas;
 pub mod topic;

@@ -23,8 +23,9 @@ pub use topic::{Topic, TopicSpec, TopicStatus};
 pub const GROUP: &str = "rocketmq.rs";
 /// Annotation that pauses reconciliation of an object while `"true"`.
 pub const PAUSE_ANNOTATION: &str = "rocketmq.rs/paused";
-/// On a BrokerGroup: promote this pod now, without waiting out the grace period (only while
-/// the master pod is unready: a live master cannot be demoted yet).
+/// On a BrokerGroup: make this pod the master. A live master is switched over without
+/// losing anything (made read-only, the pod catches up, is promoted, the old master steps
+/// down); a master that is down is replaced at once, without waiting out the grace period.
 pub const PROMOTE_ANNOTATION: &str = "rocketmq.rs/promote";
 
 /// Scheduling and metadata overrides for the pods an object creates.

@@ -1,0 +1,348 @@
+//! Moving the master away from a live broker, by the BrokerGroup reconciler against a mock
+//! Kubernetes API and two real brokers on 127.0.0.1: the `rocketmq.rs/promote` annotation
+//! switches to the named slave, and a scale-down that would remove the master's pod first
+//! switches back to a pod that stays. Nothing written before a switch is cut; the former
+//! master follows the new one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response};
+use kube::client::Body;
+use kube::Client;
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_operator::controller::{broker_group, Context};
+use rmq_operator::crd::BrokerGroup;
+use rmq_remoting::header::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
+use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use serde_json::{json, Value};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+async fn expect(
+    handle: &mut Handle,
+    method: Method,
+    path: &str,
+    reply: impl FnOnce(&Value) -> Value,
+) -> Value {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
+        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
+    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+fn echo(b: &Value) -> Value {
+    b.clone()
+}
+
+/// A NodePort base whose pod 0 and pod 1 ports (`base + 2`, `base + 5`) and their HA ports
+/// (+1) are free on 127.0.0.1.
+fn free_base(from: u16) -> u16 {
+    (from..from + 900)
+        .step_by(7)
+        .find(|b| {
+            [2, 3, 5, 6]
+                .iter()
+                .all(|d| std::net::TcpListener::bind(("127.0.0.1", b + d)).is_ok())
+        })
+        .expect("free ports in the NodePort range")
+}
+
+async fn broker(ns: &str, dir: &std::path::Path, port: u16, id: i64, role: &str) -> Broker {
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = ns.into();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = port;
+    s.broker.enable_vip_channel = false;
+    s.broker.broker_name = "broker-w".into();
+    s.broker.broker_id = id;
+    s.broker.broker_role = role.into();
+    s.store.store_path_root_dir = dir.join(format!("store-{id}")).display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    Broker::start(s).await.unwrap()
+}
+
+fn send(body: &str) -> RemotingCommand {
+    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: "SwitchTopic".into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        ..Default::default()
+    });
+    RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h)
+        .with_body(body.as_bytes().to_vec())
+}
+
+fn group(base: u16, ns: &str, replicas: i32, annotations: Value, status: Value) -> BrokerGroup {
+    serde_json::from_value(json!({
+        "apiVersion": "rocketmq.rs/v1alpha1", "kind": "BrokerGroup",
+        "metadata": { "name": "broker-w", "namespace": "default", "uid": "u-w", "generation": 2,
+                      "annotations": annotations },
+        "spec": {
+            "nameServer": { "address": ns }, "replicas": replicas, "brokerRole": "ASYNC_MASTER",
+            "storage": { "size": "10Gi" },
+            "addressing": { "mode": "External", "external": {
+                "type": "NodePort", "nodePortBase": base, "advertisedHost": "127.0.0.1" } }
+        },
+        "status": status
+    }))
+    .unwrap()
+}
+
+/// One reconcile of a group whose two pods are ready: the API calls in their order, up to the
+/// status. Returns (StatefulSet patch, status patch, event).
+async fn reconcile(bg: BrokerGroup, pods: usize) -> (Value, Value, Value) {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
+    let h = &mut handle;
+    let p = "/api/v1/namespaces/default";
+    expect(
+        h,
+        Method::PATCH,
+        &format!("{p}/configmaps/broker-w-config"),
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        &format!("{p}/services/broker-w-headless"),
+        echo,
+    )
+    .await;
+    for i in 0..pods {
+        let path = format!("{p}/services/broker-w-{i}-external");
+        expect(h, Method::PATCH, &path, echo).await;
+    }
+    let sts = expect(
+        h,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/default/statefulsets/broker-w",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/apis/policy/v1/namespaces/default/poddisruptionbudgets/broker-w",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::GET,
+        &format!("{p}/services"),
+        |_| json!({ "apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [] }),
+    )
+    .await;
+    expect(h, Method::GET, &format!("{p}/pods"), |_| {
+        let pod = |i: usize| {
+            json!({ "metadata": { "name": format!("broker-w-{i}"), "namespace": "default" },
+                    "status": { "podIP": "10.0.0.9", "hostIP": "127.0.0.1",
+                                "conditions": [{ "type": "Ready", "status": "True" }] } })
+        };
+        json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {},
+                "items": (0..pods).map(pod).collect::<Vec<_>>() })
+    })
+    .await;
+    // The switch happens here, over the wire; then the master Service and the labels.
+    let master = expect(
+        h,
+        Method::PATCH,
+        &format!("{p}/services/broker-w-master"),
+        echo,
+    )
+    .await;
+    let selected = master["spec"]["selector"]["statefulset.kubernetes.io/pod-name"].clone();
+    for i in 0..pods {
+        let patch = expect(h, Method::PATCH, &format!("{p}/pods/broker-w-{i}"), echo).await;
+        let role = if selected == format!("broker-w-{i}") {
+            "master"
+        } else {
+            "slave"
+        };
+        assert_eq!(patch["metadata"]["labels"]["rocketmq.rs/role"], role);
+    }
+    let status = expect(
+        h,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-w/status",
+        |_| serde_json::to_value(&bg).unwrap(),
+    )
+    .await;
+    let event = expect(
+        h,
+        Method::POST,
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        echo,
+    )
+    .await;
+    task.await.unwrap().expect("reconcile succeeds");
+    assert_eq!(selected, status["status"]["masterPod"]);
+    (sts, status, event)
+}
+
+/// Sends until one succeeds on `addr`, then `n` more; their offset ids.
+async fn write(client: &RemotingClient, addr: &str, n: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client
+            .invoke(addr, send("probe"), Duration::from_secs(3))
+            .await;
+        if r.is_ok_and(|r| r.code == ResponseCode::SUCCESS) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{addr} never took a write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = format!("{addr}-{i}");
+        let r = client
+            .invoke(addr, send(&body), Duration::from_secs(3))
+            .await
+            .unwrap();
+        assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+        let h: SendMessageResponseHeader = r.decode_header().unwrap();
+        ids.push((body, h.msg_id));
+    }
+    ids
+}
+
+/// Waits until `b` holds all of `a`'s log.
+async fn follows(a: &Broker, b: &Broker) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.inner().store.max_phy_offset() < a.inner().store.max_phy_offset() {
+        assert!(
+            Instant::now() < deadline,
+            "no replication to the former master"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn all_there(b: &Broker, ids: &[(String, String)]) {
+    for (body, id) in ids {
+        let (_, offset) = rmq_remoting::message::decode_offset_msg_id(id).unwrap();
+        let m = b
+            .inner()
+            .store
+            .look_message_by_offset(offset)
+            .unwrap_or_else(|| panic!("{body} cut"));
+        assert_eq!(m.body.as_ref(), body.as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let base = free_base(32005);
+    let b0 = broker(&ns_addr, dir.path(), base + 2, 0, "ASYNC_MASTER").await;
+    let b1 = broker(&ns_addr, dir.path(), base + 5, 1, "SLAVE").await;
+    let (a0, a1) = (
+        format!("127.0.0.1:{}", base + 2),
+        format!("127.0.0.1:{}", base + 5),
+    );
+    let client = RemotingClient::default();
+    let first = write(&client, &a0, 30).await;
+
+    // 1. Annotation on a live master: read-only, catch up, promote, step down.
+    let bg = group(
+        base,
+        &ns_addr,
+        2,
+        json!({ "rocketmq.rs/promote": "broker-w-1" }),
+        json!({ "masterPod": "broker-w-0", "epoch": 1, "observedGeneration": 2 }),
+    );
+    let (_, status, event) = reconcile(bg, 2).await;
+    let s = &status["status"];
+    assert_eq!(
+        (s["masterPod"].as_str(), s["epoch"].as_i64()),
+        (Some("broker-w-1"), Some(2))
+    );
+    assert_eq!(s["replicas"][0]["brokerId"], 5, "ordinal 0 as a slave");
+    assert_eq!(event["reason"], "Promoted");
+    assert!(
+        event["note"].as_str().unwrap().contains("nothing cut"),
+        "{event}"
+    );
+    assert!(!b1.inner().settings.read().broker.is_slave());
+    assert_eq!(b1.inner().epochs.current(), 2);
+    {
+        let s0 = b0.inner().settings.read();
+        assert!(s0.broker.is_slave(), "the former master stepped down");
+        assert_eq!(s0.broker.broker_id, 5);
+        assert_eq!(
+            s0.broker.broker_permission, 6,
+            "its permission is given back"
+        );
+    }
+    all_there(&b1, &first);
+    let second = write(&client, &a1, 30).await;
+    follows(&b1, &b0).await;
+    all_there(&b0, &first);
+    all_there(&b0, &second);
+
+    // 2. Scaling to one pod would remove the master (ordinal 1): the StatefulSet keeps two
+    //    pods, and the master moves to ordinal 0 first.
+    let bg = group(
+        base,
+        &ns_addr,
+        1,
+        json!({}),
+        json!({ "masterPod": "broker-w-1", "epoch": 2, "observedGeneration": 2 }),
+    );
+    let (sts, status, _) = reconcile(bg, 2).await;
+    assert_eq!(sts["spec"]["replicas"], 2, "the master's pod stays for now");
+    let s = &status["status"];
+    assert_eq!(
+        (s["masterPod"].as_str(), s["epoch"].as_i64()),
+        (Some("broker-w-0"), Some(3))
+    );
+    assert!(!b0.inner().settings.read().broker.is_slave());
+    assert!(b1.inner().settings.read().broker.is_slave());
+    all_there(&b0, &second);
+    // The next reconcile may shrink the StatefulSet: the master is within the spec.
+    let mut bg = group(base, &ns_addr, 1, json!({}), json!({}));
+    bg.status = serde_json::from_value(s.clone()).ok();
+    let objects = rmq_operator::build::broker_group::build(
+        &bg,
+        &rmq_operator::controller::owner_of(&bg).unwrap(),
+        &ns_addr,
+    )
+    .unwrap();
+    assert_eq!(objects.stateful_set.spec.unwrap().replicas, Some(1));
+    let _ = a1;
+    b1.shutdown().await;
+    b0.shutdown().await;
+    ns.shutdown().await;
+}
