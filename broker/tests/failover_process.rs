@@ -1,9 +1,12 @@
 //! Failover with real processes: a SYNC_MASTER `mqbroker` and its slave under a stream of
 //! sends; the master is killed with SIGKILL, the slave promoted (NOTIFY_BROKER_ROLE_CHANGED,
 //! as `mqadmin promote` sends it), and every send the master acknowledged is readable on the
-//! new master, which takes writes.
+//! new master, which takes writes; and unchanged `rocketmq-client-rust` producers and
+//! consumers carry on through such a failover after their route refresh.
 
+use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_remoting::header::{
@@ -11,6 +14,16 @@ use rmq_remoting::header::{
     ViewMessageRequestHeader,
 };
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rocketmq_client_rust::{
+    ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::result::SendStatus;
+
+mod client_common;
 
 const MQBROKER: &str = env!("CARGO_BIN_EXE_mqbroker");
 
@@ -190,5 +203,158 @@ async fn kill_9_the_sync_master_promote_and_lose_nothing_acknowledged() {
         acked.len(),
         switched
     );
+    ns.shutdown().await;
+}
+
+/// What the unchanged client's consumer received, by body.
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<HashSet<String>>>);
+
+impl MessageListenerConcurrently for Collect {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _ctx: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let mut got = self.0.lock().unwrap();
+        for m in msgs {
+            if let Some(b) = m.body() {
+                got.insert(String::from_utf8_lossy(&b).to_string());
+            }
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+fn client_config(ns: &str, instance: &str) -> ClientConfig {
+    ClientConfig {
+        namesrv_addr: Some(ns.to_string().into()),
+        instance_name: instance.to_string().into(),
+        vip_channel_enabled: false,
+        // The client's lower bound; RocketMQ's default is 30 s.
+        poll_name_server_interval: 10_000,
+        heartbeat_broker_interval: 10_000,
+        persist_consumer_offset_interval: 1_000,
+        ..Default::default()
+    }
+}
+
+async fn client_send(producer: &DefaultMQProducer, body: &str) -> bool {
+    let msg = Message::builder()
+        .topic("FoClientTopic".to_string())
+        .tags("T".to_string())
+        .body_slice(body.as_bytes())
+        .build_unchecked();
+    matches!(
+        producer.send_with_timeout(msg, 3000).await,
+        Ok(Some(r)) if r.send_status == SendStatus::SendOk
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_clients_carry_on_after_the_master_is_killed_and_its_slave_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let (mport, sport) = (free_port(), free_port());
+    let master = start(dir.path(), &ns_addr, mport, 0, "SYNC_MASTER");
+    let _slave = start(dir.path(), &ns_addr, sport, 1, "SLAVE");
+    let saddr = format!("127.0.0.1:{sport}");
+
+    let rt = client_common::client_runtime("failover-clients");
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(client_config(&ns_addr, "fo-producer"))
+        .producer_group("pg_fo")
+        .build();
+    producer.start().await.expect("producer starts");
+    // SendOk from a SYNC_MASTER: the slave holds it too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client_send(&producer, "warm-up").await {
+        assert!(
+            Instant::now() < deadline,
+            "the SYNC_MASTER never sent SendOk"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut acked = vec!["warm-up".to_string()];
+    for i in 0..50 {
+        let body = format!("before-{i}");
+        assert!(client_send(&producer, &body).await, "{body}");
+        acked.push(body);
+    }
+    let got = Collect::default();
+    let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+        .client_config(client_config(&ns_addr, "fo-consumer"))
+        .consumer_group("cg_fo")
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer
+        .subscribe("FoClientTopic", "*")
+        .await
+        .expect("subscribe");
+    consumer.register_message_listener_concurrently(got.clone());
+    consumer.start().await.expect("consumer starts");
+
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(master.0.id() as i32, libc::SIGKILL);
+    }
+    let mut promote = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
+    for (k, v) in [
+        ("masterAddress", saddr.clone()),
+        ("masterEpoch", "2".to_string()),
+        ("brokerRole", "ASYNC_MASTER".to_string()),
+    ] {
+        promote.ext_fields.insert(k.into(), v);
+    }
+    let r = RemotingClient::default()
+        .invoke(&saddr, promote, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+
+    // The same producer, after its route refresh, sends to the promoted broker.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !client_send(&producer, "first-after").await {
+        assert!(
+            Instant::now() < deadline,
+            "the producer never reached the promoted broker"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    acked.push("first-after".into());
+    for i in 0..50 {
+        let body = format!("after-{i}");
+        assert!(client_send(&producer, &body).await, "{body}");
+        acked.push(body);
+    }
+    // The same consumer gets every acknowledged message, from before and after the kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing: Vec<String> = {
+            let g = got.0.lock().unwrap();
+            acked.iter().filter(|b| !g.contains(*b)).cloned().collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never got {} acknowledged messages: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
     ns.shutdown().await;
 }
