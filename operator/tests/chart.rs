@@ -54,7 +54,7 @@ fn charts_lint_render_and_validate() {
         .arg(root().join("operator/tests/validate.py"))
         .arg(root().join("crds"))
         .args(&rendered));
-    assert!(text.contains("validated 43 objects, 0 failures"), "{text}");
+    assert!(text.contains("validated 47 objects, 0 failures"), "{text}");
 }
 
 #[test]

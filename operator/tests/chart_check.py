@@ -29,6 +29,7 @@ NEEDED = {
     ("", "services"): {"create", "patch", "list", "delete"},
     ("policy", "poddisruptionbudgets"): {"create", "patch"},
     ("", "pods"): {"list", "patch"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 

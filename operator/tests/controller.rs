@@ -280,6 +280,22 @@ async fn broker_group_finds_its_name_servers_and_writes_per_ordinal_config() {
         echo,
     )
     .await;
+    // Only the group's pods reach the HA port; clients reach the remoting ports.
+    let np = expect(
+        h,
+        Method::PATCH,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/broker-a",
+        echo,
+    )
+    .await;
+    let rules = &np["spec"]["ingress"];
+    assert_eq!(rules[1]["ports"][0]["port"], 10912);
+    assert_eq!(
+        rules[1]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "broker-a"
+    );
+    assert_eq!(rules[0]["ports"][0]["port"], 10911);
+    assert!(rules[0].get("from").is_none());
     // A per-pod external Service left from an earlier External spec is removed.
     expect(
         h,
@@ -460,6 +476,13 @@ async fn load_balancer_addresses_reach_the_pods_and_the_status() {
         h,
         Method::PATCH,
         "/apis/policy/v1/namespaces/default/poddisruptionbudgets/broker-b",
+        echo,
+    )
+    .await;
+    expect(
+        h,
+        Method::PATCH,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/broker-b",
         echo,
     )
     .await;

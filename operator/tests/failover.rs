@@ -164,6 +164,13 @@ async fn promotion(manual: bool) {
     .await;
     expect(
         h,
+        Method::PATCH,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/broker-f",
+        echo,
+    )
+    .await;
+    expect(
+        h,
         Method::GET,
         "/api/v1/namespaces/default/services",
         |_| json!({ "apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [] }),

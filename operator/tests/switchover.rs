@@ -149,6 +149,13 @@ async fn reconcile(bg: BrokerGroup, pods: usize) -> (Value, Value, Value) {
     .await;
     expect(
         h,
+        Method::PATCH,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/broker-w",
+        echo,
+    )
+    .await;
+    expect(
+        h,
         Method::GET,
         &format!("{p}/services"),
         |_| json!({ "apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [] }),

@@ -54,8 +54,12 @@ fn main() -> anyhow::Result<()> {
                     let o = broker_group::build(&bg, &owner, &addr)?;
                     rendered.push(serde_yaml::to_value(&o.config)?);
                     rendered.push(serde_yaml::to_value(&o.headless)?);
+                    rendered.push(serde_yaml::to_value(&o.master)?);
                     rendered.push(serde_yaml::to_value(&o.stateful_set)?);
                     rendered.push(serde_yaml::to_value(&o.pdb)?);
+                    if let Some(np) = &o.network_policy {
+                        rendered.push(serde_yaml::to_value(np)?);
+                    }
                     for svc in &o.external {
                         rendered.push(serde_yaml::to_value(svc)?);
                     }

@@ -15,6 +15,10 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec,
     TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -65,6 +69,9 @@ pub struct BrokerGroupObjects {
     pub headless: Service,
     /// `<group>-master`: the current master pod only.
     pub master: Service,
+    /// The HA port for the group's own pods only (not with host networking, which
+    /// NetworkPolicies do not cover); `None` when disabled.
+    pub network_policy: Option<NetworkPolicy>,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
     /// Per-pod Services for clients outside the cluster (`External` NodePort/LoadBalancer).
@@ -120,6 +127,51 @@ fn without_roles(data: &BTreeMap<String, String>) -> Vec<String> {
                 .join("\n")
         })
         .collect()
+}
+
+/// Clients, tools and Prometheus reach the remoting, VIP and metrics ports from anywhere;
+/// only the group's pods reach the HA port.
+fn network_policy(
+    owner: &Owner,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    selector: &BTreeMap<String, String>,
+    spec: &crate::crd::broker_group::BrokerGroupSpec,
+) -> NetworkPolicy {
+    let port = |p: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let mut open = vec![port(BROKER_PORT), port(VIP_PORT)];
+    if spec.metrics.enabled {
+        open.push(port(spec.metrics.port));
+    }
+    let group = LabelSelector {
+        match_labels: Some(selector.clone()),
+        ..Default::default()
+    };
+    NetworkPolicy {
+        metadata: meta(owner, name.to_string(), labels.clone()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(group.clone()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(open),
+                    from: None,
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(HA_PORT)]),
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(group),
+                        ..Default::default()
+                    }]),
+                },
+            ]),
+            ..Default::default()
+        }),
+    }
 }
 
 /// `broker.conf` of one ordinal.
@@ -523,6 +575,8 @@ pub fn build(
     let external = external
         .map(|e| external::services(owner, &name, &labels, e, kept_replicas(bg)))
         .unwrap_or_default();
+    let network_policy = (spec.network_policy.enabled && !host_network)
+        .then(|| network_policy(owner, &name, &labels, &selector, spec));
     let pdb = PodDisruptionBudget {
         metadata: meta(owner, name, labels),
         spec: Some(PodDisruptionBudgetSpec {
@@ -539,6 +593,7 @@ pub fn build(
         config,
         headless,
         master,
+        network_policy,
         stateful_set,
         pdb,
         external,

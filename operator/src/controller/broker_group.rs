@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
@@ -106,6 +107,17 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
     }
     let sts = apply::<StatefulSet>(c, &namespace, &objects.stateful_set).await?;
     apply::<PodDisruptionBudget>(c, &namespace, &objects.pdb).await?;
+    match &objects.network_policy {
+        Some(np) => {
+            apply::<NetworkPolicy>(c, &namespace, np).await?;
+        }
+        None => {
+            let api: Api<NetworkPolicy> = Api::namespaced(c.clone(), &namespace);
+            if api.get_opt(&name).await?.is_some() {
+                api.delete(&name, &Default::default()).await?;
+            }
+        }
+    }
     remove_stale_external_services(c, &namespace, &name, &objects.external).await?;
 
     let want = bg.spec.replicas;

@@ -60,6 +60,23 @@ pub struct BrokerGroupSpec {
     /// Promoting a slave when the master stays down.
     #[serde(default)]
     pub failover: FailoverSpec,
+    /// A NetworkPolicy that lets only the group's own pods reach the HA port (replication is
+    /// unauthenticated: whoever reaches it can pose as a slave and acknowledge SYNC sends).
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec { enabled: true }
+    }
 }
 
 fn default_cluster() -> String {
