@@ -1,7 +1,8 @@
 //! Moving the master away from a live broker, by the BrokerGroup reconciler against a mock
 //! Kubernetes API and two real brokers on 127.0.0.1: the `rocketmq.rs/promote` annotation
-//! switches to the named slave, and a scale-down that would remove the master's pod first
-//! switches back to a pod that stays. Nothing written before a switch is cut; the former
+//! switches to the named slave, a scale-down that would remove the master's pod first switches
+//! back to a pod that stays, and a pending roll first brings the master back to ordinal 0 (the
+//! StatefulSet rolls it last). Nothing written before a switch is cut; the former
 //! master follows the new one.
 
 use std::sync::Arc;
@@ -50,7 +51,7 @@ fn echo(b: &Value) -> Value {
 /// A NodePort base whose pod 0 and pod 1 ports (`base + 2`, `base + 5`) and their HA ports
 /// (+1) are free on 127.0.0.1.
 fn free_base(from: u16) -> u16 {
-    (from..from + 900)
+    (from..from + 450)
         .step_by(7)
         .find(|b| {
             [2, 3, 5, 6]
@@ -109,7 +110,7 @@ fn group(base: u16, ns: &str, replicas: i32, annotations: Value, status: Value) 
 
 /// One reconcile of a group whose two pods are ready: the API calls in their order, up to the
 /// status. Returns (StatefulSet patch, status patch, event).
-async fn reconcile(bg: BrokerGroup, pods: usize) -> (Value, Value, Value) {
+async fn reconcile(bg: BrokerGroup, pods: usize, sts_status: Value) -> (Value, Value, Value) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Arc::new(Context::new(Client::new(svc, "default")));
     let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
@@ -137,7 +138,11 @@ async fn reconcile(bg: BrokerGroup, pods: usize) -> (Value, Value, Value) {
         h,
         Method::PATCH,
         "/apis/apps/v1/namespaces/default/statefulsets/broker-w",
-        echo,
+        |b| {
+            let mut b = b.clone();
+            b["status"] = sts_status;
+            b
+        },
     )
     .await;
     expect(
@@ -290,7 +295,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         json!({ "rocketmq.rs/promote": "broker-w-1" }),
         json!({ "masterPod": "broker-w-0", "epoch": 1, "observedGeneration": 2 }),
     );
-    let (_, status, event) = reconcile(bg, 2).await;
+    let (_, status, event) = reconcile(bg, 2, json!({})).await;
     let s = &status["status"];
     assert_eq!(
         (s["masterPod"].as_str(), s["epoch"].as_i64()),
@@ -328,7 +333,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         json!({}),
         json!({ "masterPod": "broker-w-1", "epoch": 2, "observedGeneration": 2 }),
     );
-    let (sts, status, _) = reconcile(bg, 2).await;
+    let (sts, status, _) = reconcile(bg, 2, json!({})).await;
     assert_eq!(sts["spec"]["replicas"], 2, "the master's pod stays for now");
     let s = &status["status"];
     assert_eq!(
@@ -351,5 +356,61 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
     let _ = a1;
     b1.shutdown().await;
     b0.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let base = free_base(31505);
+    // After an earlier failover: ordinal 1 leads, ordinal 0 follows as broker 5.
+    let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
+    let b0 = broker(&ns_addr, dir.path(), base + 2, 5, "SLAVE").await;
+    let client = RemotingClient::default();
+    let written = write(&client, &format!("127.0.0.1:{}", base + 5), 30).await;
+    follows(&b1, &b0).await;
+
+    let status = json!({ "masterPod": "broker-w-1", "epoch": 1, "observedGeneration": 2,
+                         "replicas": [{ "pod": "broker-w-0", "brokerId": 5, "role": "SLAVE",
+                                        "ready": true },
+                                      { "pod": "broker-w-1", "brokerId": 0, "role": "MASTER",
+                                        "ready": true }] });
+    let bg = group(base, &ns_addr, 2, json!({}), status);
+    // A config change is staged: the StatefulSet has a revision its pods do not run.
+    let (sts, status, event) = reconcile(
+        bg,
+        2,
+        json!({ "replicas": 2, "currentRevision": "broker-w-a", "updateRevision": "broker-w-b" }),
+    )
+    .await;
+    assert_eq!(
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 2,
+        "no pod rolls while the master is not ordinal 0"
+    );
+    let s = &status["status"];
+    assert_eq!(
+        (s["masterPod"].as_str(), s["epoch"].as_i64()),
+        (Some("broker-w-0"), Some(2))
+    );
+    assert_eq!(event["reason"], "Promoted");
+    assert!(!b0.inner().settings.read().broker.is_slave());
+    assert!(b1.inner().settings.read().broker.is_slave());
+    all_there(&b0, &written);
+    // Built again with ordinal 0 leading: the roll may go (ordinal 0 last).
+    let mut bg = group(base, &ns_addr, 2, json!({}), json!({}));
+    bg.status = serde_json::from_value(s.clone()).ok();
+    assert_eq!(rmq_operator::build::broker_group::roll_partition(&bg), 0);
+    b0.shutdown().await;
+    b1.shutdown().await;
     ns.shutdown().await;
 }

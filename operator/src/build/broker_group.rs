@@ -24,6 +24,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use kube::ResourceExt;
+
 use super::nameserver::fnv;
 use super::*;
 use crate::crd::broker_group::{AddressMode, BrokerRole, ExternalType, FlushDiskType};
@@ -94,6 +96,23 @@ pub fn master_ordinal(bg: &BrokerGroup) -> i32 {
 /// scale-down waits until the master has been switched to a lower ordinal).
 pub fn kept_replicas(bg: &BrokerGroup) -> i32 {
     bg.spec.replicas.max(master_ordinal(bg) + 1)
+}
+
+/// The StatefulSet rolls from the highest ordinal down, so the master goes last only while it
+/// is ordinal 0. After a failover moved it, a roll waits (partition above every pod) until
+/// the reconciler has switched the master back to ordinal 0 — unless ordinal 0 is not ready
+/// to take it, when waiting would leave the roll stuck.
+pub fn roll_partition(bg: &BrokerGroup) -> i32 {
+    let zero = format!("{}-0", bg.name_any());
+    let zero_ready = bg
+        .status
+        .as_ref()
+        .is_some_and(|s| s.replicas.iter().any(|r| r.pod == zero && r.ready));
+    if master_ordinal(bg) != 0 && zero_ready {
+        kept_replicas(bg)
+    } else {
+        0
+    }
 }
 
 /// The Service that always selects the group's current master pod (`<group>-master`).
@@ -555,7 +574,7 @@ pub fn build(
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateStatefulSetStrategy {
-                    partition: Some(0),
+                    partition: Some(roll_partition(bg)),
                     ..Default::default()
                 }),
             }),

@@ -150,7 +150,19 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         &lb_hosts,
     );
     let mut replicas = replicas;
-    let failover = super::failover::step(&ctx, &bg, &previous, &pods.items, &mut replicas).await;
+    let roll_pending = sts
+        .status
+        .as_ref()
+        .is_some_and(|s| s.update_revision.is_some() && s.update_revision != s.current_revision);
+    let failover = super::failover::step(
+        &ctx,
+        &bg,
+        &previous,
+        &pods.items,
+        &mut replicas,
+        roll_pending,
+    )
+    .await;
     let (master_pod, epoch) = match &failover {
         Some(Outcome::Promoted { pod, epoch, .. }) => (pod.clone(), *epoch),
         _ => (

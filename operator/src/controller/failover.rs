@@ -248,12 +248,15 @@ async fn switchover(
 
 /// One failover/switchover step for the group; `None` when the master stays where it is.
 /// `replicas` is updated to the new roles on a change.
+/// `roll_pending`: the StatefulSet has a new revision its pods do not run yet (held while the
+/// master is not ordinal 0, see [`crate::build::broker_group::roll_partition`]).
 pub async fn step(
     ctx: &Context,
     bg: &BrokerGroup,
     previous: &[Condition],
     pods: &[Pod],
     replicas: &mut [ReplicaStatus],
+    roll_pending: bool,
 ) -> Option<Outcome> {
     if replicas.len() < 2 {
         return None; // no slave to promote
@@ -270,11 +273,16 @@ pub async fn step(
             Some(a) => max_offset(ctx, a).await.is_some(),
             None => false,
         };
-    let wanted = bg
+    let asked = bg
         .annotations()
         .get(crate::crd::PROMOTE_ANNOTATION)
         .filter(|p| !p.is_empty() && **p != master_pod)
         .cloned();
+    // A roll waits for the master to be back on ordinal 0 (rolled last).
+    let zero = format!("{group}-0");
+    let zero_ready = replicas.iter().any(|r| r.pod == zero && r.ready);
+    let for_roll = asked.is_none() && roll_pending && master != 0 && zero_ready;
+    let wanted = asked.or_else(|| for_roll.then(|| zero.clone()));
     // Never promote a pod a scale-down is about to remove.
     let keep = bg.spec.replicas;
     let eligible: Vec<&ReplicaStatus> = replicas
