@@ -19,6 +19,7 @@ pub mod message;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod switchover;
 pub mod topic;
 pub mod util;
 

@@ -383,3 +383,87 @@ async fn ha_status_shows_the_master_and_its_slave() {
     slave.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let n = ns.local_addr().to_string();
+    let broker = |id: i64, role: &str, sub: &str| {
+        let mut s = BrokerSettings::default();
+        s.broker.namesrv_addr = n.clone();
+        s.broker.broker_ip1 = "127.0.0.1".into();
+        s.broker.bind_address = "127.0.0.1".into();
+        s.broker.listen_port = free_port();
+        s.broker.ha_listen_port = free_port();
+        s.broker.broker_name = "sw-broker".into();
+        s.broker.broker_id = id;
+        s.broker.broker_role = role.into();
+        s.store.store_path_root_dir = dir.path().join(sub).display().to_string();
+        s.store.mapped_file_size_commit_log = 4 << 20;
+        s.store.mapped_file_size_consume_queue = 20 * 1000;
+        s.store.max_hash_slot_num = 1024;
+        s.store.max_index_num = 4096;
+        s
+    };
+    let ms = broker(0, "ASYNC_MASTER", "m");
+    let master = Broker::start(ms.clone()).await.unwrap();
+    let slave = Broker::start(broker(1, "SLAVE", "s")).await.unwrap();
+    let saddr = slave.local_addr().to_string();
+    // Records on the master; the slave learns where its master is from the name server.
+    for i in 0..40 {
+        let msg = rmq_broker::store::PutMessage {
+            topic: "SwTopic".into(),
+            queue_id: 0,
+            flag: 0,
+            body: bytes::Bytes::from(format!("m{i}")),
+            properties: String::new(),
+            sys_flag: 0,
+            born_timestamp: rmq_remoting::util::now_millis(),
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_host: master.inner().store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        };
+        assert!(master
+            .inner()
+            .store
+            .put_message(msg)
+            .await
+            .status
+            .is_stored());
+    }
+    for _ in 0..100 {
+        let (ok, out) = mqadmin(&["haStatus", "-n", &n, "-b", &saddr]).await;
+        if ok && out.contains("following master") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let end = master.inner().store.max_phy_offset();
+
+    let (ok, out) = mqadmin(&["promote", "-n", &n, "-b", &saddr]).await;
+    assert!(ok && out.contains("switching over"), "{out}");
+    assert!(out.contains("epoch 2"), "{out}");
+    assert!(!slave.inner().settings.read().broker.is_slave());
+    {
+        let s = master.inner().settings.read();
+        assert!(s.broker.is_slave(), "the former master stepped down");
+        assert_eq!(s.broker.broker_id, 1, "it takes the promoted broker's id");
+        assert_eq!(s.broker.broker_permission, 6);
+    }
+    // Nothing cut: the new master had caught up to the old one's last byte before it led.
+    assert!(slave.inner().store.max_phy_offset() >= end);
+    assert_eq!(slave.inner().epochs.list()[1].start_offset, end);
+    master.shutdown().await;
+    slave.shutdown().await;
+    ns.shutdown().await;
+}

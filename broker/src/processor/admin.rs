@@ -279,6 +279,15 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     if let Some(m) = inner.ha.connected_master.read().clone() {
         t.insert("haMasterAddress".into(), m);
     }
+    // A slave's master as the name servers name it (mqadmin promote switches from it).
+    if let Some(m) = inner.ha.master_addr.read().clone() {
+        t.insert("masterAddr".into(), m);
+    }
+    {
+        let s = inner.settings.read();
+        t.insert("brokerId".into(), s.broker.broker_id.to_string());
+        t.insert("brokerName".into(), s.broker.broker_name.clone());
+    }
     Ok(RemotingCommand::success().with_body(KvTable { table: t }.encode()))
 }
 

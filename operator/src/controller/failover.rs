@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
+use rmq_remoting::switchover as sw;
 
 use super::Context;
 use crate::build::broker_group::master_ordinal;
@@ -26,8 +26,6 @@ use crate::crd::BrokerGroup;
 
 /// How long a switchover waits for its target to hold everything the master has.
 const CATCH_UP: Duration = Duration::from_secs(10);
-/// Broker requests: short, a reconcile must not hang on a dead pod's address.
-const CALL: Duration = Duration::from_secs(2);
 
 pub enum Outcome {
     Promoted {
@@ -66,93 +64,24 @@ fn ordinal_of(pod: &str) -> Option<i32> {
     pod.rsplit('-').next()?.parse().ok()
 }
 
-async fn call(ctx: &Context, addr: &str, req: RemotingCommand) -> Result<RemotingCommand, String> {
-    ctx.remoting
-        .invoke(addr, req, CALL)
-        .await
-        .and_then(|r| r.ensure_success())
-        .map_err(|e| e.to_string())
-}
-
-/// A broker's commit-log max offset (GET_BROKER_RUNTIME_INFO); `None`: it does not answer.
+/// A broker's commit-log max offset; `None`: it does not answer.
 pub async fn max_offset(ctx: &Context, addr: &str) -> Option<i64> {
-    let r = call(
-        ctx,
-        addr,
-        RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
-    )
-    .await
-    .ok()?;
-    let kv = rmq_remoting::protocol::KvTable::decode(&r.body).ok()?;
-    kv.table.get("commitLogMaxOffset")?.parse().ok()
+    sw::max_offset(&ctx.remoting, addr).await
 }
 
-/// The newest epoch a broker knows (GET_BROKER_EPOCH_CACHE).
-async fn broker_epoch(ctx: &Context, addr: &str) -> Option<i64> {
-    let r = call(
-        ctx,
-        addr,
-        RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE),
-    )
-    .await
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v["epochList"].as_array()?.last()?["epoch"].as_i64()
-}
-
-/// The epoch a new master takes: past the status and past anything the brokers know (a
-/// manual `mqadmin promote` may have moved on without the operator).
-async fn next_epoch(ctx: &Context, bg: &BrokerGroup, addrs: &[&str]) -> i64 {
-    let mut e = bg.status.as_ref().map(|s| s.epoch).unwrap_or(0).max(1);
-    for a in addrs {
-        if let Some(b) = broker_epoch(ctx, a).await {
-            e = e.max(b);
-        }
+fn role_name(bg: &BrokerGroup) -> &'static str {
+    match bg.spec.broker_role {
+        BrokerRole::SyncMaster => "SYNC_MASTER",
+        BrokerRole::AsyncMaster => "ASYNC_MASTER",
     }
-    e + 1
-}
-
-fn notify(fields: &[(&str, String)]) -> RemotingCommand {
-    let mut req = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
-    for (k, v) in fields {
-        req.ext_fields.insert((*k).into(), v.clone());
-    }
-    req
 }
 
 fn broker_name(bg: &BrokerGroup) -> String {
     bg.spec.broker_name.clone().unwrap_or_else(|| bg.name_any())
 }
 
-/// Promotes the broker at `addr` to master of `epoch`; the former master (ordinal
-/// `former`) is to take its slave id when it steps down.
-async fn promote(
-    ctx: &Context,
-    bg: &BrokerGroup,
-    addr: &str,
-    epoch: i64,
-    former: i32,
-) -> Result<(), String> {
-    let role = match bg.spec.broker_role {
-        BrokerRole::SyncMaster => "SYNC_MASTER",
-        BrokerRole::AsyncMaster => "ASYNC_MASTER",
-    };
-    let req = notify(&[
-        ("masterAddress", addr.to_string()),
-        ("masterEpoch", epoch.to_string()),
-        ("masterBrokerId", "0".into()),
-        ("brokerRole", role.into()),
-        ("formerMasterBrokerId", slave_id(former).to_string()),
-        ("brokerName", broker_name(bg)),
-    ]);
-    call(ctx, addr, req).await.map(|_| ())
-}
-
-/// `brokerPermission` at run time (UPDATE_BROKER_CONFIG): 4 read-only, 6 read-write.
-async fn set_permission(ctx: &Context, addr: &str, perm: &str) -> Result<(), String> {
-    let req = RemotingCommand::request(RequestCode::UPDATE_BROKER_CONFIG)
-        .with_body(format!("brokerPermission={perm}\n").into_bytes());
-    call(ctx, addr, req).await.map(|_| ())
+fn status_epoch(bg: &BrokerGroup) -> i64 {
+    bg.status.as_ref().map(|s| s.epoch).unwrap_or(0)
 }
 
 /// The ready slave holding the most of the log among `candidates` (None: none answers).
@@ -189,60 +118,28 @@ async fn switchover(
     let Some(t_ord) = ordinal_of(&pod) else {
         return Outcome::Blocked(format!("{pod} is not a pod of this group"));
     };
-    let configured = bg
-        .spec
-        .config
-        .get("brokerPermission")
-        .cloned()
-        .unwrap_or_else(|| "6".into());
-    // No new writes on the master while the target catches up: clients are told to go
-    // elsewhere (NO_PERMISSION, and the name servers stop routing writes to it).
-    if let Err(e) = set_permission(ctx, master_addr, "4").await {
-        return Outcome::Blocked(format!("cannot make the master read-only: {e}"));
-    }
-    let deadline = tokio::time::Instant::now() + CATCH_UP;
-    loop {
-        let (m, t) = (
-            max_offset(ctx, master_addr).await,
-            max_offset(ctx, &addr).await,
-        );
-        if let (Some(m), Some(t)) = (m, t) {
-            if t >= m {
-                break;
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            let _ = set_permission(ctx, master_addr, &configured).await;
-            let lag = m.zip(t).map(|(m, t)| format!("{} bytes behind", m - t));
-            return Outcome::Blocked(format!(
-                "{pod} did not catch up with the master within {CATCH_UP:?} ({})",
-                lag.unwrap_or_else(|| "offsets unknown".into())
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let epoch = next_epoch(ctx, bg, &[master_addr, &addr]).await;
-    if let Err(e) = promote(ctx, bg, &addr, epoch, master).await {
-        let _ = set_permission(ctx, master_addr, &configured).await;
-        return Outcome::Blocked(format!("promoting {pod} failed: {e}"));
-    }
-    // Step the former master down now rather than when the new master's own notice reaches
-    // it; then give it back the configured permission for the day it leads again.
-    let demote = notify(&[
-        ("masterAddress", addr.clone()),
-        ("masterEpoch", epoch.to_string()),
-        ("masterBrokerId", "0".into()),
-        ("brokerId", broker_id(master, t_ord).to_string()),
-        ("brokerName", broker_name(bg)),
-    ]);
-    if let Err(e) = call(ctx, master_addr, demote).await {
-        tracing::warn!(error = %e, "the former master did not step down yet; the new master keeps telling it");
-    }
-    let _ = set_permission(ctx, master_addr, &configured).await;
-    Outcome::Promoted {
-        pod,
-        epoch,
-        switchover: true,
+    let switch = sw::Switch {
+        master: master_addr.to_string(),
+        target: addr,
+        broker_name: broker_name(bg),
+        role: role_name(bg).into(),
+        former_master_id: broker_id(master, t_ord),
+        permission: bg
+            .spec
+            .config
+            .get("brokerPermission")
+            .cloned()
+            .unwrap_or_else(|| "6".into()),
+        catch_up: CATCH_UP,
+        epoch_floor: status_epoch(bg),
+    };
+    match sw::switchover(&ctx.remoting, &switch).await {
+        Ok(epoch) => Outcome::Promoted {
+            pod,
+            epoch,
+            switchover: true,
+        },
+        Err(e) => Outcome::Blocked(e),
     }
 }
 
@@ -357,8 +254,18 @@ pub async fn step(
                     .iter()
                     .find(|r| r.pod == pod)
                     .and_then(|r| r.address.clone())?;
-                let epoch = next_epoch(ctx, bg, &[&addr]).await;
-                match promote(ctx, bg, &addr, epoch, master).await {
+                let known = sw::broker_epoch(&ctx.remoting, &addr).await.unwrap_or(0);
+                let epoch = status_epoch(bg).max(known).max(1) + 1;
+                let promoted = sw::promote(
+                    &ctx.remoting,
+                    &addr,
+                    epoch,
+                    role_name(bg),
+                    &broker_name(bg),
+                    Some(slave_id(master)),
+                )
+                .await;
+                match promoted {
                     Ok(()) => Outcome::Promoted {
                         pod,
                         epoch,

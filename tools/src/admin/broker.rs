@@ -206,13 +206,56 @@ pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> 
     failures.finish()
 }
 
-/// `promote`: NOTIFY_BROKER_ROLE_CHANGED naming the slave its group's master, with the epoch
-/// after the highest it knows (GET_BROKER_EPOCH_CACHE).
+/// `promote`: makes a slave its group's master with the next epoch. While the master is alive
+/// this is a switchover that cuts nothing (the master read-only, the slave caught up, then
+/// promoted, and the master stepping down to follow it); with the master gone (or `--force`),
+/// NOTIFY_BROKER_ROLE_CHANGED at once, with the epoch after the highest the slave knows.
 pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>) -> Result<()> {
+    use rmq_remoting::switchover as sw;
     let addr = args.broker_addr.trim();
     let role = args.role.trim().to_ascii_uppercase();
     if role != "SYNC_MASTER" && role != "ASYNC_MASTER" {
         anyhow::bail!("role must be SYNC_MASTER or ASYNC_MASTER, not {role}");
+    }
+    let info = sw::runtime_info(admin.client(), addr)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let is_slave = info
+        .get("brokerRole")
+        .is_some_and(|r| r.eq_ignore_ascii_case("SLAVE"));
+    let master = info.get("masterAddr").filter(|m| !m.is_empty()).cloned();
+    let live_master = match (&master, is_slave) {
+        (Some(m), true) => sw::max_offset(admin.client(), m).await.map(|_| m.clone()),
+        _ => None,
+    };
+    if let (Some(master), false) = (&live_master, args.force) {
+        let id: i64 = info
+            .get("brokerId")
+            .and_then(|i| i.parse().ok())
+            .filter(|i| *i > 0)
+            .unwrap_or(1);
+        writeln!(
+            out,
+            "{master} is alive: switching over (read-only, catch-up, promote, step down)"
+        )?;
+        let switch = sw::Switch {
+            master: master.clone(),
+            target: addr.to_string(),
+            broker_name: info.get("brokerName").cloned().unwrap_or_default(),
+            role: role.clone(),
+            former_master_id: id,
+            permission: "6".into(),
+            catch_up: std::time::Duration::from_secs(args.catch_up_seconds),
+            epoch_floor: args.epoch.map(|e| i64::from(e) - 1).unwrap_or(0),
+        };
+        let epoch = sw::switchover(admin.client(), &switch)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        writeln!(
+            out,
+            "promoted {addr} to {role}, epoch {epoch}; {master} follows it as broker {id}"
+        )?;
+        return Ok(());
     }
     let epoch = match args.epoch {
         Some(e) => e,

@@ -314,6 +314,13 @@ pub struct PromoteArgs {
     /// The new epoch (default: one above the slave's)
     #[arg(short = 'e', long = "epoch")]
     pub epoch: Option<i32>,
+    /// Promote at once even while the master is alive: what it has not replicated is cut
+    /// when it steps down
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// How long a switchover waits for the slave to catch up before it is called off
+    #[arg(long = "catchUpSeconds", default_value_t = 10)]
+    pub catch_up_seconds: u64,
 }
 
 #[derive(Args, Debug)]

@@ -108,6 +108,11 @@ impl Admin {
     }
 
     /// Sends `req` to `addr`; anything but `SUCCESS` is an error.
+    /// The connection pool, for the shared request helpers.
+    pub fn client(&self) -> &RemotingClient {
+        &self.client
+    }
+
     pub async fn call(&self, addr: &str, req: &RemotingCommand) -> Result<RemotingCommand> {
         self.call_with_timeout(addr, req, self.timeout).await
     }

@@ -1,0 +1,199 @@
+//! Moving a broker group's master over the wire, shared by `mqadmin promote` and the operator.
+//!
+//! A **switchover** (the master alive) loses and cuts nothing: the master is made read-only
+//! (`brokerPermission=4`, so clients are told to go elsewhere), the target slave catches up to
+//! the master's last byte, is promoted with the next epoch (NOTIFY_BROKER_ROLE_CHANGED), and
+//! the former master is told to step down (the same request naming the new master) and gets its
+//! permission back for the day it leads again.
+
+use std::time::Duration;
+
+use crate::code::RequestCode;
+use crate::protocol::KvTable;
+use crate::{JsonBody, RemotingClient, RemotingCommand};
+
+/// One request to a broker; short, so a dead address does not hold the caller long.
+const CALL: Duration = Duration::from_secs(3);
+
+/// What a switchover needs to know.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    /// The live master's remoting address.
+    pub master: String,
+    /// The slave to promote.
+    pub target: String,
+    /// The group (`brokerName`); the brokers refuse a request for another group.
+    pub broker_name: String,
+    /// The promoted broker's role: `SYNC_MASTER` or `ASYNC_MASTER`.
+    pub role: String,
+    /// The id the former master takes as a slave.
+    pub former_master_id: i64,
+    /// `brokerPermission` given back to the former master afterwards (normally 6).
+    pub permission: String,
+    /// How long the target may take to catch up before the switch is called off.
+    pub catch_up: Duration,
+    /// The switch takes an epoch above this and above anything the two brokers know.
+    pub epoch_floor: i64,
+}
+
+async fn call(
+    client: &RemotingClient,
+    addr: &str,
+    req: RemotingCommand,
+) -> Result<RemotingCommand, String> {
+    client
+        .invoke(addr, req, CALL)
+        .await
+        .and_then(|r| r.ensure_success())
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+/// A broker's runtime info (GET_BROKER_RUNTIME_INFO) as key/value pairs.
+pub async fn runtime_info(
+    client: &RemotingClient,
+    addr: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let r = call(
+        client,
+        addr,
+        RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO),
+    )
+    .await?;
+    let kv = KvTable::decode(&r.body).map_err(|e| format!("{addr}: runtime info: {e}"))?;
+    Ok(kv.table.into_iter().collect())
+}
+
+/// A broker's commit-log max offset; `None` if it does not answer.
+pub async fn max_offset(client: &RemotingClient, addr: &str) -> Option<i64> {
+    runtime_info(client, addr)
+        .await
+        .ok()?
+        .get("commitLogMaxOffset")?
+        .parse()
+        .ok()
+}
+
+/// The newest epoch a broker knows (GET_BROKER_EPOCH_CACHE); `None` if it does not answer.
+pub async fn broker_epoch(client: &RemotingClient, addr: &str) -> Option<i64> {
+    let r = call(
+        client,
+        addr,
+        RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE),
+    )
+    .await
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v["epochList"]
+        .as_array()?
+        .iter()
+        .filter_map(|e| e["epoch"].as_i64())
+        .max()
+}
+
+/// NOTIFY_BROKER_ROLE_CHANGED with these fields.
+pub fn role_change(fields: &[(&str, String)]) -> RemotingCommand {
+    let mut req = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
+    for (k, v) in fields {
+        req.ext_fields.insert((*k).into(), v.clone());
+    }
+    req
+}
+
+/// Promotes `addr` to master of `epoch` (`former_master_id`: the id its former master takes
+/// when it steps down).
+pub async fn promote(
+    client: &RemotingClient,
+    addr: &str,
+    epoch: i64,
+    role: &str,
+    broker_name: &str,
+    former_master_id: Option<i64>,
+) -> Result<(), String> {
+    let mut fields = vec![
+        ("masterAddress", addr.to_string()),
+        ("masterEpoch", epoch.to_string()),
+        ("masterBrokerId", "0".to_string()),
+        ("brokerRole", role.to_string()),
+    ];
+    if !broker_name.is_empty() {
+        fields.push(("brokerName", broker_name.to_string()));
+    }
+    if let Some(id) = former_master_id {
+        fields.push(("formerMasterBrokerId", id.to_string()));
+    }
+    call(client, addr, role_change(&fields)).await.map(|_| ())
+}
+
+/// `brokerPermission` at run time (UPDATE_BROKER_CONFIG): 4 read-only, 6 read-write.
+pub async fn set_permission(client: &RemotingClient, addr: &str, perm: &str) -> Result<(), String> {
+    let req = RemotingCommand::request(RequestCode::UPDATE_BROKER_CONFIG)
+        .with_body(format!("brokerPermission={perm}\n").into_bytes());
+    call(client, addr, req).await.map(|_| ())
+}
+
+/// Runs a switchover; the new epoch, or why it was called off (the master then has its
+/// permission back and stays master).
+pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<i64, String> {
+    set_permission(client, &s.master, "4")
+        .await
+        .map_err(|e| format!("cannot make the master read-only: {e}"))?;
+    let deadline = tokio::time::Instant::now() + s.catch_up;
+    loop {
+        let (m, t) = (
+            max_offset(client, &s.master).await,
+            max_offset(client, &s.target).await,
+        );
+        if let (Some(m), Some(t)) = (m, t) {
+            if t >= m {
+                break;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = set_permission(client, &s.master, &s.permission).await;
+            let lag = m
+                .zip(t)
+                .map(|(m, t)| format!("{} bytes behind", m - t))
+                .unwrap_or_else(|| "offsets unknown".into());
+            return Err(format!(
+                "{} did not catch up with the master within {:?} ({lag})",
+                s.target, s.catch_up
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut epoch = s.epoch_floor.max(1);
+    for a in [&s.master, &s.target] {
+        if let Some(e) = broker_epoch(client, a).await {
+            epoch = epoch.max(e);
+        }
+    }
+    let epoch = epoch + 1;
+    if let Err(e) = promote(
+        client,
+        &s.target,
+        epoch,
+        &s.role,
+        &s.broker_name,
+        Some(s.former_master_id),
+    )
+    .await
+    {
+        let _ = set_permission(client, &s.master, &s.permission).await;
+        return Err(format!("promoting {} failed: {e}", s.target));
+    }
+    // Step the former master down now rather than when the new master's own notice reaches it.
+    let mut fields = vec![
+        ("masterAddress", s.target.clone()),
+        ("masterEpoch", epoch.to_string()),
+        ("masterBrokerId", "0".to_string()),
+        ("brokerId", s.former_master_id.to_string()),
+    ];
+    if !s.broker_name.is_empty() {
+        fields.push(("brokerName", s.broker_name.clone()));
+    }
+    if let Err(e) = call(client, &s.master, role_change(&fields)).await {
+        tracing::warn!(error = %e, "the former master did not step down yet; the new master keeps telling it");
+    }
+    let _ = set_permission(client, &s.master, &s.permission).await;
+    Ok(epoch)
+}
