@@ -226,6 +226,17 @@ async fn promotion(manual: bool) {
 
     let s = &status["status"];
     assert_eq!(s["masterPod"], "broker-f-1");
+    let lead = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MasterReady")
+        .unwrap();
+    assert_eq!(
+        (lead["status"].as_str(), lead["reason"].as_str()),
+        (Some("True"), Some("Promoted"))
+    );
+    assert_eq!(lead["message"], "broker-f-1 leads from epoch 2");
     assert_eq!(s["epoch"], 2);
     assert_eq!(s["replicas"][1]["role"], "MASTER");
     assert_eq!(s["replicas"][1]["brokerId"], 0);

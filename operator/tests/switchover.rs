@@ -302,6 +302,13 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         (Some("broker-w-1"), Some(2))
     );
     assert_eq!(s["replicas"][0]["brokerId"], 5, "ordinal 0 as a slave");
+    let lead = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "MasterReady")
+        .unwrap();
+    assert_eq!(lead["reason"], "SwitchedOver");
     assert_eq!(event["reason"], "Promoted");
     assert!(
         event["note"].as_str().unwrap().contains("nothing cut"),

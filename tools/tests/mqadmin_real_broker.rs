@@ -374,7 +374,10 @@ async fn ha_status_shows_the_master_and_its_slave() {
     let (ok, out) = mqadmin(&["promote", "-n", &n, "-b", &saddr]).await;
     assert!(ok && out.contains("epoch 2"), "{out}");
     let (ok, out) = mqadmin(&["haStatus", "-n", &n, "-b", &saddr]).await;
-    assert!(ok && out.contains("role ASYNC_MASTER"), "{out}");
+    assert!(
+        ok && out.contains("role ASYNC_MASTER") && out.contains("epoch 2"),
+        "{out}"
+    );
     let (ok, out) = mqadmin(&["promote", "-n", &n, "-b", &saddr, "-e", "2"]).await;
     assert!(
         !ok && out.contains("CONTROLLER_FENCED_MASTER_EPOCH"),

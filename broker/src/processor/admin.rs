@@ -288,6 +288,7 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
         t.insert("brokerId".into(), s.broker.broker_id.to_string());
         t.insert("brokerName".into(), s.broker.broker_name.clone());
     }
+    t.insert("brokerEpoch".into(), inner.epochs.current().to_string());
     Ok(RemotingCommand::success().with_body(KvTable { table: t }.encode()))
 }
 

@@ -200,10 +200,39 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             "scaling to {want} would remove the master {master_pod}; it stays until another pod leads"
         )
     });
+    // Who leads, and if nobody does, why and for how long yet.
+    let master_ready = replicas.iter().any(|r| r.pod == master_pod && r.ready);
+    let (leads, lead_reason, lead_note) = match &failover {
+        Some(Outcome::Promoted {
+            pod,
+            epoch,
+            switchover,
+        }) => (
+            true,
+            if *switchover { "SwitchedOver" } else { "Promoted" },
+            format!("{pod} leads from epoch {epoch}"),
+        ),
+        Some(Outcome::Blocked(reason)) => (false, "FailoverBlocked", reason.clone()),
+        Some(Outcome::Waiting(secs)) => (
+            false,
+            "MasterDown",
+            format!("{master_pod} is not ready; the most caught-up slave is promoted in {secs} s unless it returns"),
+        ),
+        None if master_ready => (true, "Leading", format!("{master_pod} leads, epoch {epoch}")),
+        None => (false, "MasterDown", format!("{master_pod} is not ready")),
+    };
     let status = BrokerGroupStatus {
         common: crate::crd::CommonStatus {
             observed_generation: generation,
             conditions: vec![
+                condition(
+                    &previous,
+                    "MasterReady",
+                    leads,
+                    lead_reason,
+                    lead_note,
+                    generation,
+                ),
                 condition(
                     &previous,
                     "Ready",

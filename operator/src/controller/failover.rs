@@ -39,12 +39,16 @@ pub enum Outcome {
 }
 
 /// Seconds since `pod` turned unready (its Ready condition), or, with no pod or no time,
-/// since the group's Ready condition turned false.
+/// since the group's MasterReady (else Ready) condition turned false.
 pub fn unready_secs(pod: Option<&Pod>, previous: &[Condition], now: i64) -> i64 {
+    // MasterReady turned false when the master went (an older status has only Ready).
     let since = |c: &[Condition]| {
-        c.iter()
-            .find(|c| c.type_ == "Ready" && c.status == "False")
-            .map(|c| c.last_transition_time.0.as_second())
+        let down = |t: &str| {
+            c.iter()
+                .find(|c| c.type_ == t && c.status == "False")
+                .map(|c| c.last_transition_time.0.as_second())
+        };
+        down("MasterReady").or_else(|| down("Ready"))
     };
     let pod_since = pod
         .and_then(|p| p.status.as_ref()?.conditions.as_ref())

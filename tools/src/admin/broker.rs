@@ -179,8 +179,9 @@ pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> 
         let get = |k: &str| kv.get(k).cloned().unwrap_or_default();
         writeln!(
             out,
-            "{addr}  role {}  commitLogMaxOffset {}",
+            "{addr}  role {}  epoch {}  commitLogMaxOffset {}",
             get("brokerRole"),
+            get("brokerEpoch"),
             get("commitLogMaxOffset")
         )?;
         if let Some(master) = kv.get("haMasterAddress") {
