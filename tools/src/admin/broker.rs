@@ -229,6 +229,14 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
         (Some(m), true) => sw::max_offset(admin.client(), m).await.map(|_| m.clone()),
         _ => None,
     };
+    if is_slave && master.is_none() && info.contains_key("haMasterAddress") && !args.force {
+        // It replicates from a master whose remoting address it does not know: that master
+        // could not be switched over, nor told to step down afterwards.
+        anyhow::bail!(
+            "{addr} is following a master whose address it has not learned from the name servers; \
+             cannot check that master is gone (use --force to promote anyway)"
+        );
+    }
     if let (Some(master), false) = (&live_master, args.force) {
         let id: i64 = info
             .get("brokerId")
