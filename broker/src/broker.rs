@@ -107,6 +107,8 @@ pub struct BrokerInner {
     /// The services of this broker's current role (master: HA port, delay levels,
     /// transaction checks; slave: following the master). Cancelled on a role change.
     pub role_term: parking_lot::Mutex<CancellationToken>,
+    /// Held through a role change (promotion, demotion).
+    pub role_lock: tokio::sync::Mutex<()>,
 }
 
 impl BrokerInner {
@@ -187,6 +189,7 @@ impl Broker {
             stop: CancellationToken::new(),
             extra_tasks: Default::default(),
             role_term: Default::default(),
+            role_lock: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -332,7 +335,11 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
     };
     let stop = new_role_term(inner);
     inner.epochs.ensure_started();
-    let mut handles = Vec::new();
+    // Delay levels and transaction checks first: they must run even if the HA port fails.
+    let mut handles = vec![
+        tokio::spawn(crate::schedule::run(inner.clone(), stop.clone())),
+        tokio::spawn(crate::transaction::run(inner.clone(), stop.clone())),
+    ];
     match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
         Ok(l) => handles.push(tokio::spawn(crate::ha::serve(
             inner.clone(),
@@ -342,17 +349,13 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
         // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can still
         // serve, unreplicated.
         Err(e) if sync_master => {
-            return Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"))
+            inner.extra_tasks.lock().extend(handles);
+            return Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"));
         }
         Err(e) => {
             tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
         }
     }
-    handles.push(tokio::spawn(crate::schedule::run(
-        inner.clone(),
-        stop.clone(),
-    )));
-    handles.push(tokio::spawn(crate::transaction::run(inner.clone(), stop)));
     inner.extra_tasks.lock().extend(handles);
     Ok(())
 }

@@ -147,6 +147,9 @@ pub fn epoch_cache(
     let body = serde_json::json!({
         "clusterName": cluster, "brokerName": name, "brokerId": id,
         "epochList": entries, "maxOffset": max,
+        // Ours: the newest epoch another broker announced (a demotion), which a promotion
+        // of this broker must exceed.
+        "fencedEpoch": inner.epochs.seen(),
     });
     Ok(RemotingCommand::success().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }
@@ -162,6 +165,8 @@ pub async fn role_changed(
     inner: &Arc<BrokerInner>,
     req: &RemotingCommand,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
+    // One role change at a time: a promotion and a demotion must not interleave.
+    let _changing = inner.role_lock.lock().await;
     let field = |k: &str| req.ext_fields.get(k).cloned().unwrap_or_default();
     let master_addr = field("masterAddress");
     let epoch: i32 = field("masterEpoch").parse().unwrap_or(0);
@@ -180,10 +185,11 @@ pub async fn role_changed(
         let ha = field("masterHaAddress");
         return demote(inner, &master_addr, &ha, epoch, known, &field("brokerId")).await;
     }
+    let is_slave = inner.settings.read().broker.is_slave();
     if epoch <= known {
         return Ok(fenced(epoch, known));
     }
-    if !inner.settings.read().broker.is_slave() {
+    if !is_slave {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             "this broker is a master already",
@@ -200,6 +206,14 @@ pub async fn role_changed(
     let former_id = {
         let mut s = inner.settings.write();
         s.broker.broker_role = role.clone();
+        // A master takes writes: a read-only mark left by an earlier switchover ends here.
+        if !rmq_remoting::protocol::topic::perm::is_writeable(s.broker.broker_permission) {
+            tracing::warn!(
+                permission = s.broker.broker_permission,
+                "promoted: brokerPermission back to read-write"
+            );
+            s.broker.broker_permission = 6;
+        }
         std::mem::replace(&mut s.broker.broker_id, 0)
     };
     let former_master = inner.ha.master_addr.write().take();
@@ -260,6 +274,8 @@ async fn demote(
         let mut s = inner.settings.write();
         s.broker.broker_role = "SLAVE".into();
         s.broker.broker_id = id;
+        // A switchover's read-only mark is for the term that ended.
+        s.broker.broker_permission = 6;
         // A configured haMasterAddress names an earlier arrangement.
         s.broker.ha_master_address.clear();
     }
@@ -285,18 +301,19 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32
     let stop = inner.role_term.lock().clone();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     while tokio::time::Instant::now() < give_up && inner.epochs.current() == epoch {
+        // Read first: a settings guard held while taking another could deadlock behind a
+        // queued writer.
+        let ha_addr = inner.settings.read().broker.ha_server_addr();
+        let name = inner.broker_name();
         let mut req =
             RemotingCommand::request(rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
         for (k, v) in [
             ("masterAddress", inner.broker_addr.clone()),
-            (
-                "masterHaAddress",
-                inner.settings.read().broker.ha_server_addr(),
-            ),
+            ("masterHaAddress", ha_addr),
             ("masterEpoch", epoch.to_string()),
             ("masterBrokerId", "0".into()),
             ("brokerId", its_id.to_string()),
-            ("brokerName", inner.broker_name()),
+            ("brokerName", name),
         ] {
             req.ext_fields.insert(k.into(), v);
         }

@@ -186,6 +186,31 @@ async fn promotion(manual: bool) {
                 "items": [pod("broker-f-0", "False"), pod("broker-f-1", "True")] })
     })
     .await;
+    // Recorded at once, before anything else can fail; a satisfied promote annotation goes.
+    let recorded = expect(
+        h,
+        Method::PATCH,
+        "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-f/status",
+        |_| serde_json::to_value(&bg).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (
+            &recorded["status"]["masterPod"],
+            &recorded["status"]["epoch"]
+        ),
+        (&json!("broker-f-1"), &json!(2))
+    );
+    if manual {
+        let removal = expect(
+            h,
+            Method::PATCH,
+            "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-f",
+            |_| serde_json::to_value(&bg).unwrap(),
+        )
+        .await;
+        assert!(removal["metadata"]["annotations"]["rocketmq.rs/promote"].is_null());
+    }
     // The master Service and the role labels follow the promotion.
     let master = expect(
         h,

@@ -110,7 +110,12 @@ fn group(base: u16, ns: &str, replicas: i32, annotations: Value, status: Value) 
 
 /// One reconcile of a group whose two pods are ready: the API calls in their order, up to the
 /// status. Returns (StatefulSet patch, status patch, event).
-async fn reconcile(bg: BrokerGroup, pods: usize, sts_status: Value) -> (Value, Value, Value) {
+async fn reconcile(
+    bg: BrokerGroup,
+    pods: usize,
+    sts_status: Value,
+    switches: bool,
+) -> (Value, Value, Value) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Arc::new(Context::new(Client::new(svc, "default")));
     let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
@@ -176,7 +181,34 @@ async fn reconcile(bg: BrokerGroup, pods: usize, sts_status: Value) -> (Value, V
                 "items": (0..pods).map(pod).collect::<Vec<_>>() })
     })
     .await;
-    // The switch happens here, over the wire; then the master Service and the labels.
+    // The switch happens here, over the wire, and is recorded at once; a promote annotation
+    // it satisfied is removed; then the master Service and the labels.
+    let recorded = if switches {
+        expect(
+            h,
+            Method::PATCH,
+            "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-w/status",
+            |_| serde_json::to_value(&bg).unwrap(),
+        )
+        .await
+    } else {
+        Value::Null
+    };
+    if bg
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        let removal = expect(
+            h,
+            Method::PATCH,
+            "/apis/rocketmq.rs/v1alpha1/namespaces/default/brokergroups/broker-w",
+            |_| serde_json::to_value(&bg).unwrap(),
+        )
+        .await;
+        assert!(removal["metadata"]["annotations"]["rocketmq.rs/promote"].is_null());
+    }
     let master = expect(
         h,
         Method::PATCH,
@@ -210,6 +242,13 @@ async fn reconcile(bg: BrokerGroup, pods: usize, sts_status: Value) -> (Value, V
     .await;
     task.await.unwrap().expect("reconcile succeeds");
     assert_eq!(selected, status["status"]["masterPod"]);
+    if switches {
+        assert_eq!(
+            recorded["status"]["masterPod"],
+            status["status"]["masterPod"]
+        );
+        assert_eq!(recorded["status"]["epoch"], status["status"]["epoch"]);
+    }
     (sts, status, event)
 }
 
@@ -295,7 +334,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         json!({ "rocketmq.rs/promote": "broker-w-1" }),
         json!({ "masterPod": "broker-w-0", "epoch": 1, "observedGeneration": 2 }),
     );
-    let (_, status, event) = reconcile(bg, 2, json!({})).await;
+    let (_, status, event) = reconcile(bg, 2, json!({}), true).await;
     let s = &status["status"];
     assert_eq!(
         (s["masterPod"].as_str(), s["epoch"].as_i64()),
@@ -340,7 +379,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         json!({}),
         json!({ "masterPod": "broker-w-1", "epoch": 2, "observedGeneration": 2 }),
     );
-    let (sts, status, _) = reconcile(bg, 2, json!({})).await;
+    let (sts, status, _) = reconcile(bg, 2, json!({}), true).await;
     assert_eq!(sts["spec"]["replicas"], 2, "the master's pod stays for now");
     let s = &status["status"];
     assert_eq!(
@@ -398,6 +437,7 @@ async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
         bg,
         2,
         json!({ "replicas": 2, "currentRevision": "broker-w-a", "updateRevision": "broker-w-b" }),
+        true,
     )
     .await;
     assert_eq!(
@@ -417,6 +457,54 @@ async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
     let mut bg = group(base, &ns_addr, 2, json!({}), json!({}));
     bg.status = serde_json::from_value(s.clone()).ok();
     assert_eq!(rmq_operator::build::broker_group::roll_partition(&bg), 0);
+    b0.shutdown().await;
+    b1.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_master_is_told_to_step_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let base = free_base(31005);
+    // Ordinal 1 leads; ordinal 0 came back from a restart with a config from before the
+    // switch and runs as a master too.
+    let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
+    let b0 = broker(&ns_addr, dir.path(), base + 2, 9, "ASYNC_MASTER").await;
+    let status = json!({ "masterPod": "broker-w-1", "epoch": 1, "observedGeneration": 2 });
+    let bg = group(base, &ns_addr, 2, json!({}), status);
+    let (_, status, event) = reconcile(bg, 2, json!({}), false).await;
+    assert_eq!(status["status"]["masterPod"], "broker-w-1");
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("SecondMaster"))
+    );
+    {
+        let s0 = b0.inner().settings.read();
+        assert!(s0.broker.is_slave(), "the second master stepped down");
+        assert_eq!(s0.broker.broker_id, 5);
+    }
+    assert!(!b1.inner().settings.read().broker.is_slave());
+    // It now refuses writes and follows the recorded master.
+    let client = RemotingClient::default();
+    let r = client
+        .invoke(
+            &format!("127.0.0.1:{}", base + 2),
+            send("to the former second master"),
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    assert_ne!(r.code, ResponseCode::SUCCESS);
     b0.shutdown().await;
     b1.shutdown().await;
     ns.shutdown().await;

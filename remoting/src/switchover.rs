@@ -3,8 +3,9 @@
 //! A **switchover** (the master alive) loses and cuts nothing: the master is made read-only
 //! (`brokerPermission=4`, so clients are told to go elsewhere), the target slave catches up to
 //! the master's last byte, is promoted with the next epoch (NOTIFY_BROKER_ROLE_CHANGED), and
-//! the former master is told to step down (the same request naming the new master) and gets its
-//! permission back for the day it leads again.
+//! the former master is told to step down (the same request naming the new master), which also
+//! makes it writable again for the day it leads. A switch called off gives the master its
+//! permission back.
 
 use std::time::Duration;
 
@@ -83,11 +84,14 @@ pub async fn broker_epoch(client: &RemotingClient, addr: &str) -> Option<i64> {
     .await
     .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v["epochList"]
+    let listed = v["epochList"]
         .as_array()?
         .iter()
         .filter_map(|e| e["epoch"].as_i64())
         .max()
+        .unwrap_or(0);
+    // A broker told to step down at a newer epoch refuses promotions up to it.
+    Some(listed.max(v["fencedEpoch"].as_i64().unwrap_or(0)))
 }
 
 /// NOTIFY_BROKER_ROLE_CHANGED with these fields.
@@ -131,33 +135,83 @@ pub async fn set_permission(client: &RemotingClient, addr: &str, perm: &str) -> 
     call(client, addr, req).await.map(|_| ())
 }
 
-/// Runs a switchover; the new epoch, or why it was called off (the master then has its
-/// permission back and stays master).
-pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<i64, String> {
+/// A target further behind than this is not switched to yet: the master would be read-only
+/// for as long as it takes to catch up.
+pub const MAX_SWITCH_LAG: i64 = 64 * 1024 * 1024;
+
+/// A switchover that happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switched {
+    pub epoch: i64,
+    /// The former master confirmed it follows now. If not, it stays read-only (no second
+    /// writer) until the new master's own notice reaches it, which also makes it writable
+    /// again for the day it leads.
+    pub former_stepped_down: bool,
+}
+
+/// Gives the master its permission back after a switch was called off, trying a few times.
+async fn restore(client: &RemotingClient, s: &Switch) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        match set_permission(client, &s.master, &s.permission).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "and the master stays read-only (brokerPermission=4): {last}"
+    ))
+}
+
+/// Runs a switchover, or says why it was called off (the master then has its permission
+/// back and stays master).
+pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<Switched, String> {
+    let offsets = |m: Option<i64>, t: Option<i64>| m.zip(t);
+    // Not while the target is far behind: that would be a long read-only window.
+    match offsets(
+        max_offset(client, &s.master).await,
+        max_offset(client, &s.target).await,
+    ) {
+        Some((m, t)) if m - t <= MAX_SWITCH_LAG => {}
+        Some(_) => {
+            return Err(format!(
+                "{} is more than {} MiB behind the master; the switch waits for it to catch up",
+                s.target,
+                MAX_SWITCH_LAG >> 20
+            ))
+        }
+        None => return Err("the master or the target does not report its offset".into()),
+    }
     set_permission(client, &s.master, "4")
         .await
         .map_err(|e| format!("cannot make the master read-only: {e}"))?;
+    let called_off = |why: String| async move {
+        match restore(client, s).await {
+            Ok(()) => why,
+            Err(e) => format!("{why} {e}"),
+        }
+    };
     let deadline = tokio::time::Instant::now() + s.catch_up;
     loop {
         let (m, t) = (
             max_offset(client, &s.master).await,
             max_offset(client, &s.target).await,
         );
-        if let (Some(m), Some(t)) = (m, t) {
+        if let Some((m, t)) = offsets(m, t) {
             if t >= m {
                 break;
             }
         }
         if tokio::time::Instant::now() > deadline {
-            let _ = set_permission(client, &s.master, &s.permission).await;
-            let lag = m
-                .zip(t)
+            let lag = offsets(m, t)
                 .map(|(m, t)| format!("{} bytes behind", m - t))
                 .unwrap_or_else(|| "offsets unknown".into());
-            return Err(format!(
+            return Err(called_off(format!(
                 "{} did not catch up with the master within {:?} ({lag})",
                 s.target, s.catch_up
-            ));
+            ))
+            .await);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -178,8 +232,15 @@ pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<i64, Stri
     )
     .await
     {
-        let _ = set_permission(client, &s.master, &s.permission).await;
-        return Err(format!("promoting {} failed: {e}", s.target));
+        // The promotion may have happened with only its answer lost: ask before giving
+        // writes back to the master.
+        let leads = runtime_info(client, &s.target).await.is_ok_and(|i| {
+            i.get("brokerRole")
+                .is_some_and(|r| !r.eq_ignore_ascii_case("SLAVE"))
+        });
+        if !leads {
+            return Err(called_off(format!("promoting {} failed: {e}", s.target)).await);
+        }
     }
     // Step the former master down now rather than when the new master's own notice reaches it.
     let mut fields = vec![
@@ -194,6 +255,12 @@ pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<i64, Stri
     if let Err(e) = call(client, &s.master, role_change(&fields)).await {
         tracing::warn!(error = %e, "the former master did not step down yet; the new master keeps telling it");
     }
-    let _ = set_permission(client, &s.master, &s.permission).await;
-    Ok(epoch)
+    let former_stepped_down = runtime_info(client, &s.master).await.is_ok_and(|i| {
+        i.get("brokerRole")
+            .is_some_and(|r| r.eq_ignore_ascii_case("SLAVE"))
+    });
+    Ok(Switched {
+        epoch,
+        former_stepped_down,
+    })
 }

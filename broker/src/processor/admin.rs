@@ -335,16 +335,21 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
             format!("config {k} cannot be changed at run time (restart with it in broker.conf)"),
         ));
     }
-    let mut updated = inner.settings.read().clone();
-    if let Err(e) = updated.apply(&props) {
-        return Ok(RemotingCommand::error(
-            ResponseCode::INVALID_PARAMETER,
-            e.to_string(),
-        ));
-    }
-    let perm_changed =
-        updated.broker.broker_permission != inner.settings.read().broker.broker_permission;
-    *inner.settings.write() = updated;
+    // Under the write lock throughout: a copy taken before a concurrent role change and
+    // written back after it would undo that change.
+    let perm_changed = {
+        let mut current = inner.settings.write();
+        let mut updated = current.clone();
+        if let Err(e) = updated.apply(&props) {
+            return Ok(RemotingCommand::error(
+                ResponseCode::INVALID_PARAMETER,
+                e.to_string(),
+            ));
+        }
+        let changed = updated.broker.broker_permission != current.broker.broker_permission;
+        *current = updated;
+        changed
+    };
     tracing::info!(?props, "broker config updated");
     if perm_changed {
         crate::namesrv::register_soon(inner);

@@ -170,6 +170,37 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
         ),
     };
+    // Recorded at once: whatever fails below, the next pass must know who leads now.
+    if let Some(Outcome::Promoted { pod, epoch, .. }) = &failover {
+        patch_status(
+            c,
+            &*bg,
+            serde_json::json!({ "masterPod": pod, "epoch": epoch }),
+        )
+        .await?;
+    }
+    // A promote annotation naming the master is done with: removed, so it neither repeats
+    // nor pins a later failover to that pod.
+    if bg
+        .annotations()
+        .get(crate::crd::PROMOTE_ANNOTATION)
+        .is_some_and(|p| *p == master_pod)
+    {
+        let api: Api<BrokerGroup> = Api::namespaced(c.clone(), &namespace);
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { crate::crd::PROMOTE_ANNOTATION: null } }
+        });
+        api.patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    let stepped_down = match &failover {
+        None => super::failover::step_down_others(&ctx, &bg, &replicas, &master_pod, epoch).await,
+        Some(_) => Vec::new(),
+    };
     let blocked = match &failover {
         Some(Outcome::Blocked(reason)) => Some(reason.clone()),
         _ => None,
@@ -212,6 +243,10 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             if *switchover { "SwitchedOver" } else { "Promoted" },
             format!("{pod} leads from epoch {epoch}"),
         ),
+        // A switch that could not happen leaves a live master leading.
+        Some(Outcome::Blocked(_)) if master_ready => {
+            (true, "Leading", format!("{master_pod} leads, epoch {epoch}"))
+        }
         Some(Outcome::Blocked(reason)) => (false, "FailoverBlocked", reason.clone()),
         Some(Outcome::Waiting(secs)) => (
             false,
@@ -272,7 +307,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             ],
         },
         ready_replicas: ready,
-        master_pod: Some(master_pod),
+        master_pod: Some(master_pod.clone()),
         epoch,
         replicas,
     };
@@ -295,6 +330,9 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             };
             ctx.normal(&*bg, "Promoted", "Failover", note).await
         }
+        Some(Outcome::Blocked(reason)) if master_ready => {
+            ctx.warn(&*bg, "SwitchBlocked", "Switchover", reason).await
+        }
         Some(Outcome::Blocked(reason)) => {
             ctx.warn(&*bg, "FailoverBlocked", "Failover", reason).await
         }
@@ -303,6 +341,15 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             next = next.min(std::time::Duration::from_secs(secs.max(0) as u64 + 1))
         }
         None => {}
+    }
+    for pod in stepped_down {
+        ctx.warn(
+            &*bg,
+            "SecondMaster",
+            "Failover",
+            format!("{pod} ran as a master besides {master_pod}; told to step down and follow"),
+        )
+        .await;
     }
     ctx.ready_transition(
         &*bg,

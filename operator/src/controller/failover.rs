@@ -138,11 +138,16 @@ async fn switchover(
         epoch_floor: status_epoch(bg),
     };
     match sw::switchover(&ctx.remoting, &switch).await {
-        Ok(epoch) => Outcome::Promoted {
-            pod,
-            epoch,
-            switchover: true,
-        },
+        Ok(done) => {
+            if !done.former_stepped_down {
+                tracing::warn!(%pod, "the former master has not confirmed it follows; it stays read-only until it does");
+            }
+            Outcome::Promoted {
+                pod,
+                epoch: done.epoch,
+                switchover: true,
+            }
+        }
         Err(e) => Outcome::Blocked(e),
     }
 }
@@ -239,6 +244,33 @@ pub async fn step(
             Decision::Waiting { remaining_secs } => return Some(Outcome::Waiting(remaining_secs)),
             _ => {}
         }
+        // A slave that already leads (a promotion whose answer was lost, or one made by hand)
+        // is adopted rather than promoted again.
+        for r in eligible.iter().filter(|r| r.ready) {
+            let Some(addr) = &r.address else { continue };
+            let Ok(info) = sw::runtime_info(&ctx.remoting, addr).await else {
+                continue;
+            };
+            if info
+                .get("brokerRole")
+                .is_some_and(|role| !role.eq_ignore_ascii_case("SLAVE"))
+            {
+                let epoch = info
+                    .get("brokerEpoch")
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(0)
+                    .max(status_epoch(bg));
+                return Some(finish(
+                    replicas,
+                    &group,
+                    Outcome::Promoted {
+                        pod: r.pod.clone(),
+                        epoch,
+                        switchover: false,
+                    },
+                ));
+            }
+        }
         let mut candidates = Vec::new();
         for r in &eligible {
             let offset = match (&r.address, r.ready) {
@@ -282,6 +314,11 @@ pub async fn step(
             _ => return None,
         }
     };
+    Some(finish(replicas, &group, outcome))
+}
+
+/// On a promotion, the replicas' roles and ids as they are now.
+fn finish(replicas: &mut [ReplicaStatus], group: &str, outcome: Outcome) -> Outcome {
     if let Outcome::Promoted { pod, epoch, .. } = &outcome {
         tracing::warn!(%group, %pod, epoch, "promoted a slave to master");
         let new_master = ordinal_of(pod).unwrap_or(0);
@@ -291,7 +328,69 @@ pub async fn step(
             r.broker_id = broker_id(o, new_master);
         }
     }
-    Some(outcome)
+    outcome
+}
+
+/// Brokers other than the recorded master that run as masters anyway (a pod restarted with a
+/// config that predates a switch, or a former master the new one has not reached yet) are
+/// told to follow the recorded master. Returns the pods told.
+pub async fn step_down_others(
+    ctx: &Context,
+    bg: &BrokerGroup,
+    replicas: &[ReplicaStatus],
+    master_pod: &str,
+    epoch: i64,
+) -> Vec<String> {
+    let Some(master_addr) = replicas
+        .iter()
+        .find(|r| r.pod == master_pod && r.ready)
+        .and_then(|r| r.address.clone())
+    else {
+        return Vec::new(); // nobody to follow; failover deals with that
+    };
+    let mut told = Vec::new();
+    for r in replicas.iter().filter(|r| r.pod != master_pod && r.ready) {
+        let (Some(addr), Some(ordinal)) = (&r.address, ordinal_of(&r.pod)) else {
+            continue;
+        };
+        let Ok(info) = sw::runtime_info(&ctx.remoting, addr).await else {
+            continue;
+        };
+        if info
+            .get("brokerRole")
+            .is_none_or(|role| role.eq_ignore_ascii_case("SLAVE"))
+        {
+            continue;
+        }
+        // Above what it knows: it may have copied the recorded master's epoch while it
+        // followed it, before a restart made it a master again.
+        let its: i64 = info
+            .get("brokerEpoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        let req = sw::role_change(&[
+            ("masterAddress", master_addr.clone()),
+            ("masterEpoch", (epoch.max(its) + 1).to_string()),
+            ("masterBrokerId", "0".into()),
+            ("brokerId", slave_id(ordinal).to_string()),
+            ("brokerName", broker_name(bg)),
+        ]);
+        match ctx
+            .remoting
+            .invoke(addr, req, Duration::from_secs(3))
+            .await
+            .and_then(|r| r.ensure_success())
+        {
+            Ok(_) => {
+                tracing::warn!(pod = %r.pod, master = %master_pod, "a second master was told to step down");
+                told.push(r.pod.clone());
+            }
+            Err(e) => {
+                tracing::warn!(pod = %r.pod, error = %e, "a second master refused to step down")
+            }
+        }
+    }
+    told
 }
 
 #[cfg(test)]

@@ -225,10 +225,16 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
         .get("brokerRole")
         .is_some_and(|r| r.eq_ignore_ascii_case("SLAVE"));
     let master = info.get("masterAddr").filter(|m| !m.is_empty()).cloned();
-    let live_master = match (&master, is_slave) {
-        (Some(m), true) => sw::max_offset(admin.client(), m).await.map(|_| m.clone()),
-        _ => None,
-    };
+    let mut live_master = None;
+    if let (Some(m), true) = (&master, is_slave) {
+        // A slow master is not a dead one: ask three times before promoting past it.
+        for _ in 0..3 {
+            if sw::max_offset(admin.client(), m).await.is_some() {
+                live_master = Some(m.clone());
+                break;
+            }
+        }
+    }
     if is_slave && master.is_none() && info.contains_key("haMasterAddress") && !args.force {
         // It replicates from a master whose remoting address it does not know: that master
         // could not be switched over, nor told to step down afterwards.
@@ -257,30 +263,31 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
             catch_up: std::time::Duration::from_secs(args.catch_up_seconds),
             epoch_floor: args.epoch.map(|e| i64::from(e) - 1).unwrap_or(0),
         };
-        let epoch = sw::switchover(admin.client(), &switch)
+        let done = sw::switchover(admin.client(), &switch)
             .await
             .map_err(anyhow::Error::msg)?;
-        writeln!(
-            out,
-            "promoted {addr} to {role}, epoch {epoch}; {master} follows it as broker {id}"
-        )?;
+        let epoch = done.epoch;
+        if done.former_stepped_down {
+            writeln!(
+                out,
+                "promoted {addr} to {role}, epoch {epoch}; {master} follows it as broker {id}"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "promoted {addr} to {role}, epoch {epoch}; {master} has not confirmed it follows \
+                 yet and stays read-only until it does (the new master keeps telling it)"
+            )?;
+        }
         return Ok(());
     }
     let epoch = match args.epoch {
         Some(e) => e,
         None => {
-            let r = admin
-                .call(
-                    addr,
-                    &RemotingCommand::request(RequestCode::GET_BROKER_EPOCH_CACHE),
-                )
-                .await?;
-            let v: serde_json::Value = serde_json::from_slice(&r.body)?;
-            let current = v["epochList"]
-                .as_array()
-                .and_then(|l| l.iter().filter_map(|e| e["epoch"].as_i64()).max())
-                .unwrap_or(0);
-            current as i32 + 1
+            let known = sw::broker_epoch(admin.client(), addr)
+                .await
+                .ok_or_else(|| anyhow::anyhow!("{addr} does not tell its epoch"))?;
+            known as i32 + 1
         }
     };
     let mut req = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
