@@ -341,9 +341,11 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32
 /// How much of its log a replica may keep when it follows a master with epochs `theirs`:
 /// up to the end, on the master, of the last epoch both know. A former master's writes after
 /// the new master's term began are cut; a fresh or up-to-date replica keeps everything.
-pub fn divergence_point(mine: &[EpochEntry], theirs: &[EpochEntry], my_max: i64) -> i64 {
+/// `None`: the two histories share no epoch although both have one — not this group's master
+/// (a wrong `haMasterAddress`, or a forged role change); following it would cut the whole log.
+pub fn divergence_point(mine: &[EpochEntry], theirs: &[EpochEntry], my_max: i64) -> Option<i64> {
     if mine.is_empty() || theirs.is_empty() {
-        return my_max;
+        return Some(my_max);
     }
     for e in mine.iter().rev() {
         if let Some(pos) = theirs.iter().position(|t| t.epoch == e.epoch) {
@@ -351,10 +353,15 @@ pub fn divergence_point(mine: &[EpochEntry], theirs: &[EpochEntry], my_max: i64)
                 .get(pos + 1)
                 .map(|n| n.start_offset)
                 .unwrap_or(i64::MAX);
-            return my_max.min(end_on_master);
+            return Some(my_max.min(end_on_master));
         }
     }
-    my_max.min(theirs[0].start_offset)
+    // Nothing in common: what precedes the master's first term may stay; a master whose
+    // history starts at 0 and shares nothing with ours is someone else's.
+    match theirs[0].start_offset {
+        0 if my_max > 0 => None,
+        start => Some(my_max.min(start)),
+    }
 }
 
 #[cfg(test)]
@@ -373,21 +380,25 @@ mod tests {
         // A former master (epoch 1, wrote up to 900) following the new one (epoch 2 from 600).
         assert_eq!(
             divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 900),
-            600
+            Some(600)
         );
         // A slave that never got that far keeps all it has.
         assert_eq!(
             divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 400),
-            400
+            Some(400)
         );
         // Same history: keep everything.
         assert_eq!(
             divergence_point(&[e(1, 0), e(2, 600)], &[e(1, 0), e(2, 600)], 1000),
-            1000
+            Some(1000)
         );
         // A fresh replica.
-        assert_eq!(divergence_point(&[], &[e(3, 50)], 0), 0);
+        assert_eq!(divergence_point(&[], &[e(3, 50)], 0), Some(0));
         // Nothing in common: keep what precedes the master's first term.
-        assert_eq!(divergence_point(&[e(7, 0)], &[e(8, 100)], 500), 100);
+        assert_eq!(divergence_point(&[e(7, 0)], &[e(8, 100)], 500), Some(100));
+        // Nothing in common from offset 0: another group's master (or a forged one). Not
+        // followed: that would cut the whole log.
+        assert_eq!(divergence_point(&[e(1, 0)], &[e(99, 0)], 500), None);
+        assert_eq!(divergence_point(&[e(1, 0)], &[e(99, 0)], 0), Some(0));
     }
 }

@@ -289,7 +289,12 @@ async fn follow(
         serde_json::from_slice(&body).map_err(|e| format!("master epochs: {e}"))?;
     let mine = inner.epochs.list();
     let ours_max = inner.store.max_phy_offset();
-    let keep = crate::failover::divergence_point(&mine, &theirs, ours_max);
+    let keep = crate::failover::divergence_point(&mine, &theirs, ours_max).ok_or_else(|| {
+        format!(
+            "{addr} shares no epoch with this broker ({mine:?} vs {theirs:?}): not following it, \
+             which would cut the whole log"
+        )
+    })?;
     if keep < ours_max {
         tracing::warn!(master = %addr, keep, had = ours_max, "cutting the tail the new master never had");
         inner.store.truncate_replica(keep).await?;

@@ -318,6 +318,23 @@ const RUNTIME_KEYS: &[&str] = &[
     "slaveReadEnable",
 ];
 
+/// UPDATE_BROKER_CONFIG; when it makes the broker read-only, it answers once the sends
+/// already past the permission check are done (at most 3 s), so a switchover that reads the
+/// master's offset next sees everything it acknowledged.
+pub async fn update_config_drained(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+    let r = update_config(inner, req)?;
+    let read_only = !rmq_remoting::protocol::topic::perm::is_writeable(
+        inner.settings.read().broker.broker_permission,
+    );
+    if r.code == ResponseCode::SUCCESS && read_only {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while inner.send_permits_in_use() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    Ok(r)
+}
+
 pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let text = String::from_utf8_lossy(&req.body);
     let props = match parse_properties(&text) {

@@ -107,7 +107,7 @@ impl BrokerProcessor {
             RequestCode::GET_CONSUMER_CONNECTION_LIST => admin::consumer_connections(i, req),
             RequestCode::GET_BROKER_RUNTIME_INFO => admin::runtime_info(i),
             RequestCode::GET_BROKER_CONFIG => admin::get_config(i),
-            RequestCode::UPDATE_BROKER_CONFIG => admin::update_config(i, req),
+            RequestCode::UPDATE_BROKER_CONFIG => admin::update_config_drained(i, req).await,
             RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_group(i, req),
             RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(i),
             RequestCode::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(i, req),
