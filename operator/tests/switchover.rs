@@ -116,6 +116,11 @@ async fn reconcile(
     sts_status: Value,
     switches: bool,
 ) -> (Value, Value, Value) {
+    let down0 = bg
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key("test/pod-0-down"));
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Arc::new(Context::new(Client::new(svc, "default")));
     let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
@@ -172,10 +177,13 @@ async fn reconcile(
     )
     .await;
     expect(h, Method::GET, &format!("{p}/pods"), |_| {
+        // Pod 0 is down when its broker is not there (the adoption test).
         let pod = |i: usize| {
+            let ready = if i == 0 && down0 { "False" } else { "True" };
             json!({ "metadata": { "name": format!("broker-w-{i}"), "namespace": "default" },
                     "status": { "podIP": "10.0.0.9", "hostIP": "127.0.0.1",
-                                "conditions": [{ "type": "Ready", "status": "True" }] } })
+                                "conditions": [{ "type": "Ready", "status": ready,
+                                                 "lastTransitionTime": "2020-01-01T00:00:00Z" }] } })
         };
         json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {},
                 "items": (0..pods).map(pod).collect::<Vec<_>>() })
@@ -506,6 +514,45 @@ async fn a_second_master_is_told_to_step_down() {
         .unwrap();
     assert_ne!(r.code, ResponseCode::SUCCESS);
     b0.shutdown().await;
+    b1.shutdown().await;
+    ns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_already_leads_is_adopted_not_promoted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.path().join("kv.json").display().to_string(),
+        config_store_path: dir.path().join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let base = free_base(30505);
+    // The master (ordinal 0) is gone; ordinal 1 was promoted, but the answer never reached
+    // the operator, so status still names ordinal 0.
+    let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
+    let mut bg = group(
+        base,
+        &ns_addr,
+        2,
+        json!({}),
+        json!({ "masterPod": "broker-w-0", "epoch": 1, "observedGeneration": 2 }),
+    );
+    bg.metadata.labels = Some([("test/pod-0-down".to_string(), "yes".to_string())].into());
+    let (_, status, event) = reconcile(bg, 2, json!({}), true).await;
+    let s = &status["status"];
+    assert_eq!(
+        (s["masterPod"].as_str(), s["epoch"].as_i64()),
+        (Some("broker-w-1"), Some(1))
+    );
+    assert_eq!(event["reason"], "Promoted");
+    // Adopted as it is: not asked again (which it would refuse), its epoch unchanged.
+    assert_eq!(b1.inner().epochs.current(), 1);
+    assert!(!b1.inner().settings.read().broker.is_slave());
     b1.shutdown().await;
     ns.shutdown().await;
 }
