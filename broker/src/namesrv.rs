@@ -33,6 +33,9 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         )
     };
     let mut wrapper = inner.topics.wrapper();
+    // As RocketMQ 5 brokers do: the state version is the group's epoch, so a name server
+    // keeps routing to the newer master and refuses a former one still registering.
+    wrapper.data_version.state_version = i64::from(inner.epochs.current());
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
     let broker_perm = inner.settings.read().broker.broker_permission;
     for tc in wrapper.topic_config_table.values_mut() {
@@ -52,18 +55,14 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         let req = RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h)
             .with_body(body.clone());
         let client = inner.namesrv.clone();
-        async move {
-            (
-                addr.clone(),
-                client
-                    .invoke(addr, req, timeout)
-                    .await
-                    .and_then(|r| r.ensure_success()),
-            )
-        }
+        async move { (addr.clone(), client.invoke(addr, req, timeout).await) }
     });
     for (addr, result) in futures::future::join_all(calls).await {
         match result {
+            Ok(resp) if resp.code != rmq_remoting::ResponseCode::SUCCESS => {
+                fenced_by_name_server(inner, &addr, &resp);
+                tracing::warn!(namesrv = %addr, code = resp.code, remark = ?resp.remark, "register broker refused");
+            }
             Ok(resp) => {
                 ok += 1;
                 // For a slave: where its master's HA port is.
@@ -82,6 +81,43 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         }
     }
     ok
+}
+
+/// A name server refused this master's registration because another broker holds id 0 with
+/// a newer epoch: this master's term is over (it was cut off while a slave was promoted).
+/// It stops taking writes at once, so it cannot diverge further; the new master's notice,
+/// when it gets through, or the operator makes it a slave (which makes it writable again).
+fn fenced_by_name_server(
+    inner: &Arc<BrokerInner>,
+    namesrv: &str,
+    resp: &rmq_remoting::RemotingCommand,
+) {
+    let Some(newer) = resp
+        .ext_fields
+        .get("holderStateVersion")
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let holder = resp
+        .ext_fields
+        .get("holderAddr")
+        .cloned()
+        .unwrap_or_default();
+    let mine = i64::from(inner.epochs.current());
+    let mut s = inner.settings.write();
+    if s.broker.is_slave()
+        || newer <= mine
+        || !rmq_remoting::protocol::topic::perm::is_writeable(s.broker.broker_permission)
+    {
+        return;
+    }
+    s.broker.broker_permission = 4;
+    drop(s);
+    tracing::error!(
+        %namesrv, %holder, epoch = newer, mine,
+        "fenced: another broker leads this group from a newer epoch; no more writes here"
+    );
 }
 
 /// Every address the configured name servers resolve to, re-resolved on each call: a DNS name

@@ -161,7 +161,7 @@ impl Net {
                 "brokerName=part-broker\nbrokerId={id}\nbrokerRole={role}\nbrokerIP1={}\nbrokerIP2={}\n\
                  namesrvAddr={namesrv}\nstorePathRootDir={}\nmappedFileSizeCommitLog=4194304\n\
                  mappedFileSizeConsumeQueue=20000\nmaxHashSlotNum=1024\nmaxIndexNum=4096\n\
-                 haHousekeepingInterval=3000\nsyncFlushTimeout=1500\n",
+                 haHousekeepingInterval=3000\nsyncFlushTimeout=1500\nregisterNameServerPeriod=10000\n",
                 self.addr(subnet, 2),
                 self.addr(3, subnet),
                 dir.join(format!("store-{tag}")).display()
@@ -452,8 +452,19 @@ async fn async_master_cut_off_keeps_writing_then_steps_down_with_its_tail_cut() 
         after.push((body, id));
     }
 
+    // Still cut off from the new master, the old one learns from the name server (which it
+    // still reaches) that a newer epoch leads: it stops taking writes at its next
+    // registration (every 10 s here), so it cannot diverge further.
+    wait_for(
+        "the old master fenced by the name server",
+        20,
+        dir.path(),
+        async || send_one(&client, &maddr, "still there?").await.0 == ResponseCode::NO_PERMISSION,
+    )
+    .await;
+
     // The link comes back: the new master reaches its former master, which steps down,
-    // cuts its tail and follows, and stops taking writes.
+    // cuts its tail and follows.
     net.link(true);
     wait_for(
         "the former master rejoins as a slave",

@@ -19,7 +19,7 @@ use rmq_remoting::{
 
 use crate::config::NamesrvConfig;
 use crate::kvconfig::{write_atomically, KvConfigManager, NAMESPACE_ORDER_TOPIC_CONFIG};
-use crate::route_info::{Registration, RouteInfoManager};
+use crate::route_info::{RegisterError, Registration, RouteInfoManager};
 
 /// The request codes this name server answers (anything else: REQUEST_CODE_NOT_SUPPORTED).
 pub const HANDLED_CODES: &[i32] = &[
@@ -219,10 +219,23 @@ impl NamesrvProcessor {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "register broker refused");
-                Ok(RemotingCommand::error(
+                let mut resp = RemotingCommand::error(
                     ResponseCode::SYSTEM_ERROR,
                     format!("register broker failed: {e}"),
-                ))
+                );
+                // Ours: who holds the id, at which state version (epoch), so a master whose
+                // term is over can tell and stop taking writes.
+                if let RegisterError::StaleStateVersion {
+                    holder,
+                    holder_version,
+                    ..
+                } = &e
+                {
+                    resp.ext_fields.insert("holderAddr".into(), holder.clone());
+                    resp.ext_fields
+                        .insert("holderStateVersion".into(), holder_version.to_string());
+                }
+                Ok(resp)
             }
         }
     }

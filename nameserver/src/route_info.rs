@@ -62,11 +62,13 @@ pub struct RegisterResult {
 pub enum RegisterError {
     #[error("broker {0} has not registered yet; a single-topic registration cannot come first")]
     NotRegistered(String),
-    #[error("broker id {id} of {broker} is held by {holder} with a newer state version")]
+    #[error("broker id {id} of {broker} is held by {holder} with a newer state version ({holder_version})")]
     StaleStateVersion {
         broker: String,
         id: i64,
         holder: String,
+        /// The holder's state version (a master's epoch, as RocketMQ 5 brokers send it).
+        holder_version: i64,
     },
 }
 
@@ -147,6 +149,7 @@ impl RouteInfoManager {
                 if let Some(old) = t.broker_live.get(&old_info) {
                     if old.data_version.state_version > reg.topics.data_version.state_version {
                         let holder = old_addr.clone();
+                        let holder_version = old.data_version.state_version;
                         t.broker_live.remove(&BrokerAddrInfo {
                             cluster: reg.cluster.clone(),
                             addr: reg.broker_addr.clone(),
@@ -155,6 +158,7 @@ impl RouteInfoManager {
                             broker: reg.broker_name.clone(),
                             id: reg.broker_id,
                             holder,
+                            holder_version,
                         });
                     }
                 }
@@ -830,7 +834,10 @@ mod tests {
                 false,
             )
             .unwrap_err();
-        assert!(matches!(err, RegisterError::StaleStateVersion { .. }));
+        assert!(matches!(
+            &err,
+            RegisterError::StaleStateVersion { holder, holder_version: 5, .. } if holder == "m:1"
+        ));
         assert_eq!(
             m.topic_route("T").unwrap().broker_datas[0].master_addr(),
             Some("m:1")
