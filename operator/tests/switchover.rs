@@ -61,6 +61,19 @@ fn free_base(from: u16) -> u16 {
         .expect("free ports in the NodePort range")
 }
 
+/// A name server on 127.0.0.1.
+async fn namesrv(dir: &std::path::Path) -> NameServer {
+    NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 async fn broker(ns: &str, dir: &std::path::Path, port: u16, id: i64, role: &str) -> Broker {
     let mut s = BrokerSettings::default();
     s.broker.namesrv_addr = ns.into();
@@ -314,15 +327,7 @@ fn all_there(b: &Broker, ids: &[(String, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let base = free_base(32005);
     let b0 = broker(&ns_addr, dir.path(), base + 2, 0, "ASYNC_MASTER").await;
@@ -416,15 +421,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let base = free_base(31505);
     // After an earlier failover: ordinal 1 leads, ordinal 0 follows as broker 5.
@@ -473,15 +470,7 @@ async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_master_is_told_to_step_down() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let base = free_base(31005);
     // Ordinal 1 leads; ordinal 0 came back from a restart with a config from before the
@@ -521,15 +510,7 @@ async fn a_second_master_is_told_to_step_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_that_already_leads_is_adopted_not_promoted_again() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let base = free_base(30505);
     // The master (ordinal 0) is gone; ordinal 1 was promoted, but the answer never reached

@@ -18,6 +18,31 @@ fn free_port() -> u16 {
     }
 }
 
+/// A master or slave of group `name` on free ports of 127.0.0.1, with small store files.
+fn replica_settings(
+    namesrv: &str,
+    name: &str,
+    id: i64,
+    role: &str,
+    store: &std::path::Path,
+) -> BrokerSettings {
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = namesrv.to_string();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.ha_listen_port = free_port();
+    s.broker.broker_name = name.into();
+    s.broker.broker_id = id;
+    s.broker.broker_role = role.into();
+    s.store.store_path_root_dir = store.display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    s
+}
+
 async fn mqadmin(args: &[&str]) -> (bool, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
@@ -323,21 +348,7 @@ async fn ha_status_shows_the_master_and_its_slave() {
     .unwrap();
     let n = ns.local_addr().to_string();
     let broker = |id: i64, role: &str, sub: &str| {
-        let mut s = BrokerSettings::default();
-        s.broker.namesrv_addr = n.clone();
-        s.broker.broker_ip1 = "127.0.0.1".into();
-        s.broker.bind_address = "127.0.0.1".into();
-        s.broker.listen_port = free_port();
-        s.broker.ha_listen_port = free_port();
-        s.broker.broker_name = "ha-broker".into();
-        s.broker.broker_id = id;
-        s.broker.broker_role = role.into();
-        s.store.store_path_root_dir = dir.path().join(sub).display().to_string();
-        s.store.mapped_file_size_commit_log = 4 << 20;
-        s.store.mapped_file_size_consume_queue = 20 * 1000;
-        s.store.max_hash_slot_num = 1024;
-        s.store.max_index_num = 4096;
-        s
+        replica_settings(&n, "ha-broker", id, role, &dir.path().join(sub))
     };
     let ms = broker(0, "ASYNC_MASTER", "m");
     let master = Broker::start(ms.clone()).await.unwrap();
@@ -401,21 +412,7 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
     .unwrap();
     let n = ns.local_addr().to_string();
     let broker = |id: i64, role: &str, sub: &str| {
-        let mut s = BrokerSettings::default();
-        s.broker.namesrv_addr = n.clone();
-        s.broker.broker_ip1 = "127.0.0.1".into();
-        s.broker.bind_address = "127.0.0.1".into();
-        s.broker.listen_port = free_port();
-        s.broker.ha_listen_port = free_port();
-        s.broker.broker_name = "sw-broker".into();
-        s.broker.broker_id = id;
-        s.broker.broker_role = role.into();
-        s.store.store_path_root_dir = dir.path().join(sub).display().to_string();
-        s.store.mapped_file_size_commit_log = 4 << 20;
-        s.store.mapped_file_size_consume_queue = 20 * 1000;
-        s.store.max_hash_slot_num = 1024;
-        s.store.max_index_num = 4096;
-        s
+        replica_settings(&n, "sw-broker", id, role, &dir.path().join(sub))
     };
     let ms = broker(0, "ASYNC_MASTER", "m");
     let master = Broker::start(ms.clone()).await.unwrap();
