@@ -4,55 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response};
-use kube::client::Body;
-use kube::Client;
+use http::Method;
 use rmq_operator::controller::{broker_group, nameserver, Context};
 use rmq_operator::crd::{BrokerGroup, NameServer};
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn mock() -> (Client, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(svc, "default"), handle)
-}
-
-/// Answers the next request: checks method and path, returns its JSON body, and replies
-/// with `reply(body)`.
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-    reply: impl FnOnce(&Value) -> Value,
-) -> Value {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
-    assert_eq!(
-        (req.method().clone(), req.uri().path()),
-        (method, path),
-        "query: {:?}",
-        req.uri().query()
-    );
-    let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    send.send_response(
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
-            .unwrap(),
-    );
-    body
-}
-
-fn echo(body: &Value) -> Value {
-    body.clone()
-}
+mod common;
+use common::{echo, expect, mock};
 
 fn nameserver_obj(replicas: i32, annotations: Value, config: Value) -> NameServer {
     serde_json::from_value(json!({

@@ -4,47 +4,15 @@
 //! Event say so.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{Method, Request, Response};
-use kube::client::Body;
-use kube::Client;
+use http::Method;
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_operator::controller::{broker_group, Context};
 use rmq_operator::crd::BrokerGroup;
-use serde_json::{json, Value};
+use serde_json::json;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-    reply: impl FnOnce(&Value) -> Value,
-) -> Value {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
-    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
-    let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    send.send_response(
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
-            .unwrap(),
-    );
-    body
-}
-
-fn echo(b: &Value) -> Value {
-    b.clone()
-}
+mod common;
+use common::{echo, expect, mock, namesrv};
 
 /// A free port the NodePort range can name as pod 1's node port (`nodePortBase + 5`).
 fn free_node_port(from: u16) -> u16 {
@@ -59,15 +27,7 @@ fn free_node_port(from: u16) -> u16 {
 
 async fn promotion(manual: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     // Separate ranges, so the two tests running at once never pick the same port.
     let port = free_node_port(if manual { 31005 } else { 30005 });
@@ -116,8 +76,8 @@ async fn promotion(manual: bool) {
         }
     }))
     .unwrap();
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
     let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
     let h = &mut handle;
     expect(

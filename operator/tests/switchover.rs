@@ -8,11 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response};
-use kube::client::Body;
-use kube::Client;
+use http::Method;
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_operator::controller::{broker_group, Context};
 use rmq_operator::crd::BrokerGroup;
 use rmq_remoting::header::{
@@ -21,32 +18,8 @@ use rmq_remoting::header::{
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-    reply: impl FnOnce(&Value) -> Value,
-) -> Value {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(30), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
-    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
-    let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    send.send_response(
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
-            .unwrap(),
-    );
-    body
-}
-
-fn echo(b: &Value) -> Value {
-    b.clone()
-}
+mod common;
+use common::{echo, expect, mock, namesrv};
 
 /// A NodePort base whose pod 0 and pod 1 ports (`base + 2`, `base + 5`) and their HA ports
 /// (+1) are free on 127.0.0.1.
@@ -59,19 +32,6 @@ fn free_base(from: u16) -> u16 {
                 .all(|d| std::net::TcpListener::bind(("127.0.0.1", b + d)).is_ok())
         })
         .expect("free ports in the NodePort range")
-}
-
-/// A name server on 127.0.0.1.
-async fn namesrv(dir: &std::path::Path) -> NameServer {
-    NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
 }
 
 async fn broker(ns: &str, dir: &std::path::Path, port: u16, id: i64, role: &str) -> Broker {
@@ -134,8 +94,8 @@ async fn reconcile(
         .labels
         .as_ref()
         .is_some_and(|l| l.contains_key("test/pod-0-down"));
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
     let task = tokio::spawn(broker_group::reconcile(Arc::new(bg.clone()), ctx));
     let h = &mut handle;
     let p = "/api/v1/namespaces/default";

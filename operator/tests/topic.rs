@@ -5,41 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response};
-use kube::client::Body;
-use kube::Client;
+use http::Method;
 use rmq_broker::{Broker, BrokerSettings};
 use rmq_nameserver::{NameServer as Namesrv, NamesrvConfig};
 use rmq_operator::controller::{topic, Context, Error};
 use rmq_operator::crd::Topic;
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-async fn expect(
-    handle: &mut Handle,
-    method: Method,
-    path: &str,
-    reply: impl FnOnce(&Value) -> Value,
-) -> Value {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request, expected {method} {path}"))
-        .unwrap_or_else(|| panic!("client gone, expected {method} {path}"));
-    assert_eq!((req.method().clone(), req.uri().path()), (method, path));
-    let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body: Value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    send.send_response(
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(&reply(&body)).unwrap()))
-            .unwrap(),
-    );
-    body
-}
+mod common;
+use common::{expect, mock, Handle};
 
 fn free_port() -> u16 {
     loop {
@@ -133,8 +107,8 @@ async fn cluster(dir: &std::path::Path) -> (Namesrv, Broker, String, String) {
 async fn topic_created_then_deleted_per_policy() {
     let dir = tempfile::tempdir().unwrap();
     let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
 
     // Apply: list broker groups, create on the master, write status.
     let t: Topic = serde_json::from_value(topic_obj("Delete", false)).unwrap();
@@ -194,8 +168,8 @@ async fn topic_created_then_deleted_per_policy() {
 async fn delete_if_empty_refuses_while_messages_wait() {
     let dir = tempfile::tempdir().unwrap();
     let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
     // The topic exists with one unconsumed message.
     let remoting = rmq_remoting::RemotingClient::default();
     let create = rmq_remoting::RemotingCommand::request_with_header(
@@ -273,8 +247,8 @@ async fn consumer_group_is_declared_on_the_master() {
     use rmq_operator::crd::ConsumerGroup;
     let dir = tempfile::tempdir().unwrap();
     let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
     let obj = json!({ "apiVersion": "rocketmq.rs/v1alpha1", "kind": "ConsumerGroup",
         "metadata": { "name": "order-processor", "namespace": "default", "uid": "g-1", "generation": 2,
                       "finalizers": ["rocketmq.rs/consumergroup"] },
@@ -332,8 +306,8 @@ async fn order_conf(ctx: &Context, ns_addr: &str, topic: &str) -> Option<String>
 async fn ordered_topic_writes_order_config_on_the_name_servers() {
     let dir = tempfile::tempdir().unwrap();
     let (ns, broker, addr, ns_addr) = cluster(dir.path()).await;
-    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let ctx = Arc::new(Context::new(Client::new(svc, "default")));
+    let (client, mut handle) = mock();
+    let ctx = Arc::new(Context::new(client));
 
     for order in [true, false] {
         let mut obj = topic_obj("Delete", false);

@@ -18,6 +18,19 @@ fn free_port() -> u16 {
     }
 }
 
+/// A name server on 127.0.0.1, its files under `dir`.
+async fn namesrv(dir: &std::path::Path) -> NameServer {
+    NameServer::start(NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// A master or slave of group `name` on free ports of 127.0.0.1, with small store files.
 fn replica_settings(
     namesrv: &str,
@@ -64,15 +77,7 @@ async fn mqadmin(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_against_the_real_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let mut s = BrokerSettings::default();
     s.broker.namesrv_addr = ns_addr.clone();
@@ -337,15 +342,7 @@ async fn admin_commands_against_the_real_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_status_shows_the_master_and_its_slave() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let n = ns.local_addr().to_string();
     let broker = |id: i64, role: &str, sub: &str| {
         replica_settings(&n, "ha-broker", id, role, &dir.path().join(sub))
@@ -401,15 +398,7 @@ async fn ha_status_shows_the_master_and_its_slave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = namesrv(dir.path()).await;
     let n = ns.local_addr().to_string();
     let broker = |id: i64, role: &str, sub: &str| {
         replica_settings(&n, "sw-broker", id, role, &dir.path().join(sub))

@@ -719,39 +719,29 @@ impl MessageStore {
         if replica.is_empty() {
             return Ok(());
         }
+        self.replica_request(replica, None).await
+    }
+
+    /// Replication, replica side: cuts everything from `offset` on — a former master's tail
+    /// that the new master never had — with the queue and index entries pointing there.
+    pub async fn truncate_replica(&self, offset: i64) -> Result<(), String> {
+        self.replica_request(Vec::new(), Some(offset.max(0) as u64))
+            .await
+    }
+
+    /// Hands replica records or a cut to the writer thread and waits for it.
+    async fn replica_request(
+        &self,
+        replica: Vec<ReplicaRecord>,
+        truncate: Option<u64>,
+    ) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         let req = PutRequest {
             topic: Arc::from(""),
             queue_id: 0,
             records: Vec::new(),
             replica,
-            truncate: None,
-            reply: tx,
-        };
-        let sent = match self.inner.put_tx.lock().as_ref() {
-            Some(s) => s.send(req).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err("message store is not running".into());
-        }
-        match rx.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(format!("{status:?}")),
-            Err(_) => Err("message store stopped".into()),
-        }
-    }
-
-    /// Replication, replica side: cuts everything from `offset` on — a former master's tail
-    /// that the new master never had — with the queue and index entries pointing there.
-    pub async fn truncate_replica(&self, offset: i64) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let req = PutRequest {
-            topic: Arc::from(""),
-            queue_id: 0,
-            records: Vec::new(),
-            replica: Vec::new(),
-            truncate: Some(offset.max(0) as u64),
+            truncate,
             reply: tx,
         };
         let sent = match self.inner.put_tx.lock().as_ref() {

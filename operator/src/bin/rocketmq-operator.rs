@@ -185,6 +185,50 @@ where
 /// How many objects one controller's cache holds.
 type ObjectCount = Box<dyn Fn() -> usize + Send>;
 
+/// The controllers started so far, and their caches for the `managed_objects` gauge.
+struct Controllers {
+    ctx: Arc<Context>,
+    m: Arc<Metrics>,
+    futures: Vec<BoxFuture<'static, ()>>,
+    stores: Arc<std::sync::Mutex<Vec<(&'static str, ObjectCount)>>>,
+}
+
+impl Controllers {
+    /// Starts the controller of kind `K` (`label`: its metrics label).
+    fn add<K, R, Fut>(
+        &mut self,
+        kind: &'static str,
+        label: &'static str,
+        api: Api<K>,
+        owned: Option<Api<StatefulSet>>,
+        reconcile: R,
+    ) where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        R: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+    {
+        let (f, store) = controller(
+            api,
+            owned,
+            label,
+            reconcile,
+            self.ctx.clone(),
+            self.m.clone(),
+        );
+        self.futures.push(f);
+        self.stores
+            .lock()
+            .expect("stores")
+            .push((kind, Box::new(move || store.state().len())));
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -304,61 +348,42 @@ async fn main() -> anyhow::Result<()> {
         m.leader.set(1);
     }
 
-    let mut controllers = Vec::new();
+    let mut controllers = Controllers {
+        ctx: ctx.clone(),
+        m: m.clone(),
+        futures: Vec::new(),
+        stores: stores.clone(),
+    };
     for ns in &namespaces {
         let sts: Api<StatefulSet> = api(&client, ns);
-        let (f, s) = controller(
+        controllers.add(
+            "NameServer",
+            "nameserver",
             api::<NameServer>(&client, ns),
             Some(sts.clone()),
-            "nameserver",
             nameserver::reconcile,
-            ctx.clone(),
-            m.clone(),
         );
-        controllers.push(f);
-        stores
-            .lock()
-            .expect("stores")
-            .push(("NameServer", Box::new(move || s.state().len())));
-        let (f, s) = controller(
+        controllers.add(
+            "BrokerGroup",
+            "broker_group",
             api::<BrokerGroup>(&client, ns),
             Some(sts),
-            "broker_group",
             broker_group::reconcile,
-            ctx.clone(),
-            m.clone(),
         );
-        controllers.push(f);
-        stores
-            .lock()
-            .expect("stores")
-            .push(("BrokerGroup", Box::new(move || s.state().len())));
-        let (f, s) = controller(
+        controllers.add(
+            "Topic",
+            "topic",
             api::<Topic>(&client, ns),
             None,
-            "topic",
             topic::reconcile,
-            ctx.clone(),
-            m.clone(),
         );
-        controllers.push(f);
-        stores
-            .lock()
-            .expect("stores")
-            .push(("Topic", Box::new(move || s.state().len())));
-        let (f, s) = controller(
+        controllers.add(
+            "ConsumerGroup",
+            "consumer_group",
             api::<ConsumerGroup>(&client, ns),
             None,
-            "consumer_group",
             consumer_group::reconcile,
-            ctx.clone(),
-            m.clone(),
         );
-        controllers.push(f);
-        stores
-            .lock()
-            .expect("stores")
-            .push(("ConsumerGroup", Box::new(move || s.state().len())));
     }
 
     let lost = async {
@@ -368,7 +393,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let outcome = tokio::select! {
-        _ = futures::future::join_all(controllers) => Ok(()),
+        _ = futures::future::join_all(controllers.futures) => Ok(()),
         _ = lost => Err(anyhow::anyhow!("lost the leader lease; exiting so that only the leader reconciles")),
         r = server => match r {
             Ok(Ok(())) => Ok(()),

@@ -68,11 +68,6 @@ fn ordinal_of(pod: &str) -> Option<i32> {
     pod.rsplit('-').next()?.parse().ok()
 }
 
-/// A broker's commit-log max offset; `None`: it does not answer.
-pub async fn max_offset(ctx: &Context, addr: &str) -> Option<i64> {
-    sw::max_offset(&ctx.remoting, addr).await
-}
-
 fn role_name(bg: &BrokerGroup) -> &'static str {
     match bg.spec.broker_role {
         BrokerRole::SyncMaster => "SYNC_MASTER",
@@ -96,7 +91,7 @@ async fn most_caught_up<'a>(
     let mut best: Option<(&ReplicaStatus, i64)> = None;
     for r in candidates.iter().filter(|r| r.ready) {
         let Some(addr) = &r.address else { continue };
-        if let Some(o) = max_offset(ctx, addr).await {
+        if let Some(o) = sw::max_offset(&ctx.remoting, addr).await {
             if best.is_none_or(|(_, b)| o > b) {
                 best = Some((r, o));
             }
@@ -176,7 +171,7 @@ pub async fn step(
     // The broker's own word: a master that still answers is alive whatever its pod says.
     let alive = pod_ready
         || match &master_addr {
-            Some(a) => max_offset(ctx, a).await.is_some(),
+            Some(a) => sw::max_offset(&ctx.remoting, a).await.is_some(),
             None => false,
         };
     let asked = bg
@@ -274,7 +269,7 @@ pub async fn step(
         let mut candidates = Vec::new();
         for r in &eligible {
             let offset = match (&r.address, r.ready) {
-                (Some(addr), true) => max_offset(ctx, addr).await,
+                (Some(addr), true) => sw::max_offset(&ctx.remoting, addr).await,
                 _ => None,
             };
             candidates.push(Candidate {
