@@ -6,19 +6,19 @@
 //! `config/delayOffset.json`, so a restart neither loses nor repeats more than the last
 //! moments of progress.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rmq_remoting::message::{decode_properties, encode_properties, property, sys_flag, MessageExt};
+use rmq_remoting::message::{property, sys_flag, MessageExt};
 use rmq_remoting::util::now_millis;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::BrokerInner;
-use crate::store::{find_property, PutMessage, SCHEDULE_TOPIC};
+use crate::store::{PutMessage, SCHEDULE_TOPIC};
 
 /// Longest sleep between looks at the delay queues: bounds how late a message can be.
 const TICK: Duration = Duration::from_millis(100);
@@ -97,34 +97,37 @@ pub fn apply_delay(msg: &mut PutMessage, levels: usize) {
     if tran == sys_flag::TRANSACTION_PREPARED_TYPE || tran == sys_flag::TRANSACTION_ROLLBACK_TYPE {
         return;
     }
-    let Some(level) = find_property(&msg.properties, property::DELAY_TIME_LEVEL)
+    let Some(level) = msg
+        .properties
+        .get(property::DELAY_TIME_LEVEL)
         .and_then(|l| l.trim().parse::<i64>().ok())
         .filter(|l| *l > 0)
     else {
         return;
     };
-    let level = level.min(levels.max(1) as i64);
-    let mut props = decode_properties(&msg.properties);
-    props.insert(property::DELAY_TIME_LEVEL.into(), level.to_string());
-    props.insert(property::REAL_TOPIC.into(), msg.topic.clone());
-    props.insert(property::REAL_QUEUE_ID.into(), msg.queue_id.to_string());
-    msg.properties = encode_properties(&props);
+    let capped = level.min(levels.max(1) as i64);
+    if capped != level {
+        msg.properties
+            .insert(property::DELAY_TIME_LEVEL, &capped.to_string());
+    }
+    let level = capped;
+    msg.properties.insert(property::REAL_TOPIC, &msg.topic);
+    msg.properties
+        .insert(property::REAL_QUEUE_ID, &msg.queue_id.to_string());
     msg.topic = SCHEDULE_TOPIC.into();
     msg.queue_id = (level - 1) as i32;
 }
 
-/// The message to deliver for a due schedule-queue record: its real topic and queue, the
-/// delay level cleared. `None` for a record that lacks them (written by something else).
+/// The message to deliver for a due schedule-queue record: its real topic and queue. Its
+/// properties stay as they were (`DELAY`, `REAL_TOPIC` and `REAL_QID` included, as RocketMQ
+/// stores them). `None` for a record that lacks them (written by something else).
 fn restore(inner: &BrokerInner, m: &MessageExt) -> Option<PutMessage> {
     let topic = m.properties.get(property::REAL_TOPIC)?.clone();
     let queue_id: i32 = m.properties.get(property::REAL_QUEUE_ID)?.parse().ok()?;
-    let mut props: HashMap<String, String> = m.properties.clone();
-    props.remove(property::DELAY_TIME_LEVEL);
-    props.insert(property::WAIT_STORE_MSG_OK.into(), "false".into());
     Some(PutMessage {
         topic,
         queue_id,
-        ..PutMessage::copy_of(m, &props, inner.store_host)
+        ..PutMessage::copy_of(m, &m.properties, inner.store_host)
     })
 }
 

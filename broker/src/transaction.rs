@@ -20,14 +20,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rmq_remoting::header::{CheckTransactionStateRequestHeader, EndTransactionRequestHeader};
-use rmq_remoting::message::{decode_properties, encode_properties, property, sys_flag, MessageExt};
+use rmq_remoting::message::{property, sys_flag, MessageExt, Properties};
 use rmq_remoting::util::now_millis;
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::BrokerInner;
 use crate::manager::topics::{TRANS_HALF_TOPIC, TRANS_OP_HALF_TOPIC};
-use crate::store::{find_property, PutMessage};
+use crate::store::PutMessage;
 
 /// The internal group under which the checker's progress in the half queue is kept.
 pub const CHECK_GROUP: &str = "CID_RMQ_SYS_TRANS";
@@ -78,11 +78,13 @@ impl TransactionState {
 }
 
 /// Whether a send is a transaction half (`TRAN_MSG=true`, not a retry of a delayed one).
-pub fn is_half(props: &str, reconsume_times: i32) -> bool {
-    let prepared = find_property(props, property::TRANSACTION_PREPARED)
+pub fn is_half(props: &Properties, reconsume_times: i32) -> bool {
+    let prepared = props
+        .get(property::TRANSACTION_PREPARED)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let delayed_retry = reconsume_times > 0
-        && find_property(props, property::DELAY_TIME_LEVEL)
+        && props
+            .get(property::DELAY_TIME_LEVEL)
             .and_then(|d| d.parse::<i32>().ok())
             .is_some_and(|d| d > 0);
     prepared && !delayed_retry
@@ -91,15 +93,15 @@ pub fn is_half(props: &str, reconsume_times: i32) -> bool {
 /// Turns a send into its half: real topic and queue saved, the transaction id recorded,
 /// system flag back to "not a transaction" so the half queue indexes it.
 pub fn to_half(msg: &mut PutMessage) {
-    let mut props = decode_properties(&msg.properties);
-    props.insert(property::REAL_TOPIC.into(), msg.topic.clone());
-    props.insert(property::REAL_QUEUE_ID.into(), msg.queue_id.to_string());
-    if let Some(uniq) = props.get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).cloned() {
-        props
-            .entry(property::TRANSACTION_ID.to_string())
-            .or_insert(uniq);
+    let props = &mut msg.properties;
+    props.insert(property::REAL_TOPIC, &msg.topic);
+    props.insert(property::REAL_QUEUE_ID, &msg.queue_id.to_string());
+    if let Some(uniq) = props
+        .get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        .map(String::from)
+    {
+        props.insert_if_absent(property::TRANSACTION_ID, || uniq);
     }
-    msg.properties = encode_properties(&props);
     msg.sys_flag &= !sys_flag::TRANSACTION_ROLLBACK_TYPE;
     msg.topic = TRANS_HALF_TOPIC.into();
     msg.queue_id = 0;
@@ -107,21 +109,23 @@ pub fn to_half(msg: &mut PutMessage) {
 
 /// Records that the half at `half_offset` is finished.
 async fn write_op(inner: &Arc<BrokerInner>, half_offset: i64) -> bool {
-    let mut props = std::collections::HashMap::new();
-    props.insert(property::TAGS.to_string(), OP_TAG.to_string());
-    props.insert(property::WAIT_STORE_MSG_OK.to_string(), "false".to_string());
+    let props = Properties::from_iter([
+        (property::TAGS, OP_TAG),
+        (property::WAIT_STORE_MSG_OK, "false"),
+    ]);
     let op = PutMessage {
         topic: TRANS_OP_HALF_TOPIC.into(),
         queue_id: 0,
         flag: 0,
         body: Bytes::from(half_offset.to_string()),
-        properties: encode_properties(&props),
+        properties: props,
         sys_flag: 0,
         born_timestamp: now_millis(),
         born_host: inner.store_host,
         store_host: inner.store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: false,
     };
     let ok = inner.store.put_message(op).await.status.is_stored();
     if ok {
@@ -175,11 +179,12 @@ pub async fn end_transaction(
         return Ok(RemotingCommand::success()); // ended already (a repeated answer)
     }
     if commit {
-        let mut props = half.properties.clone();
+        // The committed message keeps the half's properties as they are (REAL_TOPIC and
+        // REAL_QID included), as RocketMQ stores it.
         let (Some(topic), Some(queue_id)) = (
-            props.remove(property::REAL_TOPIC),
-            props
-                .remove(property::REAL_QUEUE_ID)
+            half.properties.get(property::REAL_TOPIC).cloned(),
+            half.properties
+                .get(property::REAL_QUEUE_ID)
                 .and_then(|q| q.parse::<i32>().ok()),
         ) else {
             return Ok(RemotingCommand::error(
@@ -187,8 +192,7 @@ pub async fn end_transaction(
                 "the prepared message has no REAL_TOPIC/REAL_QID",
             ));
         };
-        props.remove(property::TRANSACTION_CHECK_TIMES);
-        let mut msg = PutMessage::copy_of(&half, &props, inner.store_host);
+        let mut msg = PutMessage::copy_of(&half, &half.properties, inner.store_host);
         msg.topic = topic;
         msg.queue_id = queue_id;
         msg.sys_flag = (half.sys_flag & !sys_flag::TRANSACTION_ROLLBACK_TYPE)

@@ -60,15 +60,14 @@ fn message(i: usize, store_host: std::net::SocketAddr) -> PutMessage {
         queue_id: (i % 4) as i32,
         flag: 0,
         body: Bytes::from(format!("message-{i}-{}", "x".repeat(i % 700))),
-        properties: rmq_remoting::message::encode_properties(
-            &[("KEYS".to_string(), format!("k{i}"))].into(),
-        ),
+        properties: rmq_remoting::message::Properties::from_iter([("KEYS", format!("k{i}"))]),
         sys_flag: 0,
         born_timestamp: rmq_remoting::util::now_millis(),
         born_host: "127.0.0.1:1".parse().unwrap(),
         store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: true,
     }
 }
 

@@ -235,8 +235,7 @@ async fn bad_input_is_refused_and_stores_nothing() {
     let r = store.put_message(msg("Good", -1, b"x", None, None)).await;
     assert!(matches!(r.status, PutStatus::MessageIllegal(_)));
     let mut huge = msg("Good", 0, b"x", None, None);
-    huge.properties
-        .push_str(&format!("P\u{1}{}\u{2}", "v".repeat(40_000)));
+    huge.properties.insert("P", &"v".repeat(40_000));
     assert_eq!(
         store.put_message(huge).await.status,
         PutStatus::PropertiesSizeExceeded
@@ -353,9 +352,9 @@ async fn sync_flush_timeout_is_reported_and_the_message_kept() {
         .append
         .expect("a timed-out put still says where it was stored");
     assert_eq!(a.logics_offset, 1);
-    // WAIT=false does not wait for the flush at all.
+    // A put that does not wait (WAIT=false on the wire) returns before the flush.
     let mut m = msg("F", 0, b"nowait", None, None);
-    m.properties.push_str("WAIT\u{1}false\u{2}");
+    m.wait_store_msg_ok = false;
     assert_eq!(store.put_message(m).await.status, PutStatus::PutOk);
     store.set_flush_paused(false);
     assert_eq!(

@@ -335,6 +335,8 @@ impl LanguageCode {
 pub mod version {
     /// V3_0_11: REGISTER_BROKER bodies are `RegisterBrokerBody` from here on.
     pub const V3_0_11: i32 = 37;
+    /// V3_4_9: from here on a send to a retry topic carries `maxReconsumeTimes` in its header.
+    pub const V3_4_9: i32 = 121;
     /// V4_9_4: from here on the name server writes standard JSON routes (quoted keys).
     pub const V4_9_4: i32 = 401;
     /// V5_0_0.

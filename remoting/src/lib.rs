@@ -17,6 +17,7 @@ pub mod fastjson;
 pub mod header;
 pub mod message;
 pub mod metrics;
+pub mod properties;
 pub mod protocol;
 pub mod server;
 pub mod switchover;

@@ -16,10 +16,9 @@ pub const MESSAGE_MAGIC_CODE_V2: i32 = 0xDAA3_20AB_u32 as i32;
 /// Magic of the blank record that pads the end of a commit-log file.
 pub const BLANK_MAGIC_CODE: i32 = 0xCBD4_3194_u32 as i32;
 
-/// Separates a property's name from its value.
-pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
-/// Ends each property.
-pub const PROPERTY_SEPARATOR: char = '\u{2}';
+pub use crate::properties::{
+    decode_properties, encode_properties, Properties, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR,
+};
 
 /// `MessageSysFlag` bits.
 pub mod sys_flag {
@@ -69,34 +68,6 @@ pub mod property {
     pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
     pub const SHARDING_KEY: &str = "__SHARDINGKEY";
     pub const KEY_SEPARATOR: &str = " ";
-}
-
-/// Message properties as `name\x01value\x02` pairs.
-pub fn encode_properties(props: &HashMap<String, String>) -> String {
-    let mut entries: Vec<(&String, &String)> = props.iter().collect();
-    entries.sort();
-    let mut s = String::new();
-    for (k, v) in entries {
-        s.push_str(k);
-        s.push(NAME_VALUE_SEPARATOR);
-        s.push_str(v);
-        s.push(PROPERTY_SEPARATOR);
-    }
-    s
-}
-
-/// Parses a properties string; malformed segments are skipped, as Java skips them.
-pub fn decode_properties(s: &str) -> HashMap<String, String> {
-    let mut map = HashMap::new();
-    for item in s.split(PROPERTY_SEPARATOR) {
-        if item.len() < 3 {
-            continue;
-        }
-        if let Some(idx) = item.find(NAME_VALUE_SEPARATOR) {
-            map.insert(item[..idx].to_string(), item[idx + 1..].to_string());
-        }
-    }
-    map
 }
 
 /// A stored message, as the commit log holds it and pulls return it.
@@ -390,14 +361,15 @@ fn get_host(b: &mut Bytes, v6: bool) -> Result<SocketAddr> {
 pub struct BatchItem {
     pub flag: i32,
     pub body: Bytes,
-    pub properties: HashMap<String, String>,
+    /// As the client wrote them (parsed with Java's rules).
+    pub properties: Properties,
 }
 
 /// Encodes a batch body as Java's `MessageDecoder#encodeMessages`.
 pub fn encode_batch(items: &[BatchItem]) -> BytesMut {
     let mut b = BytesMut::new();
     for item in items {
-        let props = encode_properties(&item.properties);
+        let props = item.properties.as_str();
         let total = 4 + 4 + 4 + 4 + 4 + item.body.len() + 2 + props.len();
         b.put_i32(total as i32);
         b.put_i32(0);
@@ -438,7 +410,7 @@ pub fn decode_batch(mut buf: Bytes) -> Result<Vec<BatchItem>> {
         items.push(BatchItem {
             flag,
             body,
-            properties: decode_properties(&String::from_utf8_lossy(&props)),
+            properties: Properties::from_string(String::from_utf8_lossy(&props).into_owned()),
         });
     }
     Ok(items)
@@ -612,7 +584,7 @@ mod tests {
 
         #[test]
         fn batch_round_trips(items in vec((any::<i32>(), vec(any::<u8>(), 0..64), props()), 0..5)) {
-            let items: Vec<BatchItem> = items.into_iter().map(|(flag, body, properties)| BatchItem { flag, body: body.into(), properties }).collect();
+            let items: Vec<BatchItem> = items.into_iter().map(|(flag, body, properties)| BatchItem { flag, body: body.into(), properties: Properties::from_map(&properties) }).collect();
             let back = decode_batch(encode_batch(&items).freeze()).unwrap();
             prop_assert_eq!(back, items);
         }

@@ -204,13 +204,14 @@ async fn admin_commands_against_the_real_broker() {
         queue_id: 0,
         flag: 0,
         body: bytes::Bytes::from(format!("m{i}")),
-        properties: String::new(),
+        properties: Default::default(),
         sys_flag: 0,
         born_timestamp: rmq_remoting::util::now_millis(),
         born_host: "127.0.0.1:1".parse().unwrap(),
         store_host,
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: true,
     };
     for i in 0..5 {
         assert!(store.put_message(put(i)).await.status.is_stored());
@@ -281,7 +282,7 @@ async fn admin_commands_against_the_real_broker() {
     // queryMsgByKey / queryMsgById, before and after a broker restart (index files and the
     // commit log are what answer them).
     let mut keyed = put(100);
-    keyed.properties = rmq_remoting::message::encode_properties(
+    keyed.properties = rmq_remoting::message::Properties::from_map(
         &[
             ("KEYS".to_string(), "order-77 other".to_string()),
             (
@@ -414,13 +415,14 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
             queue_id: 0,
             flag: 0,
             body: bytes::Bytes::from(format!("m{i}")),
-            properties: String::new(),
+            properties: Default::default(),
             sys_flag: 0,
             born_timestamp: rmq_remoting::util::now_millis(),
             born_host: "127.0.0.1:1".parse().unwrap(),
             store_host: master.inner().store_host,
             reconsume_times: 0,
             prepared_transaction_offset: 0,
+            wait_store_msg_ok: true,
         };
         assert!(master
             .inner()

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use rmq_broker::store::{MessageStore, MessageStoreConfig, PutMessage, PutStatus};
+use rmq_remoting::message::Properties;
 
 #[derive(Parser)]
 #[command(
@@ -84,7 +85,7 @@ enum Cmd {
 
 fn message(topic: &str, queue_id: i32, body: Bytes, n: u64) -> PutMessage {
     // Properties in their wire form, as a send request carries them.
-    let properties = format!("KEYS\u{1}key-{n}\u{2}TAGS\u{1}bench\u{2}");
+    let properties = Properties::from_string(format!("KEYS\u{1}key-{n}\u{2}TAGS\u{1}bench"));
     PutMessage {
         topic: topic.to_string(),
         queue_id,
@@ -97,6 +98,7 @@ fn message(topic: &str, queue_id: i32, body: Bytes, n: u64) -> PutMessage {
         store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: true,
     }
 }
 

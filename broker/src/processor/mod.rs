@@ -61,6 +61,29 @@ pub const HANDLED_CODES: &[i32] = &[
 
 pub type Response = Result<RemotingCommand, RemotingError>;
 
+/// A request refused on the way through a processor's steps: RocketMQ's response code and
+/// remark for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    pub remark: String,
+}
+
+impl Refusal {
+    pub fn new(code: i32, remark: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            remark: remark.into(),
+        }
+    }
+}
+
+impl From<Refusal> for RemotingCommand {
+    fn from(r: Refusal) -> RemotingCommand {
+        RemotingCommand::error(r.code, r.remark)
+    }
+}
+
 pub struct BrokerProcessor {
     pub inner: Arc<BrokerInner>,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use rmq_remoting::header::ConsumerSendMsgBackRequestHeader;
-use rmq_remoting::message::{encode_properties, property};
+use rmq_remoting::message::property;
 use rmq_remoting::protocol::topic::perm;
 use rmq_remoting::topic::{DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
 use rmq_remoting::{Connection, RemotingCommand, ResponseCode};
@@ -146,29 +146,35 @@ pub async fn consumer_send_msg_back(
 }
 
 /// A client sending straight to `%RETRY%<group>` (its fallback when send-back fails): past
-/// the group's limit the message goes to the dead-letter queue instead. `Some` is the
-/// response to refuse the send with.
+/// its limit the message goes to the dead-letter queue instead. The limit is the one the
+/// client put in the header (`header_max`, clients since 3.4.9), else a `MAX_RECONSUME_TIMES`
+/// property, else the group's. The error is the response to refuse the send with.
 pub fn route_direct_retry(
     inner: &Arc<BrokerInner>,
     msg: &mut PutMessage,
-) -> Option<RemotingCommand> {
-    let group = msg.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX)?;
+    header_max: Option<i32>,
+) -> Result<(), super::Refusal> {
+    let Some(group) = msg.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) else {
+        return Ok(());
+    };
     let group = group.to_string();
     let Some(cfg) = inner.groups.get(&group) else {
-        return Some(RemotingCommand::error(
+        return Err(super::Refusal::new(
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
             format!("subscription group not exist, {group}"),
         ));
     };
-    let max = crate::store::find_property(&msg.properties, property::MAX_RECONSUME_TIMES)
-        .and_then(|m| m.parse::<i32>().ok())
+    let max = header_max
+        .or_else(|| {
+            msg.properties
+                .get(property::MAX_RECONSUME_TIMES)
+                .and_then(|m| m.parse::<i32>().ok())
+        })
         .unwrap_or(cfg.retry_max_times);
     if msg.reconsume_times >= max {
-        let mut props = rmq_remoting::message::decode_properties(&msg.properties);
-        props.remove(property::DELAY_TIME_LEVEL);
-        msg.properties = encode_properties(&props);
+        msg.properties.remove(property::DELAY_TIME_LEVEL);
         msg.topic = dlq_topic(inner, &group);
         msg.queue_id = 0;
     }
-    None
+    Ok(())
 }

@@ -1,21 +1,29 @@
 //! SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE: checks with RocketMQ's response codes,
 //! topic auto-creation, and the store put.
+//!
+//! A send goes through its steps in order: [`SendSettings`] (one look at the broker's settings),
+//! [`check_topic`], [`resolve_topic`], [`choose_queue`], [`messages`] (the properties string is
+//! parsed once into [`Properties`]; retry, half and delay routing edit that, and the record is
+//! encoded once, by the store), [`append`] and [`answer`].
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
 use rmq_remoting::header::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
-use rmq_remoting::message::{decode_batch, encode_properties, property, sys_flag};
-use rmq_remoting::protocol::topic::perm;
+use rmq_remoting::message::{decode_batch, property, sys_flag, Properties};
+use rmq_remoting::protocol::topic::{perm, TopicConfig};
+use rmq_remoting::topic::RETRY_GROUP_TOPIC_PREFIX;
 use rmq_remoting::{Connection, RemotingCommand, RequestCode, ResponseCode};
 
-use super::Response;
+use super::{Refusal, Response};
 use crate::broker::BrokerInner;
 use crate::manager::topics::is_not_allowed_send_topic;
-use crate::store::{find_property, PutMessage, PutStatus};
+use crate::store::{AppendResult, PutMessage, PutStatus};
 
 fn decode_header(
     req: &RemotingCommand,
@@ -28,6 +36,32 @@ fn decode_header(
     }
 }
 
+/// What a send needs of the broker's settings, read once (the role can change at run time).
+struct SendSettings {
+    writable: bool,
+    auto_create: bool,
+    cluster: String,
+    broker_name: String,
+    reject_transactions: bool,
+    sync_master: bool,
+    slave_timeout: Duration,
+}
+
+impl SendSettings {
+    fn read(inner: &BrokerInner) -> SendSettings {
+        let s = inner.settings.read();
+        SendSettings {
+            writable: perm::is_writeable(s.broker.broker_permission) && !s.broker.is_slave(),
+            auto_create: s.broker.auto_create_topic_enable,
+            cluster: s.broker.broker_cluster_name.clone(),
+            broker_name: s.broker.broker_name.clone(),
+            reject_transactions: s.broker.reject_transaction_message,
+            sync_master: s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            slave_timeout: Duration::from_millis(s.store.sync_flush_timeout.max(1)),
+        }
+    }
+}
+
 pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCommand) -> Response {
     let h = decode_header(req)?;
     // Back-pressure: too many sends in flight is SYSTEM_BUSY, which clients retry.
@@ -37,30 +71,8 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             "[REJECTREQUEST]system busy, start flow control for a while",
         ));
     };
-    // One look at the settings per send (the role can change at run time: promotion).
-    let (
-        broker_perm,
-        auto_create,
-        cluster,
-        broker_name,
-        is_slave,
-        reject_transactions,
-        sync_master,
-        slave_timeout,
-    ) = {
-        let s = inner.settings.read();
-        (
-            s.broker.broker_permission,
-            s.broker.auto_create_topic_enable,
-            s.broker.broker_cluster_name.clone(),
-            s.broker.broker_name.clone(),
-            s.broker.is_slave(),
-            s.broker.reject_transaction_message,
-            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
-            std::time::Duration::from_millis(s.store.sync_flush_timeout.max(1)),
-        )
-    };
-    if !perm::is_writeable(broker_perm) || is_slave {
+    let settings = SendSettings::read(inner);
+    if !settings.writable {
         return Ok(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(
@@ -69,23 +81,61 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             ),
         ));
     }
-    if let Err(e) = rmq_remoting::topic::validate_topic(&h.topic) {
-        let code = if h.topic.len() > rmq_remoting::topic::TOPIC_MAX_LENGTH
-            && rmq_remoting::topic::has_only_legal_characters(&h.topic)
+    if let Err(refused) = check_topic(&h.topic) {
+        return Ok(refused.into());
+    }
+    let topic_config = match resolve_topic(inner, &h, settings.auto_create) {
+        Ok(tc) => tc,
+        Err(refused) => return Ok(refused.into()),
+    };
+    let queue_id = match choose_queue(&topic_config, &h, conn) {
+        Ok(q) => q,
+        Err(refused) => return Ok(refused.into()),
+    };
+    // A batch is SEND_BATCH_MESSAGE or a send whose header says `batch` (as RocketMQ decides
+    // it): the C++ client 2.x sends batches as SEND_MESSAGE_V2 with `m` = "1", which a Java
+    // broker reads as false and stores as one message; here it is read as the batch it is.
+    let batch = req.code == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
+    let msgs = match messages(inner, req, &h, queue_id, batch, &settings, conn) {
+        Ok(msgs) => msgs,
+        Err(refused) => return Ok(refused.into()),
+    };
+    let append = match append(inner, &h.topic, msgs).await {
+        Ok(done) => done,
+        Err(refused) => return Ok(refused.into()),
+    };
+    Ok(answer(inner, &settings, append, queue_id).await)
+}
+
+/// Topic name rules and the topics nobody may send to.
+fn check_topic(topic: &str) -> Result<(), Refusal> {
+    if let Err(e) = rmq_remoting::topic::validate_topic(topic) {
+        let code = if topic.len() > rmq_remoting::topic::TOPIC_MAX_LENGTH
+            && rmq_remoting::topic::has_only_legal_characters(topic)
         {
             ResponseCode::MESSAGE_ILLEGAL
         } else {
             ResponseCode::INVALID_PARAMETER
         };
-        return Ok(RemotingCommand::error(code, e));
+        return Err(Refusal::new(code, e));
     }
-    if is_not_allowed_send_topic(&h.topic) {
-        return Ok(RemotingCommand::error(
+    if is_not_allowed_send_topic(topic) {
+        return Err(Refusal::new(
             ResponseCode::NO_PERMISSION,
-            format!("Sending message to topic[{}] is forbidden.", h.topic),
+            format!("Sending message to topic[{topic}] is forbidden."),
         ));
     }
-    let topic_config = match inner.topics.get(&h.topic) {
+    Ok(())
+}
+
+/// The topic's config, auto-created from `defaultTopic` (or, for retry and dead-letter topics,
+/// with one queue) when allowed; the topic must be writable.
+fn resolve_topic(
+    inner: &Arc<BrokerInner>,
+    h: &SendMessageRequestHeader,
+    auto_create: bool,
+) -> Result<TopicConfig, Refusal> {
+    let tc = match inner.topics.get(&h.topic) {
         Some(tc) => tc,
         None => {
             let created = if rmq_remoting::topic::is_retry_or_dlq(&h.topic) {
@@ -103,31 +153,33 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             } else {
                 None
             };
-            match created {
-                Some(tc) => {
-                    crate::namesrv::register_soon(inner);
-                    tc
-                }
-                None => {
-                    return Ok(RemotingCommand::error(
-                        ResponseCode::TOPIC_NOT_EXIST,
-                        format!("topic[{}] not exist, apply first please!", h.topic),
-                    ))
-                }
-            }
+            let Some(tc) = created else {
+                return Err(Refusal::new(
+                    ResponseCode::TOPIC_NOT_EXIST,
+                    format!("topic[{}] not exist, apply first please!", h.topic),
+                ));
+            };
+            crate::namesrv::register_soon(inner);
+            tc
         }
     };
-    if !perm::is_writeable(topic_config.perm) {
-        return Ok(RemotingCommand::error(
+    if !perm::is_writeable(tc.perm) {
+        return Err(Refusal::new(
             ResponseCode::NO_PERMISSION,
             format!("the topic[{}] sending message is forbidden", h.topic),
         ));
     }
-    let valid_queues = topic_config
-        .write_queue_nums
-        .max(topic_config.read_queue_nums);
-    if h.queue_id >= valid_queues {
-        return Ok(RemotingCommand::error(
+    Ok(tc)
+}
+
+/// The queue asked for, or a random writable one for a negative id.
+fn choose_queue(
+    tc: &TopicConfig,
+    h: &SendMessageRequestHeader,
+    conn: &Connection,
+) -> Result<i32, Refusal> {
+    if h.queue_id >= tc.write_queue_nums.max(tc.read_queue_nums) {
+        return Err(Refusal::new(
             ResponseCode::INVALID_PARAMETER,
             format!(
                 "request queueId[{}] is illegal, {} Producer: {}",
@@ -137,87 +189,136 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             ),
         ));
     }
-    let queue_id = if h.queue_id < 0 {
-        rand::thread_rng().gen_range(0..topic_config.write_queue_nums.max(1))
+    Ok(if h.queue_id < 0 {
+        rand::thread_rng().gen_range(0..tc.write_queue_nums.max(1))
     } else {
         h.queue_id
-    };
-    let mut props = h.properties.clone().unwrap_or_default();
-    let half = crate::transaction::is_half(&props, h.reconsume_times.unwrap_or(0));
-    if half && reject_transactions {
-        return Ok(RemotingCommand::error(
+    })
+}
+
+/// The messages to store, their properties parsed once and edited as RocketMQ's broker edits
+/// them: `CLUSTER` set to this broker's cluster, a `UNIQ_KEY` where the client sent none; a
+/// single message is then routed (retry past its limit → dead letters, half, delay).
+fn messages(
+    inner: &Arc<BrokerInner>,
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+    queue_id: i32,
+    batch: bool,
+    settings: &SendSettings,
+    conn: &Connection,
+) -> Result<Vec<PutMessage>, Refusal> {
+    let mut props = Properties::parse(h.properties.as_deref().unwrap_or_default());
+    let reconsume_times = h.reconsume_times.unwrap_or(0);
+    let half = crate::transaction::is_half(&props, reconsume_times);
+    if half && settings.reject_transactions {
+        return Err(Refusal::new(
             ResponseCode::NO_PERMISSION,
-            format!("the broker[{broker_name}] sending transaction message is forbidden"),
+            format!(
+                "the broker[{}] sending transaction message is forbidden",
+                settings.broker_name
+            ),
         ));
     }
-    let batch = req.code == RequestCode::SEND_BATCH_MESSAGE;
+    let new_uniq_key = || rmq_remoting::message::create_uniq_id(store_ipv4(inner));
     let base = PutMessage {
         topic: h.topic.clone(),
         queue_id,
         flag: h.flag,
         body: Bytes::new(),
-        properties: String::new(),
+        properties: Properties::new(),
         sys_flag: h.sys_flag & !sys_flag::TRANSACTION_ROLLBACK_TYPE,
         born_timestamp: h.born_timestamp,
         born_host: conn.peer_addr(),
         store_host: inner.store_host,
-        reconsume_times: h.reconsume_times.unwrap_or(0),
+        reconsume_times,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: props
+            .get(property::WAIT_STORE_MSG_OK)
+            .is_none_or(|w| !w.eq_ignore_ascii_case("false")),
     };
-    let msgs = if batch {
-        let items = match decode_batch(req.body.clone()) {
-            Ok(items) if !items.is_empty() => items,
-            Ok(_) => {
-                return Ok(RemotingCommand::error(
-                    ResponseCode::MESSAGE_ILLEGAL,
-                    "empty batch",
-                ))
-            }
-            Err(e) => {
-                return Ok(RemotingCommand::error(
-                    ResponseCode::MESSAGE_ILLEGAL,
-                    e.to_string(),
-                ))
-            }
-        };
-        items
-            .into_iter()
-            .map(|item| {
-                let mut p = item.properties;
-                p.insert(property::CLUSTER.to_string(), cluster.clone());
-                p.entry(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.to_string())
-                    .or_insert_with(|| rmq_remoting::message::create_uniq_id(store_ipv4(inner)));
-                PutMessage {
-                    flag: item.flag,
-                    body: item.body,
-                    properties: encode_properties(&p),
-                    ..base.clone()
-                }
-            })
-            .collect()
+    if batch {
+        return batch_messages(req, h, props, base, &settings.cluster, new_uniq_key);
+    }
+    props.insert(property::CLUSTER, &settings.cluster);
+    props.insert_if_absent(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, new_uniq_key);
+    let mut msg = PutMessage {
+        body: req.body.clone(),
+        properties: props,
+        ..base
+    };
+    if msg.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+        // Clients since 3.4.9 carry their limit in the header (the Java client moves it there
+        // from the MAX_RECONSUME_TIMES property before sending).
+        let header_max = h
+            .max_reconsume_times
+            .filter(|_| req.version >= rmq_remoting::code::version::V3_4_9);
+        super::retry::route_direct_retry(inner, &mut msg, header_max)?;
+    }
+    if half {
+        crate::transaction::to_half(&mut msg);
     } else {
-        if find_property(&props, property::CLUSTER).is_none() {
-            push_property(&mut props, property::CLUSTER, &cluster);
-        }
-        if find_property(&props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).is_none() {
-            let id = rmq_remoting::message::create_uniq_id(store_ipv4(inner));
-            push_property(&mut props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &id);
-        }
-        let mut msg = PutMessage {
-            body: req.body.clone(),
-            properties: props,
-            ..base
-        };
-        if let Some(refused) = super::retry::route_direct_retry(inner, &mut msg) {
-            return Ok(refused);
-        }
-        if half {
-            crate::transaction::to_half(&mut msg);
-        } else {
-            crate::schedule::apply_delay(&mut msg, inner.store.delay_levels().len());
-        }
-        vec![msg]
+        crate::schedule::apply_delay(&mut msg, inner.store.delay_levels().len());
+    }
+    Ok(vec![msg])
+}
+
+/// The items of a SEND_BATCH_MESSAGE body. Each keeps its own properties (as RocketMQ 5
+/// stores them: the batch header's are not copied into the items — the Java 5.x client gives
+/// the batch a `UNIQ_KEY` of its own, which must not replace the items'), with `CLUSTER` set
+/// and a `UNIQ_KEY` where the item has none (the Go client sends items without).
+fn batch_messages(
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+    batch_props: Properties,
+    base: PutMessage,
+    cluster: &str,
+    new_uniq_key: impl Fn() -> String,
+) -> Result<Vec<PutMessage>, Refusal> {
+    let illegal = |remark: String| Refusal::new(ResponseCode::MESSAGE_ILLEGAL, remark);
+    if h.topic.starts_with(RETRY_GROUP_TOPIC_PREFIX) {
+        return Err(illegal(format!(
+            "batch request does not support retry group {}",
+            h.topic
+        )));
+    }
+    if sys_flag::transaction_value(h.sys_flag) != sys_flag::TRANSACTION_NOT_TYPE
+        || batch_props
+            .get(property::DELAY_TIME_LEVEL)
+            .and_then(|d| d.parse::<i32>().ok())
+            .is_some_and(|d| d > 0)
+    {
+        return Err(illegal(
+            "a batch can be neither a transaction nor delayed".into(),
+        ));
+    }
+    let items = match decode_batch(req.body.clone()) {
+        Ok(items) if !items.is_empty() => items,
+        Ok(_) => return Err(illegal("empty batch".into())),
+        Err(e) => return Err(illegal(e.to_string())),
     };
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let mut p = item.properties;
+            p.insert(property::CLUSTER, cluster);
+            p.insert_if_absent(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, &new_uniq_key);
+            PutMessage {
+                flag: item.flag,
+                body: item.body,
+                properties: p,
+                ..base.clone()
+            }
+        })
+        .collect())
+}
+
+/// Stores the messages and counts them; the error is the response to send.
+async fn append(
+    inner: &Arc<BrokerInner>,
+    topic: &str,
+    msgs: Vec<PutMessage>,
+) -> Result<(i32, AppendResult), Refusal> {
     let count = msgs.len() as u64;
     let bytes: u64 = msgs.iter().map(|m| m.body.len() as u64).sum();
     let result = inner.store.put_messages(msgs).await;
@@ -243,32 +344,34 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
             PutStatus::UnknownError(s) => s,
             other => format!("{other:?}"),
         };
-        return Ok(RemotingCommand::error(code, remark));
+        return Err(Refusal::new(code, remark));
     };
-    inner
-        .stats
-        .put_messages
-        .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
-    inner
-        .stats
-        .put_bytes
-        .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    inner.stats.put_messages.fetch_add(count, Ordering::Relaxed);
+    inner.stats.put_bytes.fetch_add(bytes, Ordering::Relaxed);
     inner
         .metrics
         .messages_in
-        .with_label_values(&[h.topic.as_str()])
+        .with_label_values(&[topic])
         .inc_by(count);
     inner
         .metrics
         .bytes_in
-        .with_label_values(&[h.topic.as_str()])
+        .with_label_values(&[topic])
         .inc_by(bytes);
-    // SYNC_MASTER: acknowledged only once a slave holds it (the message is stored either way;
-    // clients see SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT as a send status).
-    let mut code = code;
-    if sync_master && code == ResponseCode::SUCCESS {
+    Ok((code, append))
+}
+
+/// The send response. SYNC_MASTER: acknowledged only once a slave holds it (the message is
+/// stored either way; clients see SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT as a send status).
+async fn answer(
+    inner: &Arc<BrokerInner>,
+    settings: &SendSettings,
+    (mut code, append): (i32, AppendResult),
+    queue_id: i32,
+) -> RemotingCommand {
+    if settings.sync_master && code == ResponseCode::SUCCESS {
         let end = append.wrote_offset + append.wrote_bytes as i64;
-        if let Err(c) = crate::ha::wait_for_slave(inner, end, slave_timeout).await {
+        if let Err(c) = crate::ha::wait_for_slave(inner, end, settings.slave_timeout).await {
             code = c;
         }
     }
@@ -284,14 +387,7 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
     resp.ext_fields
         .insert("MSG_REGION".into(), "DefaultRegion".into());
     resp.ext_fields.insert("TRACE_ON".into(), "true".into());
-    Ok(resp)
-}
-
-fn push_property(props: &mut String, name: &str, value: &str) {
-    props.push_str(name);
-    props.push('\u{1}');
-    props.push_str(value);
-    props.push('\u{2}');
+    resp
 }
 
 fn store_ipv4(inner: &BrokerInner) -> std::net::Ipv4Addr {

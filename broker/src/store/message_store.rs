@@ -415,20 +415,20 @@ impl MessageStore {
         if m.properties.len() > i16::MAX as usize {
             return Err(PutStatus::PropertiesSizeExceeded);
         }
-        let props = m.properties.as_str();
         let store_timestamp = now_millis();
         let tags_code = self.inner.tags_code(
             &m.topic,
-            find_property(props, property::TAGS),
-            find_property(props, property::DELAY_TIME_LEVEL),
+            m.properties.get(property::TAGS),
+            m.properties.get(property::DELAY_TIME_LEVEL),
             store_timestamp,
         );
-        let keys = find_property(props, property::KEYS).map(String::from);
-        let uniq_key =
-            find_property(props, property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX).map(String::from);
-        let wait = find_property(props, property::WAIT_STORE_MSG_OK)
-            .map(|w| !w.eq_ignore_ascii_case("false"))
-            .unwrap_or(true);
+        let keys = m.properties.get(property::KEYS).map(String::from);
+        let uniq_key = m
+            .properties
+            .get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            .map(String::from);
+        let props = m.properties.as_str();
+        let wait = m.wait_store_msg_ok;
         let tran_type = sys_flag::transaction_value(m.sys_flag);
         let topic = m.topic.as_bytes();
         let v2 = topic.len() > 127;
@@ -922,14 +922,6 @@ fn put_host(b: &mut BytesMut, addr: std::net::SocketAddr) {
         std::net::IpAddr::V6(ip) => b.put_slice(&ip.octets()),
     }
     b.put_i32(addr.port() as i32);
-}
-
-/// The value of `name` in an encoded properties string (`name\x01value\x02...`).
-pub fn find_property<'a>(props: &'a str, name: &str) -> Option<&'a str> {
-    props.split('\u{2}').find_map(|item| {
-        let (k, v) = item.split_once('\u{1}')?;
-        (k == name).then_some(v)
-    })
 }
 
 fn lock_store(path: &Path) -> Result<File, StoreError> {

@@ -15,7 +15,5 @@ pub mod types;
 
 pub use config::{FlushDiskType, MessageStoreConfig};
 pub use consume_queue::CqUnit;
-pub use message_store::{
-    find_property, DispatchListener, MessageStore, StoreError, SCHEDULE_TOPIC,
-};
+pub use message_store::{DispatchListener, MessageStore, StoreError, SCHEDULE_TOPIC};
 pub use types::*;

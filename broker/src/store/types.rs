@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use rmq_remoting::message::Properties;
 
 /// A message to store.
 #[derive(Debug, Clone)]
@@ -12,14 +13,18 @@ pub struct PutMessage {
     pub queue_id: i32,
     pub flag: i32,
     pub body: Bytes,
-    /// Properties in their wire form (`name\x01value\x02...`), as the send header carries them.
-    pub properties: String,
+    /// Encoded once, when the record is laid out.
+    pub properties: Properties,
     pub sys_flag: i32,
     pub born_timestamp: i64,
     pub born_host: SocketAddr,
     pub store_host: SocketAddr,
     pub reconsume_times: i32,
     pub prepared_transaction_offset: i64,
+    /// Whether a SYNC_FLUSH put answers only once flushed: a client's `WAIT` property (true
+    /// unless "false"); the broker's own puts (delivery of delayed messages, retries,
+    /// transaction records) do not wait. Kept apart from the properties so they stay as sent.
+    pub wait_store_msg_ok: bool,
 }
 
 /// RocketMQ's `PutMessageStatus`.
@@ -84,19 +89,15 @@ impl PutMessage {
             queue_id: m.queue_id,
             flag: m.flag,
             body: m.body.clone(),
-            properties: rmq_remoting::message::encode_properties(props),
+            properties: Properties::from_map(props),
             sys_flag: m.sys_flag,
             born_timestamp: m.born_timestamp,
             born_host: m.born_host,
             store_host,
             reconsume_times: m.reconsume_times,
             prepared_transaction_offset: m.prepared_transaction_offset,
+            wait_store_msg_ok: false,
         }
-    }
-
-    /// Sets the properties from a map (encoded as on the wire).
-    pub fn set_properties(&mut self, props: &HashMap<String, String>) {
-        self.properties = rmq_remoting::message::encode_properties(props);
     }
 }
 

@@ -45,13 +45,14 @@ pub fn msg(
         queue_id,
         flag: 0,
         body: Bytes::copy_from_slice(body),
-        properties: rmq_remoting::message::encode_properties(&properties),
+        properties: rmq_remoting::message::Properties::from_map(&properties),
         sys_flag: 0,
         born_timestamp: rmq_remoting::util::now_millis(),
         born_host: "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
         store_host: "127.0.0.1:10911".parse::<SocketAddr>().unwrap(),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
+        wait_store_msg_ok: true,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rmq_remoting::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
-use rmq_remoting::message::{encode_batch, encode_properties, BatchItem};
+use rmq_remoting::message::{encode_batch, encode_properties, BatchItem, Properties};
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +59,7 @@ fn request(q: &Queue, topic: &str, body: &Bytes, n: u64, o: &Options) -> Remotin
             .map(|i| BatchItem {
                 flag: 0,
                 body: body.clone(),
-                properties: properties(n + i, o),
+                properties: Properties::from_map(&properties(n + i, o)),
             })
             .collect();
         RemotingCommand::request_with_header(RequestCode::SEND_BATCH_MESSAGE, &header)
