@@ -249,11 +249,29 @@ async fn auto_create_off_means_no_route() {
     c.stop().await;
 }
 
-/// A new group starts where its consumeFromWhere says: the end (only what is sent after it
-/// starts), or the first message stored at or after a timestamp.
+/// A new group on queues whose first message is still in memory starts at 0 whatever its
+/// consumeFromWhere, as with Apache RocketMQ (the broker answers its first offset query 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_groups_on_queues_in_memory_start_at_the_beginning() {
+    new_groups_start_where(40, Expect::Everything).await;
+}
+
+/// Once a queue's first message is no longer in memory (here: a ratio of 0), a new group
+/// starts where its consumeFromWhere says: the end (only what is sent after it starts), or
+/// the first message stored at or after a timestamp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_groups_start_from_last_or_from_a_timestamp() {
-    let c = start_cluster(|_| {}).await;
+    new_groups_start_where(0, Expect::WhereTheyAsk).await;
+}
+
+#[derive(PartialEq)]
+enum Expect {
+    Everything,
+    WhereTheyAsk,
+}
+
+async fn new_groups_start_where(in_memory_ratio: u32, expect: Expect) {
+    let c = start_cluster(|s| s.store.access_message_in_memory_max_ratio = in_memory_ratio).await;
     let rt = client_runtime("from-where");
     let mut producer = DefaultMQProducer::builder(rt.clone())
         .client_config(config(&c.ns_addr))
@@ -330,25 +348,114 @@ async fn new_groups_start_from_last_or_from_a_timestamp() {
         v.sort();
         v
     };
+    let all_but = |skip: &[&str]| {
+        let mut v: Vec<String> = ["old", "mid", "new"]
+            .iter()
+            .filter(|p| !skip.contains(p))
+            .flat_map(|p| (0..if *p == "old" { 10 } else { 5 }).map(move |i| format!("{p}{i}")))
+            .collect();
+        v.sort();
+        v
+    };
+    let (want_last, want_time) = match expect {
+        Expect::Everything => (all_but(&[]), all_but(&[])),
+        Expect::WhereTheyAsk => (all_but(&["old", "mid"]), all_but(&["old"])),
+    };
     assert!(
-        wait_until(Duration::from_secs(60), || bodies(&from_last).len() >= 5
-            && bodies(&from_time).len() >= 10)
+        wait_until(Duration::from_secs(60), || bodies(&from_last).len()
+            >= want_last.len()
+            && bodies(&from_time).len() >= want_time.len())
         .await,
         "last {:?} time {:?}",
         bodies(&from_last),
         bodies(&from_time)
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let want_last: Vec<String> = (0..5).map(|i| format!("new{i}")).collect();
     assert_eq!(bodies(&from_last), want_last);
-    let mut want_time: Vec<String> = (0..5)
-        .map(|i| format!("mid{i}"))
-        .chain(want_last.clone())
-        .collect();
-    want_time.sort();
     assert_eq!(bodies(&from_time), want_time);
     for consumer in consumers.iter_mut() {
         consumer.shutdown().await;
+    }
+    producer.shutdown().await;
+    c.stop().await;
+}
+
+/// The tutorial race: push consumers start before their topics exist, then a producer
+/// auto-creates each topic with its first 200 messages. The consumers find the topics at their
+/// next route refresh, after the sends, and — as with Apache RocketMQ — still get every message
+/// (the broker answers a new group's first offset query 0 while the queue's first message is in
+/// memory). Three rounds of four topics each, so the race is run twelve times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_started_before_their_topic_get_every_message() {
+    const TOPICS: usize = 4;
+    const MESSAGES: usize = 200;
+    let c = start_cluster(|_| {}).await;
+    let rt = client_runtime("race");
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .client_config(config(&c.ns_addr))
+        .producer_group("pg_race")
+        .build();
+    producer.start().await.expect("producer starts");
+    for round in 0..3 {
+        let mut consumers = Vec::new();
+        let mut sinks = Vec::new();
+        for t in 0..TOPICS {
+            let sink = Collect::default();
+            let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+                .client_config(ClientConfig {
+                    instance_name: format!("race-{round}-{t}-{}", std::process::id()).into(),
+                    // The shortest refresh the client accepts: the topic is found after the sends.
+                    poll_name_server_interval: 10_000,
+                    ..config(&c.ns_addr)
+                })
+                .consumer_group(format!("cg_race_{round}_{t}"))
+                .build();
+            consumer
+                .subscribe(&format!("Race_{round}_{t}"), "*")
+                .await
+                .expect("subscribe");
+            consumer.register_message_listener_concurrently(sink.clone());
+            consumer.start().await.expect("consumer starts");
+            consumers.push(consumer);
+            sinks.push(sink);
+        }
+        // The consumers have looked for their routes (none yet) before the first send.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for t in 0..TOPICS {
+            for i in 0..MESSAGES {
+                producer
+                    .send_with_timeout(
+                        message(
+                            &format!("Race_{round}_{t}"),
+                            "T",
+                            format!("r{round}t{t}m{i}"),
+                        ),
+                        5000,
+                    )
+                    .await
+                    .expect("send");
+            }
+        }
+        let distinct = |s: &Collect| {
+            s.0.lock()
+                .unwrap()
+                .iter()
+                .map(|(b, _)| b.clone())
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let all = wait_until(Duration::from_secs(60), || {
+            sinks.iter().all(|s| distinct(s) == MESSAGES)
+        })
+        .await;
+        assert!(
+            all,
+            "round {round}: received {:?} of {MESSAGES} per topic",
+            sinks.iter().map(distinct).collect::<Vec<_>>()
+        );
+        for consumer in consumers.iter_mut() {
+            consumer.shutdown().await;
+        }
     }
     producer.shutdown().await;
     c.stop().await;

@@ -323,20 +323,31 @@ async fn long_polling_offsets_and_restart() {
         ResponseCode::SUBSCRIPTION_NOT_EXIST
     );
 
-    // Offsets: unknown → QUERY_NOT_FOUND; committed → returned; survives a restart.
-    let q = |group: &str| {
+    // Offsets: a group that never committed gets 0 (the queue starts at 0 and its first
+    // message is in memory), or QUERY_NOT_FOUND when it asks not to be given 0 (5.x
+    // `setZeroIfNotFound=false`); committed → returned; survives a restart.
+    let q_with = |group: &str, set_zero_if_not_found: Option<bool>| {
         RemotingCommand::request_with_header(
             RequestCode::QUERY_CONSUMER_OFFSET,
             &QueryConsumerOffsetRequestHeader {
                 consumer_group: group.into(),
                 topic: "LP".into(),
                 queue_id: 0,
-                set_zero_if_not_found: None,
+                set_zero_if_not_found,
             },
         )
     };
+    let q = |group: &str| q_with(group, None);
+    let r = c.invoke(&addr, q("g1"), T).await.unwrap();
     assert_eq!(
-        c.invoke(&addr, q("g1"), T).await.unwrap().code,
+        (r.code, r.ext_fields.get("offset").map(String::as_str)),
+        (ResponseCode::SUCCESS, Some("0"))
+    );
+    assert_eq!(
+        c.invoke(&addr, q_with("g1", Some(false)), T)
+            .await
+            .unwrap()
+            .code,
         ResponseCode::QUERY_NOT_FOUND
     );
     let up = RemotingCommand::request_with_header(

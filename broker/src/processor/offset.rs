@@ -17,10 +17,24 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
             RemotingCommand::success().with_header(&QueryConsumerOffsetResponseHeader { offset })
         );
     }
-    // Unknown group on this queue: "not found", so the client applies its consumeFromWhere.
-    // (RocketMQ answers 0 instead when the queue starts at 0 and its first message is still in
-    // the page cache, which makes CONSUME_FROM_LAST_OFFSET start at the beginning of small
-    // queues; new groups here start where they asked to.)
+    // No offset committed for this group on this queue. As RocketMQ: a client that asks for
+    // "not found" (5.x `setZeroIfNotFound=false`) gets it; otherwise a queue that starts at 0
+    // and whose first message is still in memory (or that is empty) is consumed from 0, so a
+    // consumer started with the first producer of a new topic misses nothing; otherwise "not
+    // found", and the client applies its consumeFromWhere.
+    if h.set_zero_if_not_found == Some(false) {
+        return Ok(RemotingCommand::error(
+            ResponseCode::QUERY_NOT_FOUND,
+            "Not found, do not set to zero, maybe this group boot first",
+        ));
+    }
+    let store = &inner.store;
+    if store.min_offset_in_queue(&h.topic, h.queue_id) <= 0
+        && !store.is_beyond_memory_at(&h.topic, h.queue_id, 0)
+    {
+        return Ok(RemotingCommand::success()
+            .with_header(&QueryConsumerOffsetResponseHeader { offset: 0 }));
+    }
     Ok(RemotingCommand::error(
         ResponseCode::QUERY_NOT_FOUND,
         "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",

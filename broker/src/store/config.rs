@@ -62,6 +62,11 @@ java_config! {
         warm_mapped_file_enable: bool = false => "warmMapedFileEnable",
         /// Most records one batch of the writer thread takes from its queue.
         max_append_batch: usize = 1024 => "maxAppendBatch",
+        /// How far behind the newest data (in % of the machine's or container's memory) a
+        /// message still counts as in memory: pulls reading further back are pointed at a
+        /// slave, and a new group's first offset query is answered 0 only while the queue's
+        /// first message is within it.
+        access_message_in_memory_max_ratio: u32 = 40 => "accessMessageInMemoryMaxRatio",
         /// Delay of each level (1-based), for `DELAY=n` messages and consumer retries.
         message_delay_level: String = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into() => "messageDelayLevel",
     }

@@ -883,6 +883,23 @@ impl MessageStore {
         self.inner.commit_log.max_offset() as i64
     }
 
+    /// Whether the record at commit-log offset `phy` lies so far behind the newest data that
+    /// RocketMQ counts it as no longer in memory: more than `accessMessageInMemoryMaxRatio` %
+    /// of the memory (RocketMQ's `checkInDiskByCommitOffset`).
+    pub fn is_beyond_memory(&self, phy: i64) -> bool {
+        let window = (super::memory::total_memory() as f64
+            * (self.inner.config.access_message_in_memory_max_ratio as f64 / 100.0))
+            as i64;
+        self.max_phy_offset() - phy > window
+    }
+
+    /// RocketMQ's `checkInDiskByConsumeOffset`: the queue holds a unit at `offset` and its
+    /// record is beyond memory.
+    pub fn is_beyond_memory_at(&self, topic: &str, queue_id: i32, offset: i64) -> bool {
+        self.queue_unit(topic, queue_id, offset)
+            .is_some_and(|u| self.is_beyond_memory(u.commit_log_offset))
+    }
+
     pub fn flushed_phy_offset(&self) -> i64 {
         self.inner.commit_log.flushed_offset() as i64
     }

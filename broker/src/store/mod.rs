@@ -8,6 +8,7 @@ pub mod config;
 pub mod consume_queue;
 pub mod index;
 pub mod mapped_file;
+pub mod memory;
 pub mod message_store;
 pub mod retention;
 mod services;
