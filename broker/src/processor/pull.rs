@@ -21,56 +21,36 @@ const FLAG_COMMIT_OFFSET: i32 = 0x1;
 const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
 
-/// Filters by the tag hash codes of a subscription (`*` or none: everything).
-/// Whether a pull reads so far behind the newest data that it no longer sits in memory:
-/// more than `accessMessageInMemoryMaxRatio` (40 %) of RAM behind, as RocketMQ judges it.
+/// Whether a pull reads so far behind the newest data that it no longer sits in memory, as
+/// RocketMQ judges it (then a slave is suggested for the next pull).
 fn behind_beyond_memory(inner: &BrokerInner, result: &crate::store::GetResult) -> bool {
     let Some(last) = result.messages.last() else {
         return false;
     };
-    let Some(phys) = last
-        .get(28..36)
-        .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
-    else {
-        return false;
-    };
-    let behind = inner.store.max_phy_offset() - phys;
-    behind > (total_memory() as f64 * 0.40) as i64
+    last.get(28..36)
+        .and_then(|b| b.try_into().ok())
+        .is_some_and(|b| inner.store.is_beyond_memory(i64::from_be_bytes(b)))
 }
 
-/// The machine's RAM, read once (not a syscall per pull).
-fn total_memory() -> u64 {
-    static TOTAL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TOTAL.get_or_init(|| {
-        // SAFETY: sysinfo fills the struct we pass.
-        unsafe {
-            let mut si: libc::sysinfo = std::mem::zeroed();
-            if libc::sysinfo(&mut si) == 0 {
-                si.totalram as u64 * si.mem_unit as u64
-            } else {
-                u64::MAX
-            }
-        }
-    })
-}
-
+/// Filters by the tag hash codes of a subscription (`*` or none: everything).
 pub struct TagFilter {
     codes: Option<Vec<i64>>,
 }
 
 impl TagFilter {
+    /// The codes are hashed here from the expression (or the tag list) rather than taken from
+    /// the client's `codeSet`: clients get that wrong (the C++ client sends `[0,0]`,
+    /// rocketmq-client-rust 1.0 hashes the untrimmed `"A "` and `" C"`), and the tags decide.
     pub fn from_subscription(sub: &SubscriptionData) -> TagFilter {
         let expr = sub.sub_string.trim();
         if expr.is_empty() || expr == "*" {
             return TagFilter { codes: None };
         }
-        let codes: Vec<i64> = if !sub.code_set.is_empty() {
+        let tags = parse_tags(expr);
+        let codes: Vec<i64> = if tags.is_empty() {
             sub.code_set.iter().map(|c| *c as i64).collect()
         } else {
-            parse_tags(expr)
-                .iter()
-                .map(|t| java_hash_code(t) as i64)
-                .collect()
+            tags.iter().map(|t| java_hash_code(t) as i64).collect()
         };
         TagFilter { codes: Some(codes) }
     }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{java_enum, lenient_i64, JsonBody};
+use super::{java_enum, lenient_i32_vec, lenient_i64, JsonBody};
 
 java_enum!(
     /// `ConsumeType`.
@@ -52,6 +52,7 @@ pub struct SubscriptionData {
     pub topic: String,
     pub sub_string: String,
     pub tags_set: Vec<String>,
+    #[serde(with = "lenient_i32_vec")]
     pub code_set: Vec<i32>,
     #[serde(with = "lenient_i64")]
     pub sub_version: i64,

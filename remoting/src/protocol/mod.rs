@@ -92,6 +92,32 @@ pub(crate) mod lenient_i64 {
     }
 }
 
+/// A list of `int`s that some clients write as strings (Go's `codeSet`: `["65","67"]`);
+/// entries that are not numbers are dropped.
+pub(crate) mod lenient_i32_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(v: &[i32], s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
+        let items = match Value::deserialize(d)? {
+            Value::Array(items) => items,
+            _ => return Ok(Vec::new()),
+        };
+        Ok(items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Number(n) => n.as_i64().map(|n| n as i32),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 /// Enums that Java writes by name and some clients by ordinal.
 macro_rules! java_enum {
     ($(#[$meta:meta])* $name:ident ($default:ident) { $($variant:ident = $text:literal),+ $(,)? }) => {
