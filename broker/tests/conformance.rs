@@ -995,6 +995,81 @@ impl Run {
         ]
     }
 
+    /// The dead-letter path: the client's send-back of a message already reconsumed as often
+    /// as its limit allows (the limit the frame carries, else the group's 16) moves it to
+    /// `%DLQ%<group>` with its properties intact.
+    async fn dead_letters(&mut self) {
+        let topic = self.topic();
+        let dlq = format!("%DLQ%{}", self.vars["consumer_group"]);
+        for (i, frame) in self.frames("send_back") {
+            let Some(base) = self.target() else { continue };
+            let limit = prepare(&frame, &self.vars_for(&[]))
+                .ok()
+                .and_then(|p| {
+                    p.ext.get("maxReconsumeTimes").and_then(|v| match v {
+                        serde_json::Value::String(s) => s.parse::<i32>().ok(),
+                        v => v.as_i64().map(|n| n as i32),
+                    })
+                })
+                .unwrap_or(16);
+            // A copy of the consumed message that has been retried `limit` times already.
+            let mut put = rmq_broker::store::PutMessage::copy_of(
+                &base.record,
+                &base.record.properties,
+                self.inner.store_host,
+            );
+            put.reconsume_times = limit;
+            let r = self.inner.store.put_message(put).await;
+            let Some(record) = r
+                .append
+                .and_then(|a| a.offsets.first().copied())
+                .and_then(|o| self.record_at(o))
+            else {
+                self.fail(
+                    i,
+                    format!("setting up the dead-letter case: {:?}", r.status),
+                );
+                continue;
+            };
+            let exhausted = Stored {
+                record,
+                client_props: base.client_props.clone(),
+            };
+            if self
+                .expect(i, &Self::target_vars(&exhausted), ResponseCode::SUCCESS)
+                .await
+                .is_none()
+            {
+                continue;
+            }
+            let uniq = exhausted.record.uniq_key().unwrap_or_default().to_string();
+            let Some(m) = self
+                .wait_for(&dlq, |m| {
+                    m.uniq_key() == Some(uniq.as_str())
+                        && m.properties.get(property::DLQ_ORIGIN_TOPIC) == Some(&topic)
+                })
+                .await
+            else {
+                self.fail(
+                    i,
+                    format!("a message past {limit} reconsumes never reached {dlq}"),
+                );
+                continue;
+            };
+            self.check_props(
+                i,
+                "dead letter",
+                &m,
+                &exhausted.client_props,
+                &[
+                    property::CLUSTER,
+                    property::DELAY_TIME_LEVEL,
+                    property::WAIT_STORE_MSG_OK,
+                ],
+            );
+        }
+    }
+
     async fn send_backs(&mut self) {
         let retry = self.vars["retry_topic"].clone();
         let topic = self.topic();
@@ -1263,6 +1338,7 @@ async fn replay(file: &str) {
     run.pulls().await;
     run.offsets().await;
     run.send_backs().await;
+    run.dead_letters().await;
     run.locks().await;
     run.lookups().await;
     run.unregister().await;
