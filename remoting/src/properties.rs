@@ -65,20 +65,24 @@ impl Properties {
         p
     }
 
-    /// Every segment a valid pair and no name twice (the fast path of `parse`).
+    /// Every segment a valid pair and no name twice (the fast path of `parse`; no allocation,
+    /// and the quadratic name check is cheap for the handful of properties a message has).
     fn well_formed(s: &str) -> bool {
         if s.is_empty() {
             return true;
         }
-        let mut names: Vec<&str> = Vec::with_capacity(8);
-        for seg in s.split(PROPERTY_SEPARATOR) {
+        for (i, seg) in s.split(PROPERTY_SEPARATOR).enumerate() {
             let Some((k, v)) = seg.split_once(NAME_VALUE_SEPARATOR) else {
                 return false;
             };
-            if k.is_empty() || v.is_empty() || names.contains(&k) {
+            if k.is_empty()
+                || v.is_empty()
+                || s.split(PROPERTY_SEPARATOR)
+                    .take(i)
+                    .any(|prev| prev.split_once(NAME_VALUE_SEPARATOR).map(|(p, _)| p) == Some(k))
+            {
                 return false;
             }
-            names.push(k);
         }
         true
     }

@@ -63,7 +63,7 @@ impl SendSettings {
 }
 
 pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCommand) -> Response {
-    let h = decode_header(req)?;
+    let mut h = decode_header(req)?;
     // Back-pressure: too many sends in flight is SYSTEM_BUSY, which clients retry.
     let Ok(_permit) = inner.send_permits.clone().try_acquire_owned() else {
         return Ok(RemotingCommand::error(
@@ -92,11 +92,9 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         Ok(q) => q,
         Err(refused) => return Ok(refused.into()),
     };
-    // A batch is SEND_BATCH_MESSAGE or a send whose header says `batch` (as RocketMQ decides
-    // it): the C++ client 2.x sends batches as SEND_MESSAGE_V2 with `m` = "1", which a Java
-    // broker reads as false and stores as one message; here it is read as the batch it is.
-    let batch = req.code == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
-    let msgs = match messages(inner, req, &h, queue_id, batch, &settings, conn) {
+    // The properties string is moved out of the header, parsed and edited in place.
+    let props = Properties::from_string(h.properties.take().unwrap_or_default());
+    let msgs = match messages(inner, req, &h, props, queue_id, &settings, conn) {
         Ok(msgs) => msgs,
         Err(refused) => return Ok(refused.into()),
     };
@@ -203,12 +201,15 @@ fn messages(
     inner: &Arc<BrokerInner>,
     req: &RemotingCommand,
     h: &SendMessageRequestHeader,
+    mut props: Properties,
     queue_id: i32,
-    batch: bool,
     settings: &SendSettings,
     conn: &Connection,
 ) -> Result<Vec<PutMessage>, Refusal> {
-    let mut props = Properties::parse(h.properties.as_deref().unwrap_or_default());
+    // A batch is SEND_BATCH_MESSAGE or a send whose header says `batch` (as RocketMQ decides
+    // it): the C++ client 2.x sends batches as SEND_MESSAGE_V2 with `m` = "1", which a Java
+    // broker reads as false and stores as one message; here it is read as the batch it is.
+    let batch = req.code == RequestCode::SEND_BATCH_MESSAGE || h.batch == Some(true);
     let reconsume_times = h.reconsume_times.unwrap_or(0);
     let half = crate::transaction::is_half(&props, reconsume_times);
     if half && settings.reject_transactions {
