@@ -169,6 +169,26 @@ async fn send_errors_are_the_codes_clients_expect() {
         .await
         .unwrap();
     assert_eq!(r.code, ResponseCode::MESSAGE_ILLEGAL);
+    // A properties string over 32767 bytes, refused before it is parsed (tens of thousands
+    // of pairs, the last one repeating the first name).
+    let mut big = send_req("Ok", 0, b"x", "a");
+    let mut props: String = (0..5_000).map(|i| format!("k{i}\u{1}v\u{2}")).collect();
+    props.push_str("k0\u{1}v");
+    big.ext_fields.insert("i".into(), props);
+    let r = c.invoke(&addr, big, T).await.unwrap();
+    assert_eq!(r.code, ResponseCode::MESSAGE_ILLEGAL, "{:?}", r.remark);
+    // A send-back naming a group that cannot name a retry topic.
+    let back = RemotingCommand::request_with_header(
+        RequestCode::CONSUMER_SEND_MSG_BACK,
+        &ConsumerSendMsgBackRequestHeader {
+            offset: 0,
+            group: "bad\u{2}group".into(),
+            delay_level: 0,
+            ..Default::default()
+        },
+    );
+    let r = c.invoke(&addr, back, T).await.unwrap();
+    assert_eq!(r.code, ResponseCode::INVALID_PARAMETER, "{:?}", r.remark);
     // Read-only topic.
     let r = c
         .invoke(&addr, send_req("ReadOnly", 0, b"x", "a"), T)

@@ -18,8 +18,7 @@ use rmq_broker::{Broker, BrokerSettings};
 use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_remoting::header::*;
 use rmq_remoting::message::{
-    decode_offset_msg_id, property, BatchItem, MessageExt, Properties, NAME_VALUE_SEPARATOR,
-    PROPERTY_SEPARATOR,
+    decode_offset_msg_id, property, MessageExt, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR,
 };
 use rmq_remoting::protocol::route::TopicRouteData;
 use rmq_remoting::{
@@ -112,6 +111,76 @@ fn fill(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, String>
     Ok(out)
 }
 
+/// Java's `MessageDecoder#string2messageProperties`, written out here on its own (not the
+/// library's parser, which is what is under test): pairs split at `\x02`, a pair of at least
+/// three characters split at its first `\x01`, name and value non-empty, last value wins.
+fn java_properties(s: &str) -> HashMap<String, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut map = HashMap::new();
+    let mut index = 0;
+    while index < chars.len() {
+        let end = (index..chars.len())
+            .find(|&i| chars[i] == '\u{2}')
+            .unwrap_or(chars.len());
+        if end - index >= 3 {
+            if let Some(sep) = (index..chars.len()).find(|&i| chars[i] == '\u{1}') {
+                if sep > index && sep < end - 1 {
+                    map.insert(
+                        chars[index..sep].iter().collect(),
+                        chars[sep + 1..end].iter().collect(),
+                    );
+                }
+            }
+        }
+        index = end + 1;
+    }
+    map
+}
+
+/// An extFields value as a number, whether the client wrote text or a JSON number.
+fn ext_i64(ext: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Option<i64> {
+    keys.iter().find_map(|k| match ext.get(*k)? {
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        v => v.as_i64(),
+    })
+}
+
+/// The properties string of each record in a pull body, as stored (raw bytes), walking
+/// RocketMQ's record layout independently of the library's decoder.
+fn raw_properties(mut body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let int = |b: &[u8], at: usize, n: usize| -> Result<i64, String> {
+        let bytes = b.get(at..at + n).ok_or("record truncated")?;
+        Ok(bytes.iter().fold(0i64, |acc, x| (acc << 8) | *x as i64))
+    };
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let total = int(body, 0, 4)? as usize;
+        let rec = body.get(..total).ok_or("record longer than the body")?;
+        let v2 = int(rec, 4, 4)? as u32 == 0xDAA3_20AB;
+        let sys_flag = int(rec, 36, 4)?;
+        let born = if sys_flag & 0x10 != 0 { 20 } else { 8 };
+        let stored = if sys_flag & 0x20 != 0 { 20 } else { 8 };
+        let mut at = 40 + 8 + born + 8 + stored + 4 + 8;
+        at += 4 + int(rec, at, 4)? as usize;
+        let topic_len = if v2 { 2 } else { 1 };
+        at += topic_len + int(rec, at, topic_len)? as usize;
+        let props_len = int(rec, at, 2)? as usize;
+        out.push(
+            rec.get(at + 2..at + 2 + props_len)
+                .ok_or("properties truncated")?
+                .to_vec(),
+        );
+        body = &body[total..];
+    }
+    Ok(out)
+}
+
+/// One item of a batch as the client sent it.
+struct SentItem {
+    body: Bytes,
+    properties: HashMap<String, String>,
+}
+
 /// One frame made ready to send: its bytes and what the harness reads from it.
 struct Prepared {
     bytes: Vec<u8>,
@@ -120,9 +189,11 @@ struct Prepared {
     oneway: bool,
     /// The header's extFields as the client wrote them (JSON values, not yet text).
     ext: serde_json::Map<String, serde_json::Value>,
+    /// The client's version (MQVersion ordinal).
+    version: i64,
     /// The properties string the client sent, if any (`properties` or V2 `i`).
     properties: Option<String>,
-    batch: Vec<BatchItem>,
+    batch: Vec<SentItem>,
     body: Bytes,
 }
 
@@ -134,6 +205,7 @@ fn prepare(frame: &Frame, vars: &BTreeMap<&str, String>) -> Result<Prepared, Str
         .as_i64()
         .ok_or("header has no numeric opaque")? as i32;
     let flag = json["flag"].as_i64().unwrap_or(0);
+    let version = json["version"].as_i64().unwrap_or(0);
     let ext = json["extFields"].as_object().cloned().unwrap_or_default();
     let properties = ["properties", "i"]
         .iter()
@@ -155,10 +227,9 @@ fn prepare(frame: &Frame, vars: &BTreeMap<&str, String>) -> Result<Prepared, Str
             body.put_slice(item_body.as_bytes());
             body.put_i16(props.len() as i16);
             body.put_slice(props.as_bytes());
-            batch.push(BatchItem {
-                flag: spec.flag,
+            batch.push(SentItem {
                 body: Bytes::from(item_body),
-                properties: Properties::parse(&props),
+                properties: java_properties(&props),
             });
         }
         body.freeze()
@@ -198,6 +269,7 @@ fn prepare(frame: &Frame, vars: &BTreeMap<&str, String>) -> Result<Prepared, Str
         opaque,
         oneway,
         ext,
+        version,
         properties,
         batch,
         body,
@@ -502,7 +574,11 @@ impl Run {
     async fn messages_of(&self, topic: &str) -> Vec<MessageExt> {
         let store = &self.inner.store;
         let deadline = Instant::now() + T;
-        while store.dispatched_phy_offset() < store.max_phy_offset() && Instant::now() < deadline {
+        while store.dispatched_phy_offset() < store.max_phy_offset() {
+            assert!(
+                Instant::now() < deadline,
+                "the store's dispatch did not catch up in 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut out = Vec::new();
@@ -607,22 +683,34 @@ impl Run {
         }
     }
 
-    async fn consumer_listed(&self) -> Option<Vec<String>> {
+    /// The group's consumers as GET_CONSUMER_LIST_BY_GROUP lists them (RocketMQ answers
+    /// SYSTEM_ERROR "no consumer for this group" for none).
+    async fn consumer_listed(&self) -> Result<Vec<String>, String> {
         let req = RemotingCommand::request_with_header(
             RequestCode::GET_CONSUMER_LIST_BY_GROUP,
             &GetConsumerListByGroupRequestHeader {
                 consumer_group: self.vars["consumer_group"].clone(),
             },
         );
-        let r = self.admin.invoke(&self.broker_addr, req, T).await.ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-        Some(
-            v["consumerIdList"]
-                .as_array()?
-                .iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect(),
-        )
+        let r = self
+            .admin
+            .invoke(&self.broker_addr, req, T)
+            .await
+            .map_err(|e| format!("GET_CONSUMER_LIST_BY_GROUP: {e}"))?;
+        if r.code == ResponseCode::SYSTEM_ERROR {
+            return Ok(Vec::new());
+        }
+        if r.code != ResponseCode::SUCCESS {
+            return Err(format!("GET_CONSUMER_LIST_BY_GROUP answered {}", r.code));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .map_err(|e| format!("GET_CONSUMER_LIST_BY_GROUP body: {e}"))?;
+        Ok(v["consumerIdList"]
+            .as_array()
+            .ok_or("no consumerIdList")?
+            .iter()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect())
     }
 
     async fn heartbeats(&mut self) {
@@ -641,15 +729,9 @@ impl Run {
         }
         if let Some(i) = consumer {
             let id = self.vars["client_id"].clone();
-            if !self
-                .consumer_listed()
-                .await
-                .is_some_and(|l| l.contains(&id))
-            {
-                self.fail(
-                    i,
-                    format!("{id} is not listed by GET_CONSUMER_LIST_BY_GROUP"),
-                );
+            match self.consumer_listed().await {
+                Ok(l) if l.contains(&id) => {}
+                other => self.fail(i, format!("{id} not listed: {other:?}")),
             }
         }
     }
@@ -675,8 +757,7 @@ impl Run {
     async fn send_one(&mut self, i: usize) -> Option<(MessageExt, HashMap<String, String>)> {
         let before = self.messages_of(&self.topic()).await.len() as i64;
         let (p, r) = self.expect(i, &[], ResponseCode::SUCCESS).await?;
-        let client =
-            rmq_remoting::message::decode_properties(p.properties.as_deref().unwrap_or(""));
+        let client = java_properties(p.properties.as_deref().unwrap_or(""));
         let record = match r {
             Some(r) => self.records_of(i, &r).into_iter().next()?,
             None => {
@@ -732,7 +813,7 @@ impl Run {
             for (record, item) in records.into_iter().zip(&p.batch) {
                 // Each item keeps its own properties, as RocketMQ 5 stores them (the batch's
                 // own, such as the Java 5.x client's batch UNIQ_KEY, are not copied in).
-                let client = item.properties.to_map();
+                let client = item.properties.clone();
                 if record.body != item.body {
                     self.fail(
                         i,
@@ -885,6 +966,16 @@ impl Run {
             if got.is_empty() {
                 self.fail(i, "FOUND with no messages");
             }
+            // Stored as Java brokers store them: no trailing separator (ali-ons re-sends what
+            // it consumed, and a trailing one would grow an empty pair).
+            match raw_properties(&r.body) {
+                Ok(raw) => {
+                    if raw.iter().any(|p| p.last() == Some(&2)) {
+                        self.fail(i, "a stored properties string ends with \\x02");
+                    }
+                }
+                Err(e) => self.fail(i, format!("walking the pull body: {e}")),
+            }
             for (n, m) in got.iter().enumerate() {
                 match wanted.get(n) {
                     Some(w) if w.commit_log_offset == m.commit_log_offset => {}
@@ -925,10 +1016,14 @@ impl Run {
             {
                 continue;
             }
-            let committed = self
-                .inner
-                .offsets
-                .query(&self.vars["consumer_group"], &topic, 0);
+            // A oneway commit may still be in flight: poll.
+            let group = self.vars["consumer_group"].clone();
+            let deadline = Instant::now() + T;
+            let mut committed = self.inner.offsets.query(&group, &topic, 0);
+            while committed != max && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                committed = self.inner.offsets.query(&group, &topic, 0);
+            }
             if committed != max {
                 self.fail(i, format!("committed offset is {committed}, not {max}"));
             }
@@ -1115,6 +1210,16 @@ impl Run {
                 );
             }
         }
+        // The group allows one reconsume: the limit that decides must be the client's own
+        // (header maxReconsumeTimes from V3_4_9 on, as RocketMQ reads it).
+        let group = self.vars["consumer_group"].clone();
+        self.inner
+            .groups
+            .put(rmq_remoting::protocol::admin::SubscriptionGroupConfig {
+                group_name: group.clone(),
+                retry_max_times: 1,
+                ..Default::default()
+            });
         for (i, _) in self.frames("send.retry") {
             let Some(t) = self.target() else {
                 self.fail(i, "no message to retry");
@@ -1127,8 +1232,11 @@ impl Run {
             else {
                 continue;
             };
-            let client =
-                rmq_remoting::message::decode_properties(p.properties.as_deref().unwrap_or(""));
+            let client = java_properties(p.properties.as_deref().unwrap_or(""));
+            let limit = ext_i64(&p.ext, &["maxReconsumeTimes", "l"])
+                .filter(|_| p.version >= 121)
+                .unwrap_or(1);
+            let reconsumed = ext_i64(&p.ext, &["reconsumeTimes", "j"]).unwrap_or(0);
             let Some(first) = r.and_then(|r| self.records_of(i, &r).into_iter().next()) else {
                 continue;
             };
@@ -1156,14 +1264,30 @@ impl Run {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            let want = if reconsumed >= limit { &dlq } else { &retry };
             match found {
-                Some(m) => self.check_props(i, "retried", &m, &client, &[property::CLUSTER]),
+                Some(m) if &m.topic == want => {
+                    self.check_props(i, "retried", &m, &client, &[property::CLUSTER])
+                }
+                Some(m) => self.fail(
+                    i,
+                    format!(
+                        "reconsumed {reconsumed} of {limit}: stored in {}, not {want}",
+                        m.topic
+                    ),
+                ),
                 None => self.fail(
                     i,
                     "the retry was stored in neither the retry nor the dead-letter topic",
                 ),
             }
         }
+        self.inner
+            .groups
+            .put(rmq_remoting::protocol::admin::SubscriptionGroupConfig {
+                group_name: group,
+                ..Default::default()
+            });
     }
 
     async fn locks(&mut self) {
@@ -1179,31 +1303,54 @@ impl Run {
                 self.fail(i, format!("asked to lock {asked:?}, locked {locked:?}"));
             }
         }
+        let first_lock = self.frames("lock").first().map(|(i, _)| *i);
         for (i, _) in self.frames("unlock") {
+            // The client holds the queue (its own lock frame), then lets it go.
+            if let Some(l) = first_lock {
+                self.expect(l, &[], ResponseCode::SUCCESS).await;
+            }
             if self.expect(i, &[], ResponseCode::SUCCESS).await.is_none() {
                 continue;
             }
-            // Unlocked: another client can take the queue now.
-            let mq = rmq_remoting::protocol::heartbeat::MessageQueue {
-                topic: self.topic(),
-                broker_name: BROKER_NAME.into(),
-                queue_id: 0,
+            // Unlocked: another client can take the queue now (a oneway unlock may still be in
+            // flight: poll), and then gives it back.
+            let (group, topic) = (self.vars["consumer_group"].clone(), self.topic());
+            let another = |code| {
+                let body = rmq_remoting::protocol::heartbeat::LockBatchRequestBody {
+                    consumer_group: group.clone(),
+                    client_id: "127.0.0.1@another".into(),
+                    only_this_broker: true,
+                    mq_set: [rmq_remoting::protocol::heartbeat::MessageQueue {
+                        topic: topic.clone(),
+                        broker_name: BROKER_NAME.into(),
+                        queue_id: 0,
+                    }]
+                    .into(),
+                };
+                RemotingCommand::request(code).with_body(rmq_remoting::JsonBody::encode(&body))
             };
-            let body = rmq_remoting::protocol::heartbeat::LockBatchRequestBody {
-                consumer_group: self.vars["consumer_group"].clone(),
-                client_id: "127.0.0.1@another".into(),
-                only_this_broker: true,
-                mq_set: [mq].into(),
-            };
-            let req = RemotingCommand::request(RequestCode::LOCK_BATCH_MQ)
-                .with_body(rmq_remoting::JsonBody::encode(&body));
-            let ok = match self.admin.invoke(&self.broker_addr, req, T).await {
-                Ok(r) => String::from_utf8_lossy(&r.body).contains(&self.topic()),
-                Err(_) => false,
-            };
-            if !ok {
+            let deadline = Instant::now() + T;
+            let mut taken = false;
+            while !taken && Instant::now() < deadline {
+                taken = match self
+                    .admin
+                    .invoke(&self.broker_addr, another(RequestCode::LOCK_BATCH_MQ), T)
+                    .await
+                {
+                    Ok(r) => String::from_utf8_lossy(&r.body).contains(&topic),
+                    Err(_) => false,
+                };
+                if !taken {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            if !taken {
                 self.fail(i, "the queue is still locked after UNLOCK_BATCH_MQ");
             }
+            let _ = self
+                .admin
+                .invoke(&self.broker_addr, another(RequestCode::UNLOCK_BATCH_MQ), T)
+                .await;
         }
     }
 
@@ -1269,12 +1416,9 @@ impl Run {
                 continue;
             }
             let id = self.vars["client_id"].clone();
-            if self
-                .consumer_listed()
-                .await
-                .is_some_and(|l| l.contains(&id))
-            {
-                self.fail(i, format!("{id} still listed after UNREGISTER_CLIENT"));
+            match self.consumer_listed().await {
+                Ok(l) if !l.contains(&id) => {}
+                other => self.fail(i, format!("after UNREGISTER_CLIENT: {other:?}")),
             }
         }
     }

@@ -36,6 +36,14 @@ fn java_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
+/// Whether `name=value` can be written as a pair that reads back the same.
+fn representable(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && !value.is_empty()
+        && !name.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR])
+        && !value.contains(PROPERTY_SEPARATOR)
+}
+
 impl Properties {
     /// An empty set.
     pub fn new() -> Self {
@@ -50,7 +58,7 @@ impl Properties {
     }
 
     /// [`Properties::parse`] taking ownership of the string, so a well-formed one (the common
-    /// case) is kept without a copy.
+    /// case) is kept without a copy. Linear in the length, whatever the input.
     pub fn from_string(mut s: String) -> Properties {
         while s.ends_with(PROPERTY_SEPARATOR) {
             s.pop();
@@ -58,29 +66,65 @@ impl Properties {
         if Self::well_formed(&s) {
             return Properties { text: s };
         }
-        let mut p = Properties::new();
+        // Rebuild in one pass: each name where it first appears, with its last value.
+        let mut order: Vec<(&str, &str)> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
         for (k, v) in java_pairs(&s) {
-            p.insert(k, v);
+            match at.get(k) {
+                Some(&i) => order[i].1 = v,
+                None => {
+                    at.insert(k, order.len());
+                    order.push((k, v));
+                }
+            }
         }
-        p
+        Self::join(order)
     }
 
-    /// Every segment a valid pair and no name twice (the fast path of `parse`; no allocation,
-    /// and the quadratic name check is cheap for the handful of properties a message has).
+    /// Pairs known to be valid and distinct, joined.
+    fn join<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Properties {
+        let mut text = String::new();
+        for (k, v) in pairs {
+            if !text.is_empty() {
+                text.push(PROPERTY_SEPARATOR);
+            }
+            text.push_str(k);
+            text.push(NAME_VALUE_SEPARATOR);
+            text.push_str(v);
+        }
+        Properties { text }
+    }
+
+    /// Every segment a valid pair and no name twice (the fast path of `parse`). A message has
+    /// a handful of properties, compared pairwise without allocating; past that, a set keeps
+    /// a hostile string with thousands of pairs linear.
     fn well_formed(s: &str) -> bool {
+        const PAIRWISE: usize = 16;
         if s.is_empty() {
             return true;
         }
+        let mut seen: Option<std::collections::HashSet<&str>> = None;
         for (i, seg) in s.split(PROPERTY_SEPARATOR).enumerate() {
             let Some((k, v)) = seg.split_once(NAME_VALUE_SEPARATOR) else {
                 return false;
             };
-            if k.is_empty()
-                || v.is_empty()
-                || s.split(PROPERTY_SEPARATOR)
+            if k.is_empty() || v.is_empty() {
+                return false;
+            }
+            let repeated = if i < PAIRWISE {
+                s.split(PROPERTY_SEPARATOR)
                     .take(i)
                     .any(|prev| prev.split_once(NAME_VALUE_SEPARATOR).map(|(p, _)| p) == Some(k))
-            {
+            } else {
+                let seen = seen.get_or_insert_with(|| {
+                    s.split(PROPERTY_SEPARATOR)
+                        .take(i)
+                        .filter_map(|prev| prev.split_once(NAME_VALUE_SEPARATOR).map(|(p, _)| p))
+                        .collect()
+                });
+                !seen.insert(k)
+            };
+            if repeated {
                 return false;
             }
         }
@@ -88,14 +132,15 @@ impl Properties {
     }
 
     /// Builds the string from a map; names are sorted so the same map gives the same bytes.
+    /// Pairs that cannot be represented (see [`Properties::insert`]) are left out.
     pub fn from_map(map: &HashMap<String, String>) -> Properties {
-        let mut entries: Vec<(&String, &String)> = map.iter().collect();
+        let mut entries: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(|(k, v)| representable(k, v))
+            .collect();
         entries.sort_unstable();
-        let mut p = Properties::new();
-        for (k, v) in entries {
-            p.insert(k, v);
-        }
-        p
+        Self::join(entries)
     }
 
     /// The value of `name`.
@@ -107,32 +152,36 @@ impl Properties {
         self.get(name).is_some()
     }
 
-    /// Sets `name` to `value`, replacing any earlier value. An empty name or value is not
-    /// representable (Java drops such pairs when it reads them), so it removes `name` instead.
+    /// Sets `name` to `value`, replacing any earlier value. A pair that cannot be represented
+    /// — an empty name or value (Java drops those when it reads them), a separator in the name
+    /// or `\x02` in the value (a value may hold `\x01`: Java reads a pair up to its first) —
+    /// is not stored: `name` is only removed. The string stays well formed whatever comes in.
     pub fn insert(&mut self, name: &str, value: &str) {
-        // A value may hold `\x01` (Java reads a pair up to its first one), never `\x02`.
-        debug_assert!(
-            !name.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR])
-                && !value.contains(PROPERTY_SEPARATOR),
-            "property {name:?} holds a separator"
-        );
         self.remove(name);
-        if name.is_empty() || value.is_empty() {
+        if !representable(name, value) {
             return;
         }
+        self.push(name, value);
+    }
+
+    /// Sets `name` only if it has no value yet.
+    pub fn insert_if_absent(&mut self, name: &str, value: impl FnOnce() -> String) {
+        if !self.contains(name) {
+            let value = value();
+            if representable(name, &value) {
+                self.push(name, &value);
+            }
+        }
+    }
+
+    /// Appends a pair known to be representable and absent.
+    fn push(&mut self, name: &str, value: &str) {
         if !self.text.is_empty() {
             self.text.push(PROPERTY_SEPARATOR);
         }
         self.text.push_str(name);
         self.text.push(NAME_VALUE_SEPARATOR);
         self.text.push_str(value);
-    }
-
-    /// Sets `name` only if it has no value yet.
-    pub fn insert_if_absent(&mut self, name: &str, value: impl FnOnce() -> String) {
-        if !self.contains(name) {
-            self.insert(name, &value());
-        }
     }
 
     /// Removes `name`, returning its value.
@@ -271,6 +320,32 @@ mod tests {
         let mut p = Properties::parse("KEYS\u{1}k\u{2}KEY\u{1}v");
         assert_eq!(p.remove("KEY").as_deref(), Some("v"));
         assert_eq!(p.get("KEYS"), Some("k"));
+    }
+
+    #[test]
+    fn separators_in_names_or_values_are_never_written() {
+        let mut p = Properties::parse("TAGS\u{1}A");
+        p.insert("ORIGIN_MESSAGE_ID", "x\u{2}CLUSTER\u{1}forged");
+        p.insert("BAD\u{1}NAME", "v");
+        p.insert_if_absent("ALSO\u{2}BAD", || "v".into());
+        assert_eq!(p.as_str(), "TAGS\u{1}A");
+        // `\x01` in a value is fine: Java reads a pair up to its first one.
+        p.insert("K", "a\u{1}b");
+        assert_eq!(Properties::parse(p.as_str()).get("K"), Some("a\u{1}b"));
+    }
+
+    #[test]
+    fn hostile_strings_parse_in_linear_time() {
+        // 200,000 distinct pairs with the first name repeated at the end: well-formedness
+        // fails only at the last pair, then the string is rebuilt. Quadratic work would take
+        // minutes here; linear work takes milliseconds.
+        let mut s: String = (0..200_000).map(|i| format!("k{i}\u{1}v\u{2}")).collect();
+        s.push_str("k0\u{1}last");
+        let started = std::time::Instant::now();
+        let p = Properties::from_string(s);
+        assert_eq!(p.get("k0"), Some("last"));
+        assert_eq!(p.to_map().len(), 200_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 
     fn props() -> impl Strategy<Value = HashMap<String, String>> {

@@ -38,9 +38,9 @@ pub struct TagFilter {
 }
 
 impl TagFilter {
-    /// The codes are hashed here from the expression (or the tag list) rather than taken from
-    /// the client's `codeSet`: clients get that wrong (the C++ client sends `[0,0]`,
-    /// rocketmq-client-rust 1.0 hashes the untrimmed `"A "` and `" C"`), and the tags decide.
+    /// The codes are hashed here from the expression rather than taken from the client's
+    /// `codeSet` (used only when the expression names no tag): clients get it wrong (the C++
+    /// client sends `[0,0]`, rocketmq-client-rust 1.0 hashes the untrimmed `"A "` and `" C"`).
     pub fn from_subscription(sub: &SubscriptionData) -> TagFilter {
         let expr = sub.sub_string.trim();
         if expr.is_empty() || expr == "*" {

@@ -51,6 +51,18 @@ pub async fn consumer_send_msg_back(
     req: &RemotingCommand,
 ) -> Response {
     let h: ConsumerSendMsgBackRequestHeader = req.decode_header()?;
+    // The group names the retry and dead-letter topics: it must make valid topic names.
+    if let Err(e) =
+        rmq_remoting::topic::validate_topic(&format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group))
+    {
+        return Ok(RemotingCommand::error(
+            ResponseCode::INVALID_PARAMETER,
+            format!(
+                "consumer group {:?} cannot name a retry topic: {e}",
+                h.group
+            ),
+        ));
+    }
     let auto_create = inner.settings.read().broker.auto_create_subscription_group;
     let Some(group) = inner.groups.find_or_create(&h.group, auto_create) else {
         return Ok(RemotingCommand::error(
@@ -77,10 +89,11 @@ pub async fn consumer_send_msg_back(
     msg.properties
         .entry(property::RETRY_TOPIC.to_string())
         .or_insert_with(|| msg.topic.clone());
-    // The client's own limit wins (clients since 3.4.9 send it); else the group's.
+    // The client's own limit wins (clients since 3.4.9 send it), as RocketMQ takes it;
+    // else the group's.
     let max_reconsume = h
         .max_reconsume_times
-        .filter(|m| *m >= 0)
+        .filter(|_| req.version >= rmq_remoting::code::version::V3_4_9)
         .unwrap_or(group.retry_max_times);
     let origin_msg_id = msg
         .properties
@@ -147,8 +160,8 @@ pub async fn consumer_send_msg_back(
 
 /// A client sending straight to `%RETRY%<group>` (its fallback when send-back fails): past
 /// its limit the message goes to the dead-letter queue instead. The limit is the one the
-/// client put in the header (`header_max`, clients since 3.4.9), else a `MAX_RECONSUME_TIMES`
-/// property, else the group's. The error is the response to refuse the send with.
+/// client put in the header (`header_max`, clients since 3.4.9), else the group's, as
+/// RocketMQ's `handleRetryAndDLQ` decides. The error is the response to refuse the send with.
 pub fn route_direct_retry(
     inner: &Arc<BrokerInner>,
     msg: &mut PutMessage,
@@ -164,13 +177,7 @@ pub fn route_direct_retry(
             format!("subscription group not exist, {group}"),
         ));
     };
-    let max = header_max
-        .or_else(|| {
-            msg.properties
-                .get(property::MAX_RECONSUME_TIMES)
-                .and_then(|m| m.parse::<i32>().ok())
-        })
-        .unwrap_or(cfg.retry_max_times);
+    let max = header_max.unwrap_or(cfg.retry_max_times);
     if msg.reconsume_times >= max {
         msg.properties.remove(property::DELAY_TIME_LEVEL);
         msg.topic = dlq_topic(inner, &group);

@@ -84,6 +84,15 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
     if let Err(refused) = check_topic(&h.topic) {
         return Ok(refused.into());
     }
+    // As RocketMQ's msgContentCheck, and before any parsing: a record holds at most i16::MAX
+    // bytes of properties.
+    let props_len = h.properties.as_ref().map_or(0, String::len);
+    if props_len > i16::MAX as usize {
+        return Ok(RemotingCommand::error(
+            ResponseCode::MESSAGE_ILLEGAL,
+            format!("the message properties are {props_len} bytes, more than 32767"),
+        ));
+    }
     let topic_config = match resolve_topic(inner, &h, settings.auto_create) {
         Ok(tc) => tc,
         Err(refused) => return Ok(refused.into()),
@@ -234,9 +243,10 @@ fn messages(
         store_host: inner.store_host,
         reconsume_times,
         prepared_transaction_offset: 0,
+        // Java's Message#isWaitStoreMsgOK: absent is true, else Boolean.parseBoolean.
         wait_store_msg_ok: props
             .get(property::WAIT_STORE_MSG_OK)
-            .is_none_or(|w| !w.eq_ignore_ascii_case("false")),
+            .is_none_or(|w| w.eq_ignore_ascii_case("true")),
     };
     if batch {
         return batch_messages(req, h, props, base, &settings.cluster, new_uniq_key);

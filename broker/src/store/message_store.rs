@@ -196,7 +196,7 @@ impl Inner {
     ) -> i64 {
         if topic == SCHEDULE_TOPIC {
             let level = delay_level
-                .and_then(|l| l.parse::<usize>().ok())
+                .and_then(|l| l.trim().parse::<usize>().ok())
                 .unwrap_or(1)
                 .clamp(1, self.delay_levels.len());
             return store_timestamp + self.delay_levels[level - 1];

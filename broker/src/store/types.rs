@@ -13,7 +13,7 @@ pub struct PutMessage {
     pub queue_id: i32,
     pub flag: i32,
     pub body: Bytes,
-    /// Encoded once, when the record is laid out.
+    /// Kept in their wire form; the record is laid out from it as it is.
     pub properties: Properties,
     pub sys_flag: i32,
     pub born_timestamp: i64,
@@ -22,7 +22,7 @@ pub struct PutMessage {
     pub reconsume_times: i32,
     pub prepared_transaction_offset: i64,
     /// Whether a SYNC_FLUSH put answers only once flushed: a client's `WAIT` property (true
-    /// unless "false"); the broker's own puts (delivery of delayed messages, retries,
+    /// when absent, else only "true", as Java reads it); the broker's own puts (delivery of delayed messages, retries,
     /// transaction records) do not wait. Kept apart from the properties so they stay as sent.
     pub wait_store_msg_ok: bool,
 }
