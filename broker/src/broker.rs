@@ -330,7 +330,7 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
                 .parse::<IpAddr>()
                 .context("bindAddress")?,
             s.broker.ha_listen_port(),
-            s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            s.broker.broker_role == rmq_remoting::role::BrokerRole::SyncMaster,
         )
     };
     let stop = new_role_term(inner);

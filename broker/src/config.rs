@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use rmq_remoting::config::{ConfigError, JavaConfig};
 use rmq_remoting::java_config;
+use rmq_remoting::role::{BrokerRole, Perm};
 
 use crate::store::MessageStoreConfig;
 
@@ -45,8 +46,8 @@ java_config! {
         broker_cluster_name: String = "DefaultCluster".into() => "brokerClusterName",
         broker_name: String = default_broker_name() => "brokerName",
         broker_id: i64 = 0 => "brokerId",
-        /// `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`.
-        broker_role: String = "ASYNC_MASTER".into() => "brokerRole",
+        /// `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`; anything else is refused at start.
+        broker_role: BrokerRole = BrokerRole::AsyncMaster => "brokerRole",
         /// Empty: the first non-loopback address.
         broker_ip1: String = String::new() => "brokerIP1",
         broker_ip2: String = String::new() => "brokerIP2",
@@ -70,7 +71,7 @@ java_config! {
         /// reset to notice), ms.
         ha_housekeeping_interval: u64 = 20_000 => "haHousekeepingInterval",
         bind_address: String = "0.0.0.0".into() => "bindAddress",
-        broker_permission: i32 = 6 => "brokerPermission",
+        broker_permission: Perm = Perm::READ_WRITE => "brokerPermission",
         auto_create_topic_enable: bool = true => "autoCreateTopicEnable",
         auto_create_subscription_group: bool = true => "autoCreateSubscriptionGroup",
         default_topic_queue_nums: i32 = 8 => "defaultTopicQueueNums",
@@ -192,7 +193,7 @@ impl BrokerConfig {
     }
 
     pub fn is_slave(&self) -> bool {
-        self.broker_role.eq_ignore_ascii_case("SLAVE")
+        self.broker_role.is_slave()
     }
 }
 

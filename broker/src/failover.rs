@@ -17,6 +17,8 @@ use parking_lot::Mutex;
 use rmq_remoting::{RemotingCommand, ResponseCode};
 use serde::{Deserialize, Serialize};
 
+use rmq_remoting::role::{BrokerRole, Perm};
+
 use crate::broker::BrokerInner;
 
 /// One master term: its epoch and the commit-log offset where it began.
@@ -199,20 +201,21 @@ pub async fn role_changed(
     if let Err(current) = inner.epochs.begin(epoch, at) {
         return Ok(fenced(epoch, current));
     }
-    let role = Some(field("brokerRole"))
-        .filter(|r| r.eq_ignore_ascii_case("SYNC_MASTER") || r.eq_ignore_ascii_case("ASYNC_MASTER"))
-        .unwrap_or_else(|| "ASYNC_MASTER".into())
-        .to_ascii_uppercase();
+    let role = field("brokerRole")
+        .parse::<BrokerRole>()
+        .ok()
+        .filter(|r| r.is_master())
+        .unwrap_or(BrokerRole::AsyncMaster);
     let former_id = {
         let mut s = inner.settings.write();
-        s.broker.broker_role = role.clone();
+        s.broker.broker_role = role;
         // A master takes writes: a read-only mark left by an earlier switchover ends here.
-        if !rmq_remoting::protocol::topic::perm::is_writeable(s.broker.broker_permission) {
+        if !s.broker.broker_permission.is_writeable() {
             tracing::warn!(
-                permission = s.broker.broker_permission,
+                permission = %s.broker.broker_permission,
                 "promoted: brokerPermission back to read-write"
             );
-            s.broker.broker_permission = 6;
+            s.broker.broker_permission = Perm::READ_WRITE;
         }
         std::mem::replace(&mut s.broker.broker_id, 0)
     };
@@ -272,10 +275,10 @@ async fn demote(
     inner.epochs.saw(epoch);
     {
         let mut s = inner.settings.write();
-        s.broker.broker_role = "SLAVE".into();
+        s.broker.broker_role = BrokerRole::Slave;
         s.broker.broker_id = id;
         // A switchover's read-only mark is for the term that ended.
-        s.broker.broker_permission = 6;
+        s.broker.broker_permission = Perm::READ_WRITE;
         // A configured haMasterAddress names an earlier arrangement.
         s.broker.ha_master_address.clear();
     }

@@ -39,7 +39,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
     let broker_perm = inner.settings.read().broker.broker_permission;
     for tc in wrapper.topic_config_table.values_mut() {
-        tc.perm &= broker_perm | rmq_remoting::protocol::topic::perm::INHERIT;
+        tc.perm &= broker_perm.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
     }
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: wrapper,
@@ -106,13 +106,10 @@ fn fenced_by_name_server(
         .unwrap_or_default();
     let mine = i64::from(inner.epochs.current());
     let mut s = inner.settings.write();
-    if s.broker.is_slave()
-        || newer <= mine
-        || !rmq_remoting::protocol::topic::perm::is_writeable(s.broker.broker_permission)
-    {
+    if s.broker.is_slave() || newer <= mine || !s.broker.broker_permission.is_writeable() {
         return;
     }
-    s.broker.broker_permission = 4;
+    s.broker.broker_permission = rmq_remoting::role::Perm::READ_ONLY;
     drop(s);
     tracing::error!(
         %namesrv, %holder, epoch = newer, mine,

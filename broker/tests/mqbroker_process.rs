@@ -56,6 +56,50 @@ fn print_config() {
     assert!(!out.status.success());
 }
 
+/// A misspelt role, flush type or permission stops the broker with the property named, where
+/// it used to fall back to a default silently (`SYNC_FLSUH` meant ASYNC_FLUSH).
+#[test]
+fn bad_role_flush_type_or_permission_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (line, key) in [
+        ("flushDiskType=SYNC_FLSUH", "flushDiskType"),
+        ("brokerRole=MASTER", "brokerRole"),
+        ("brokerPermission=16", "brokerPermission"),
+        ("brokerPermission=rw", "brokerPermission"),
+    ] {
+        let conf = dir.path().join("broker.conf");
+        std::fs::write(&conf, format!("brokerName=broker-x\n{line}\n")).unwrap();
+        let out = Command::new(MQBROKER)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{line} was accepted");
+        assert!(err.contains(key), "{line}: {err}");
+    }
+    // Any case is read, and printed as RocketMQ writes it.
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "brokerRole=sync_master\nflushDiskType=sync_flush\n").unwrap();
+    let out = Command::new(MQBROKER)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.lines().any(|l| l == "brokerRole=SYNC_MASTER"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l == "flushDiskType=SYNC_FLUSH"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_unregisters_and_leaves_a_clean_store() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,7 @@ fn settings(dir: &std::path::Path, ns: &str, id: i64, role: &str) -> BrokerSetti
     s.broker.listen_port = free_port();
     s.broker.broker_name = "broker-r".into();
     s.broker.broker_id = id;
-    s.broker.broker_role = role.into();
+    s.broker.broker_role = role.parse().unwrap();
     s.store.store_path_root_dir = dir.display().to_string();
     s.store.mapped_file_size_commit_log = 64 * 1024;
     s.store.mapped_file_size_consume_queue = 20 * 1000;
@@ -551,7 +551,7 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
     put(&b, 1000, 1030).await;
 
     // A returns as B's slave: its 50 unreplicated records are cut, B's term follows.
-    a_settings.broker.broker_role = "SLAVE".into();
+    a_settings.broker.broker_role = rmq_remoting::role::BrokerRole::Slave;
     a_settings.broker.broker_id = 1;
     a_settings.broker.ha_master_address =
         format!("127.0.0.1:{}", b_settings.broker.ha_listen_port());

@@ -303,7 +303,7 @@ async fn clean_restart_keeps_everything_and_continues_offsets() {
 async fn sync_flush_acknowledges_durable_records() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MessageStoreConfig {
-        flush_disk_type: "SYNC_FLUSH".into(),
+        flush_disk_type: rmq_broker::store::FlushDiskType::SyncFlush,
         ..small_config(dir.path())
     };
     let store = MessageStore::open(cfg).unwrap();
@@ -328,7 +328,7 @@ async fn sync_flush_acknowledges_durable_records() {
 async fn sync_flush_timeout_is_reported_and_the_message_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = MessageStoreConfig {
-        flush_disk_type: "SYNC_FLUSH".into(),
+        flush_disk_type: rmq_broker::store::FlushDiskType::SyncFlush,
         sync_flush_timeout: 200,
         ..small_config(dir.path())
     };

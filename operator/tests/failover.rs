@@ -38,7 +38,7 @@ async fn promotion(manual: bool) {
     s.broker.listen_port = port;
     s.broker.broker_name = "broker-f".into();
     s.broker.broker_id = 1;
-    s.broker.broker_role = "SLAVE".into();
+    s.broker.broker_role = rmq_remoting::role::BrokerRole::Slave;
     s.store.store_path_root_dir = dir.path().join("store").display().to_string();
     s.store.mapped_file_size_commit_log = 4 << 20;
     s.store.mapped_file_size_consume_queue = 20 * 1000;

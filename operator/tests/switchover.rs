@@ -43,7 +43,7 @@ async fn broker(ns: &str, dir: &std::path::Path, port: u16, id: i64, role: &str)
     s.broker.enable_vip_channel = false;
     s.broker.broker_name = "broker-w".into();
     s.broker.broker_id = id;
-    s.broker.broker_role = role.into();
+    s.broker.broker_role = role.parse().unwrap();
     s.store.store_path_root_dir = dir.join(format!("store-{id}")).display().to_string();
     s.store.mapped_file_size_commit_log = 4 << 20;
     s.store.mapped_file_size_consume_queue = 20 * 1000;
@@ -333,7 +333,8 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         assert!(s0.broker.is_slave(), "the former master stepped down");
         assert_eq!(s0.broker.broker_id, 5);
         assert_eq!(
-            s0.broker.broker_permission, 6,
+            s0.broker.broker_permission,
+            rmq_remoting::role::Perm::READ_WRITE,
             "its permission is given back"
         );
     }

@@ -19,6 +19,7 @@ pub mod message;
 pub mod metrics;
 pub mod properties;
 pub mod protocol;
+pub mod role;
 pub mod server;
 pub mod switchover;
 pub mod topic;

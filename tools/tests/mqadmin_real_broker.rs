@@ -47,7 +47,7 @@ fn replica_settings(
     s.broker.ha_listen_port = free_port();
     s.broker.broker_name = name.into();
     s.broker.broker_id = id;
-    s.broker.broker_role = role.into();
+    s.broker.broker_role = role.parse().unwrap();
     s.store.store_path_root_dir = store.display().to_string();
     s.store.mapped_file_size_commit_log = 4 << 20;
     s.store.mapped_file_size_consume_queue = 20 * 1000;
@@ -501,7 +501,10 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
         let s = master.inner().settings.read();
         assert!(s.broker.is_slave(), "the former master stepped down");
         assert_eq!(s.broker.broker_id, 1, "it takes the promoted broker's id");
-        assert_eq!(s.broker.broker_permission, 6);
+        assert_eq!(
+            s.broker.broker_permission,
+            rmq_remoting::role::Perm::READ_WRITE
+        );
     }
     // Nothing cut: the new master had caught up to the old one's last byte before it led.
     assert!(slave.inner().epochs.list()[1].start_offset >= end);

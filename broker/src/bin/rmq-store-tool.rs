@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use rmq_broker::store::{MessageStore, MessageStoreConfig, PutMessage, PutStatus};
+use rmq_broker::store::{FlushDiskType, MessageStore, MessageStoreConfig, PutMessage, PutStatus};
 use rmq_remoting::message::Properties;
 
 #[derive(Parser)]
@@ -74,7 +74,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1 << 20)]
         file_size: u64,
         #[arg(long, default_value = "ASYNC_FLUSH")]
-        flush: String,
+        flush: FlushDiskType,
         #[arg(long, default_value_t = 8)]
         writers: usize,
         /// Stop after this many acknowledgements, without a clean shutdown.
@@ -159,7 +159,7 @@ async fn append(
     queues: i32,
     size: usize,
     file_size: u64,
-    flush: String,
+    flush: FlushDiskType,
     writers: usize,
     count: Option<u64>,
 ) {
@@ -386,19 +386,19 @@ async fn bench(args: BenchArgs) {
     );
     let wanted: Vec<&str> = runs.split(',').map(str::trim).collect();
     for (name, flush, b) in [
-        ("async1", "ASYNC_FLUSH", 1),
-        ("async-batch", "ASYNC_FLUSH", batch),
-        ("sync1", "SYNC_FLUSH", 1),
-        ("sync-batch", "SYNC_FLUSH", batch),
+        ("async1", FlushDiskType::AsyncFlush, 1),
+        ("async-batch", FlushDiskType::AsyncFlush, batch),
+        ("sync1", FlushDiskType::SyncFlush, 1),
+        ("sync-batch", FlushDiskType::SyncFlush, batch),
     ] {
         if !wanted.contains(&name) {
             continue;
         }
-        let sub = dir.join(format!("{}-{b}", flush.to_lowercase()));
+        let sub = dir.join(format!("{}-{b}", flush.as_str().to_lowercase()));
         let config = MessageStoreConfig {
             store_path_root_dir: sub.display().to_string(),
             mapped_file_size_commit_log: file_size,
-            flush_disk_type: flush.to_string(),
+            flush_disk_type: flush,
             warm_mapped_file_enable: warm,
             ..Default::default()
         };
@@ -414,7 +414,7 @@ async fn bench(args: BenchArgs) {
             run.mbps(),
             run.mbps() / seq * 100.0
         );
-        if flush == "ASYNC_FLUSH" && b == 1 {
+        if flush == FlushDiskType::AsyncFlush && b == 1 {
             let read = bench_reads(&store);
             println!(
                 "{:<34} {:>12.0} {:>10.1} {:>17.1}%",

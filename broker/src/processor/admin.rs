@@ -258,8 +258,8 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     t.insert("commitLogDiskRatio".into(), format!("{ratio:.4}"));
     t.insert("brokerActive".into(), "true".into());
     // Replication, for `mqadmin haStatus` (RocketMQ's GET_BROKER_HA_STATUS shows the same).
-    let role = inner.settings.read().broker.broker_role.clone();
-    t.insert("brokerRole".into(), role);
+    let role = inner.settings.read().broker.broker_role;
+    t.insert("brokerRole".into(), role.to_string());
     let max = store.max_phy_offset();
     let slaves = inner.ha.slaves.lock().clone();
     t.insert("haSlaveCount".into(), slaves.len().to_string());
@@ -323,9 +323,12 @@ const RUNTIME_KEYS: &[&str] = &[
 /// master's offset next sees everything it acknowledged.
 pub async fn update_config_drained(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let r = update_config(inner, req)?;
-    let read_only = !rmq_remoting::protocol::topic::perm::is_writeable(
-        inner.settings.read().broker.broker_permission,
-    );
+    let read_only = !(inner
+        .settings
+        .read()
+        .broker
+        .broker_permission
+        .is_writeable());
     if r.code == ResponseCode::SUCCESS && read_only {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
         while inner.send_permits_in_use() > 0 && tokio::time::Instant::now() < deadline {

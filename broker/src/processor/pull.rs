@@ -145,7 +145,7 @@ async fn pull_once(
             s.broker.is_slave(),
         )
     };
-    if !perm::is_readable(broker_perm) {
+    if !broker_perm.is_readable() {
         return done(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(

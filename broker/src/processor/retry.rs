@@ -33,7 +33,7 @@ pub fn dlq_topic(inner: &Arc<BrokerInner>, group: &str) -> String {
 
 fn not_writable(inner: &BrokerInner) -> Option<RemotingCommand> {
     let s = inner.settings.read();
-    (!perm::is_writeable(s.broker.broker_permission) || s.broker.is_slave()).then(|| {
+    (!s.broker.broker_permission.is_writeable() || s.broker.is_slave()).then(|| {
         RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(

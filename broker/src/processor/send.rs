@@ -51,12 +51,12 @@ impl SendSettings {
     fn read(inner: &BrokerInner) -> SendSettings {
         let s = inner.settings.read();
         SendSettings {
-            writable: perm::is_writeable(s.broker.broker_permission) && !s.broker.is_slave(),
+            writable: s.broker.broker_permission.is_writeable() && !s.broker.is_slave(),
             auto_create: s.broker.auto_create_topic_enable,
             cluster: s.broker.broker_cluster_name.clone(),
             broker_name: s.broker.broker_name.clone(),
             reject_transactions: s.broker.reject_transaction_message,
-            sync_master: s.broker.broker_role.eq_ignore_ascii_case("SYNC_MASTER"),
+            sync_master: s.broker.broker_role == rmq_remoting::role::BrokerRole::SyncMaster,
             slave_timeout: Duration::from_millis(s.store.sync_flush_timeout.max(1)),
         }
     }

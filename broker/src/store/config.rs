@@ -11,14 +11,7 @@ fn default_root() -> String {
     )
 }
 
-/// `flushDiskType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlushDiskType {
-    /// Acknowledge after the append; flush in the background.
-    AsyncFlush,
-    /// Acknowledge once the record is on disk (group commit).
-    SyncFlush,
-}
+pub use rmq_remoting::role::FlushDiskType;
 
 java_config! {
     /// The store's settings.
@@ -29,7 +22,8 @@ java_config! {
         mapped_file_size_commit_log: u64 = 1024 * 1024 * 1024 => "mappedFileSizeCommitLog",
         /// Rounded down to a multiple of 20 (one unit).
         mapped_file_size_consume_queue: u64 = 300_000 * 20 => "mappedFileSizeConsumeQueue",
-        flush_disk_type: String = "ASYNC_FLUSH".into() => "flushDiskType",
+        /// `ASYNC_FLUSH` or `SYNC_FLUSH`; anything else is refused at start.
+        flush_disk_type: FlushDiskType = FlushDiskType::AsyncFlush => "flushDiskType",
         flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog",
         flush_commit_log_least_pages: u64 = 4 => "flushCommitLogLeastPages",
         flush_commit_log_thorough_interval: u64 = 10_000 => "flushCommitLogThoroughInterval",
@@ -76,14 +70,6 @@ impl MessageStoreConfig {
     /// `messageDelayLevel` in milliseconds, level 1 first (units s, m, h, d as RocketMQ).
     pub fn delay_levels(&self) -> Result<Vec<i64>, String> {
         parse_delay_levels(&self.message_delay_level)
-    }
-
-    pub fn flush_type(&self) -> FlushDiskType {
-        if self.flush_disk_type.eq_ignore_ascii_case("SYNC_FLUSH") {
-            FlushDiskType::SyncFlush
-        } else {
-            FlushDiskType::AsyncFlush
-        }
     }
 
     pub fn root(&self) -> PathBuf {

@@ -385,7 +385,7 @@ impl MessageStore {
         let end = append.wrote_offset as u64 + append.wrote_bytes as u64;
         let mut status = PutStatus::PutOk;
         if wait
-            && inner.config.flush_type() == FlushDiskType::SyncFlush
+            && inner.config.flush_disk_type == FlushDiskType::SyncFlush
             && inner.commit_log.flushed_offset() < end
         {
             let mut rx = inner.flushed_tx.subscribe();

@@ -361,7 +361,7 @@ fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
 }
 
 fn flush_commit_log_loop(inner: Arc<Inner>) {
-    let sync = inner.config.flush_type() == FlushDiskType::SyncFlush;
+    let sync = inner.config.flush_disk_type == FlushDiskType::SyncFlush;
     let interval = Duration::from_millis(inner.config.flush_interval_commit_log.max(1));
     let thorough = Duration::from_millis(inner.config.flush_commit_log_thorough_interval);
     let least = inner.config.flush_commit_log_least_pages as usize;
