@@ -68,7 +68,7 @@ fn promtool_check(text: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is installed (.ci/run installs Debian's prometheus package)");
+        .expect("promtool is installed (scripts/test installs Debian's prometheus package)");
     child
         .stdin
         .take()
