@@ -131,7 +131,7 @@ impl BrokerInner {
 pub struct Broker {
     inner: Arc<BrokerInner>,
     servers: Vec<RemotingServer>,
-    metrics_server: Option<rmq_remoting::metrics::MetricsServer>,
+    metrics_server: Option<rmq_metrics::MetricsServer>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -211,18 +211,15 @@ impl Broker {
         let metrics_port = inner.settings.read().broker.metrics_port;
         let metrics_server = if metrics_port != 0 {
             let weak = Arc::downgrade(&inner);
-            let gather: rmq_remoting::metrics::Gather = Arc::new(move || {
+            let gather: rmq_metrics::Gather = Arc::new(move || {
                 weak.upgrade()
                     .map(|i| i.metrics.gather(&i))
                     .unwrap_or_default()
             });
             Some(
-                rmq_remoting::metrics::MetricsServer::start(
-                    SocketAddr::new(bind, metrics_port),
-                    gather,
-                )
-                .await
-                .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
+                rmq_metrics::MetricsServer::start(SocketAddr::new(bind, metrics_port), gather)
+                    .await
+                    .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
             )
         } else {
             None

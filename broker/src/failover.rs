@@ -17,7 +17,8 @@ use parking_lot::Mutex;
 use rmq_remoting::{RemotingCommand, ResponseCode};
 use serde::{Deserialize, Serialize};
 
-use rmq_remoting::role::{BrokerRole, Perm};
+use rmq_remoting::header::NotifyBrokerRoleChangedRequestHeader;
+use rmq_remoting::role::{BrokerRole, Epoch, Perm};
 
 use crate::broker::BrokerInner;
 
@@ -169,11 +170,14 @@ pub async fn role_changed(
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
     // One role change at a time: a promotion and a demotion must not interleave.
     let _changing = inner.role_lock.lock().await;
-    let field = |k: &str| req.ext_fields.get(k).cloned().unwrap_or_default();
-    let master_addr = field("masterAddress");
-    let epoch: i32 = field("masterEpoch").parse().unwrap_or(0);
-    let group = field("brokerName");
-    if !group.is_empty() && group != inner.broker_name() {
+    let h: NotifyBrokerRoleChangedRequestHeader = req.decode_header()?;
+    let master_addr = h.master_address.clone().unwrap_or_default();
+    let epoch = h.master_epoch.unwrap_or_default().0;
+    if let Some(group) = h
+        .broker_name
+        .as_deref()
+        .filter(|g| !g.is_empty() && *g != inner.broker_name())
+    {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             format!(
@@ -184,8 +188,8 @@ pub async fn role_changed(
     }
     let known = inner.epochs.current().max(inner.epochs.seen());
     if !master_addr.is_empty() && master_addr != inner.broker_addr {
-        let ha = field("masterHaAddress");
-        return demote(inner, &master_addr, &ha, epoch, known, &field("brokerId")).await;
+        let ha = h.master_ha_address.clone().unwrap_or_default();
+        return demote(inner, &master_addr, &ha, epoch, known, h.broker_id).await;
     }
     let is_slave = inner.settings.read().broker.is_slave();
     if epoch <= known {
@@ -201,9 +205,8 @@ pub async fn role_changed(
     if let Err(current) = inner.epochs.begin(epoch, at) {
         return Ok(fenced(epoch, current));
     }
-    let role = field("brokerRole")
-        .parse::<BrokerRole>()
-        .ok()
+    let role = h
+        .broker_role
         .filter(|r| r.is_master())
         .unwrap_or(BrokerRole::AsyncMaster);
     let former_id = {
@@ -229,9 +232,8 @@ pub async fn role_changed(
     tracing::warn!(epoch, offset = at, %role, "promoted to master");
     // The former master's id as a slave: what the caller says (the operator keeps ids tied
     // to pods), else the one this broker leaves.
-    let its_id = field("formerMasterBrokerId")
-        .parse::<i64>()
-        .ok()
+    let its_id = h
+        .former_master_broker_id
         .filter(|id| *id > 0)
         .unwrap_or(former_id);
     if let Some(former) = former_master.filter(|f| !f.is_empty() && *f != inner.broker_addr) {
@@ -257,7 +259,7 @@ async fn demote(
     master_ha_addr: &str,
     epoch: i32,
     known: i32,
-    new_id: &str,
+    new_id: Option<i64>,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
     if inner.settings.read().broker.is_slave() {
         inner.epochs.saw(epoch);
@@ -266,7 +268,7 @@ async fn demote(
     if epoch <= known {
         return Ok(fenced(epoch, known));
     }
-    let Some(id) = new_id.parse::<i64>().ok().filter(|id| *id > 0) else {
+    let Some(id) = new_id.filter(|id| *id > 0) else {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             "demoting a master needs the brokerId (> 0) it is to take as a slave",
@@ -307,19 +309,19 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32
         // Read first: a settings guard held while taking another could deadlock behind a
         // queued writer.
         let ha_addr = inner.settings.read().broker.ha_server_addr();
-        let name = inner.broker_name();
-        let mut req =
-            RemotingCommand::request(rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
-        for (k, v) in [
-            ("masterAddress", inner.broker_addr.clone()),
-            ("masterHaAddress", ha_addr),
-            ("masterEpoch", epoch.to_string()),
-            ("masterBrokerId", "0".into()),
-            ("brokerId", its_id.to_string()),
-            ("brokerName", name),
-        ] {
-            req.ext_fields.insert(k.into(), v);
-        }
+        let header = NotifyBrokerRoleChangedRequestHeader {
+            master_address: Some(inner.broker_addr.clone()),
+            master_ha_address: Some(ha_addr),
+            master_epoch: Some(Epoch(epoch)),
+            master_broker_id: Some(0),
+            broker_id: Some(its_id),
+            broker_name: Some(inner.broker_name()),
+            ..Default::default()
+        };
+        let req = RemotingCommand::request_with_header(
+            rmq_remoting::RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
+            &header,
+        );
         let timeout = std::time::Duration::from_secs(3);
         match inner.namesrv.invoke(&former, req, timeout).await {
             Ok(r) if r.code == ResponseCode::SUCCESS => {

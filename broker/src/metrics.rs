@@ -67,7 +67,7 @@ impl BrokerMetrics {
                     "request_duration_seconds",
                     "Time to answer a request, by request code.",
                 )
-                .buckets(rmq_remoting::metrics::latency_buckets()),
+                .buckets(rmq_metrics::latency_buckets()),
                 &["code"],
             )
             .expect("valid metric"),
@@ -76,7 +76,7 @@ impl BrokerMetrics {
                     "commitlog_flush_duration_seconds",
                     "Time of one commit-log flush.",
                 )
-                .buckets(rmq_remoting::metrics::latency_buckets()),
+                .buckets(rmq_metrics::latency_buckets()),
             )
             .expect("valid metric"),
             lag: IntGaugeVec::new(
@@ -184,6 +184,6 @@ impl BrokerMetrics {
                     .set(lag);
             }
         }
-        rmq_remoting::metrics::encode(&self.registry)
+        rmq_metrics::encode(&self.registry)
     }
 }

@@ -28,7 +28,7 @@ use processor::{NamesrvProcessor, NamesrvService};
 pub struct NameServer {
     processor: Arc<NamesrvProcessor>,
     server: RemotingServer,
-    metrics_server: Option<rmq_remoting::metrics::MetricsServer>,
+    metrics_server: Option<rmq_metrics::MetricsServer>,
     stop: CancellationToken,
     scan: JoinHandle<()>,
 }
@@ -59,10 +59,10 @@ impl NameServer {
         let metrics_port = processor.config.read().metrics_port;
         let metrics_server = if metrics_port != 0 {
             let p = processor.clone();
-            let gather: rmq_remoting::metrics::Gather = Arc::new(move || p.metrics.gather(&p));
+            let gather: rmq_metrics::Gather = Arc::new(move || p.metrics.gather(&p));
             let maddr = SocketAddr::new(addr.ip(), metrics_port);
             Some(
-                rmq_remoting::metrics::MetricsServer::start(maddr, gather)
+                rmq_metrics::MetricsServer::start(maddr, gather)
                     .await
                     .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
             )

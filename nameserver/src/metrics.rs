@@ -22,7 +22,7 @@ impl NamesrvMetrics {
                 "request_duration_seconds",
                 "Time to answer a request, by request code.",
             )
-            .buckets(rmq_remoting::metrics::latency_buckets()),
+            .buckets(rmq_metrics::latency_buckets()),
             &["code"],
         )
         .expect("valid metric");
@@ -51,6 +51,6 @@ impl NamesrvMetrics {
         self.live_brokers.set(p.route.live_broker_count() as i64);
         self.topics
             .set(p.route.all_topics().topic_list.len() as i64);
-        rmq_remoting::metrics::encode(&self.registry)
+        rmq_metrics::encode(&self.registry)
     }
 }

@@ -66,6 +66,24 @@ impl Scalar for String {
     }
 }
 
+impl Scalar for crate::role::Epoch {
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Scalar for crate::role::BrokerRole {
+    fn parse(raw: &str) -> Option<Self> {
+        raw.parse().ok()
+    }
+    fn text(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
 impl<T: Scalar> HeaderValue for T {
     fn read(key: &str, raw: Option<&String>) -> Result<Self> {
         let raw = raw.ok_or_else(|| RemotingError::MissingField(key.to_string()))?;
@@ -210,7 +228,8 @@ macro_rules! for_each_header {
             ResetOffsetRequestHeader,
             GetBrokerConfigResponseHeader,
             GetAllSubscriptionGroupResponseHeader,
-            DeleteSubscriptionGroupRequestHeader
+            DeleteSubscriptionGroupRequestHeader,
+            NotifyBrokerRoleChangedRequestHeader
         }
     };
 }
@@ -791,6 +810,25 @@ command_header!(
     DeleteSubscriptionGroupRequestHeader {
         group_name: String => "groupName",
         clean_offset: Option<bool> => "cleanOffset",
+    }
+);
+
+command_header!(
+    /// NOTIFY_BROKER_ROLE_CHANGED (1008). RocketMQ 5's fields: the group's master
+    /// (`masterAddress`, `masterBrokerId`) from `masterEpoch` on. Ours besides: the role the
+    /// promoted broker takes (`brokerRole`), the id its former master takes when it steps down
+    /// (`formerMasterBrokerId`), the id a demoted master takes (`brokerId`), where it follows
+    /// (`masterHaAddress`), and the group it is meant for (`brokerName`, refused elsewhere).
+    NotifyBrokerRoleChangedRequestHeader {
+        master_address: Option<String> => "masterAddress",
+        master_epoch: Option<crate::role::Epoch> => "masterEpoch",
+        sync_state_set_epoch: Option<i32> => "syncStateSetEpoch",
+        master_broker_id: Option<i64> => "masterBrokerId",
+        master_ha_address: Option<String> => "masterHaAddress",
+        broker_role: Option<crate::role::BrokerRole> => "brokerRole",
+        former_master_broker_id: Option<i64> => "formerMasterBrokerId",
+        broker_id: Option<i64> => "brokerId",
+        broker_name: Option<String> => "brokerName",
     }
 );
 

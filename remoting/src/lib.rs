@@ -16,12 +16,10 @@ pub mod error;
 pub mod fastjson;
 pub mod header;
 pub mod message;
-pub mod metrics;
 pub mod properties;
 pub mod protocol;
 pub mod role;
 pub mod server;
-pub mod switchover;
 pub mod topic;
 pub mod util;
 

@@ -178,6 +178,32 @@ impl ConfigValue for Perm {
 }
 
 #[cfg(test)]
+mod arbitrary {
+    use proptest::prelude::*;
+
+    impl Arbitrary for super::Epoch {
+        type Parameters = ();
+        type Strategy = BoxedStrategy<Self>;
+        fn arbitrary_with(_: ()) -> Self::Strategy {
+            any::<i32>().prop_map(super::Epoch).boxed()
+        }
+    }
+
+    impl Arbitrary for super::BrokerRole {
+        type Parameters = ();
+        type Strategy = BoxedStrategy<Self>;
+        fn arbitrary_with(_: ()) -> Self::Strategy {
+            prop_oneof![
+                Just(super::BrokerRole::AsyncMaster),
+                Just(super::BrokerRole::SyncMaster),
+                Just(super::BrokerRole::Slave)
+            ]
+            .boxed()
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

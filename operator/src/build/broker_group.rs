@@ -28,7 +28,7 @@ use kube::ResourceExt;
 
 use super::nameserver::fnv;
 use super::*;
-use crate::crd::broker_group::{AddressMode, BrokerRole, ExternalType, FlushDiskType};
+use crate::crd::broker_group::{AddressMode, BrokerRole, ExternalType};
 use crate::crd::BrokerGroup;
 
 pub const BROKER_PORT: i32 = 10911;
@@ -209,17 +209,14 @@ pub fn broker_conf(
         "brokerId".into(),
         super::failover::broker_id(ordinal, master).to_string(),
     );
-    let role = match (ordinal == master, spec.broker_role) {
-        (true, BrokerRole::SyncMaster) => "SYNC_MASTER",
-        (true, BrokerRole::AsyncMaster) => "ASYNC_MASTER",
-        _ => "SLAVE",
+    let role = if ordinal == master {
+        spec.broker_role.into()
+    } else {
+        rmq_remoting::role::BrokerRole::Slave
     };
-    p.insert("brokerRole".into(), role.into());
-    let flush = match spec.flush_disk_type {
-        FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
-        FlushDiskType::SyncFlush => "SYNC_FLUSH",
-    };
-    p.insert("flushDiskType".into(), flush.into());
+    p.insert("brokerRole".into(), role.to_string());
+    let flush: rmq_remoting::role::FlushDiskType = spec.flush_disk_type.into();
+    p.insert("flushDiskType".into(), flush.to_string());
     p.insert("namesrvAddr".into(), namesrv_addr.to_string());
     p.insert("listenPort".into(), BROKER_PORT.to_string());
     p.insert("haListenPort".into(), HA_PORT.to_string());

@@ -167,7 +167,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         Some(Outcome::Promoted { pod, epoch, .. }) => (pod.clone(), *epoch),
         _ => (
             format!("{name}-{}", master_ordinal(&bg)),
-            bg.status.as_ref().map(|s| s.epoch).unwrap_or(0),
+            super::failover::status_epoch(&bg),
         ),
     };
     // Recorded at once: whatever fails below, the next pass must know who leads now.
@@ -175,7 +175,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         patch_status(
             c,
             &*bg,
-            serde_json::json!({ "masterPod": pod, "epoch": epoch }),
+            serde_json::json!({ "masterPod": pod, "epoch": epoch.0 }),
         )
         .await?;
     }
@@ -308,7 +308,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         },
         ready_replicas: ready,
         master_pod: Some(master_pod.clone()),
-        epoch,
+        epoch: epoch.0.into(),
         replicas,
     };
     patch_status(c, &*bg, serde_json::to_value(&status)?).await?;

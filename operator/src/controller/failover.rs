@@ -16,12 +16,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use rmq_remoting::switchover as sw;
+use rmq_admin::broker::{
+    broker_epoch, max_offset, promote, runtime_info, step_down, Promotion, StepDown,
+};
+use rmq_admin::switchover::{switchover as switch_over, Switch};
+use rmq_remoting::role::{Epoch, Perm};
 
 use super::Context;
 use crate::build::broker_group::master_ordinal;
 use crate::build::failover::{broker_id, decide, slave_id, Candidate, Decision};
-use crate::crd::broker_group::{BrokerRole, FailoverSpec, ReplicaStatus};
+use crate::crd::broker_group::{FailoverSpec, ReplicaStatus};
 use crate::crd::BrokerGroup;
 
 /// How long a switchover waits for its target to hold everything the master has.
@@ -30,7 +34,7 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 pub enum Outcome {
     Promoted {
         pod: String,
-        epoch: i64,
+        epoch: Epoch,
         switchover: bool,
     },
     Blocked(String),
@@ -68,19 +72,19 @@ fn ordinal_of(pod: &str) -> Option<i32> {
     pod.rsplit('-').next()?.parse().ok()
 }
 
-fn role_name(bg: &BrokerGroup) -> &'static str {
-    match bg.spec.broker_role {
-        BrokerRole::SyncMaster => "SYNC_MASTER",
-        BrokerRole::AsyncMaster => "ASYNC_MASTER",
-    }
-}
-
 fn broker_name(bg: &BrokerGroup) -> String {
     bg.spec.broker_name.clone().unwrap_or_else(|| bg.name_any())
 }
 
-fn status_epoch(bg: &BrokerGroup) -> i64 {
-    bg.status.as_ref().map(|s| s.epoch).unwrap_or(0)
+/// The epoch the group's status records (an `int64` in the CRD; epochs are `Integer`s on
+/// the wire).
+pub fn status_epoch(bg: &BrokerGroup) -> Epoch {
+    Epoch(
+        bg.status
+            .as_ref()
+            .map(|s| i32::try_from(s.epoch).unwrap_or(i32::MAX))
+            .unwrap_or(0),
+    )
 }
 
 /// The ready slave holding the most of the log among `candidates` (None: none answers).
@@ -91,7 +95,7 @@ async fn most_caught_up<'a>(
     let mut best: Option<(&ReplicaStatus, i64)> = None;
     for r in candidates.iter().filter(|r| r.ready) {
         let Some(addr) = &r.address else { continue };
-        if let Some(o) = sw::max_offset(&ctx.remoting, addr).await {
+        if let Some(o) = max_offset(&ctx.remoting, addr).await {
             if best.is_none_or(|(_, b)| o > b) {
                 best = Some((r, o));
             }
@@ -117,22 +121,22 @@ async fn switchover(
     let Some(t_ord) = ordinal_of(&pod) else {
         return Outcome::Blocked(format!("{pod} is not a pod of this group"));
     };
-    let switch = sw::Switch {
+    let switch = Switch {
         master: master_addr.to_string(),
         target: addr,
         broker_name: broker_name(bg),
-        role: role_name(bg).into(),
+        role: bg.spec.broker_role.into(),
         former_master_id: broker_id(master, t_ord),
         permission: bg
             .spec
             .config
             .get("brokerPermission")
-            .cloned()
-            .unwrap_or_else(|| "6".into()),
+            .and_then(|p| rmq_remoting::config::ConfigValue::parse_value(p))
+            .unwrap_or(Perm::READ_WRITE),
         catch_up: CATCH_UP,
         epoch_floor: status_epoch(bg),
     };
-    match sw::switchover(&ctx.remoting, &switch).await {
+    match switch_over(&ctx.remoting, &switch).await {
         Ok(done) => {
             if !done.former_stepped_down {
                 tracing::warn!(%pod, "the former master has not confirmed it follows; it stays read-only until it does");
@@ -143,7 +147,7 @@ async fn switchover(
                 switchover: true,
             }
         }
-        Err(e) => Outcome::Blocked(e),
+        Err(e) => Outcome::Blocked(e.to_string()),
     }
 }
 
@@ -171,7 +175,7 @@ pub async fn step(
     // The broker's own word: a master that still answers is alive whatever its pod says.
     let alive = pod_ready
         || match &master_addr {
-            Some(a) => sw::max_offset(&ctx.remoting, a).await.is_some(),
+            Some(a) => max_offset(&ctx.remoting, a).await.is_some(),
             None => false,
         };
     let asked = bg
@@ -243,18 +247,11 @@ pub async fn step(
         // is adopted rather than promoted again.
         for r in eligible.iter().filter(|r| r.ready) {
             let Some(addr) = &r.address else { continue };
-            let Ok(info) = sw::runtime_info(&ctx.remoting, addr).await else {
+            let Ok(info) = runtime_info(&ctx.remoting, addr).await else {
                 continue;
             };
-            if info
-                .get("brokerRole")
-                .is_some_and(|role| !role.eq_ignore_ascii_case("SLAVE"))
-            {
-                let epoch = info
-                    .get("brokerEpoch")
-                    .and_then(|e| e.parse().ok())
-                    .unwrap_or(0)
-                    .max(status_epoch(bg));
+            if info.is_master() {
+                let epoch = info.epoch().unwrap_or_default().max(status_epoch(bg));
                 return Some(finish(
                     replicas,
                     &group,
@@ -269,7 +266,7 @@ pub async fn step(
         let mut candidates = Vec::new();
         for r in &eligible {
             let offset = match (&r.address, r.ready) {
-                (Some(addr), true) => sw::max_offset(&ctx.remoting, addr).await,
+                (Some(addr), true) => max_offset(&ctx.remoting, addr).await,
                 _ => None,
             };
             candidates.push(Candidate {
@@ -285,17 +282,15 @@ pub async fn step(
                     .iter()
                     .find(|r| r.pod == pod)
                     .and_then(|r| r.address.clone())?;
-                let known = sw::broker_epoch(&ctx.remoting, &addr).await.unwrap_or(0);
-                let epoch = status_epoch(bg).max(known).max(1) + 1;
-                let promoted = sw::promote(
-                    &ctx.remoting,
-                    &addr,
+                let known = broker_epoch(&ctx.remoting, &addr).await.unwrap_or_default();
+                let epoch = status_epoch(bg).max(known).max(Epoch(1)).next();
+                let promotion = Promotion {
                     epoch,
-                    role_name(bg),
-                    &broker_name(bg),
-                    Some(slave_id(master)),
-                )
-                .await;
+                    role: bg.spec.broker_role.into(),
+                    broker_name: broker_name(bg),
+                    former_master_id: Some(slave_id(master)),
+                };
+                let promoted = promote(&ctx.remoting, &addr, &promotion).await;
                 match promoted {
                     Ok(()) => Outcome::Promoted {
                         pod,
@@ -315,11 +310,11 @@ pub async fn step(
 /// On a promotion, the replicas' roles and ids as they are now.
 fn finish(replicas: &mut [ReplicaStatus], group: &str, outcome: Outcome) -> Outcome {
     if let Outcome::Promoted { pod, epoch, .. } = &outcome {
-        tracing::warn!(%group, %pod, epoch, "promoted a slave to master");
+        tracing::warn!(%group, %pod, %epoch, "promoted a slave to master");
         let new_master = ordinal_of(pod).unwrap_or(0);
         for r in replicas.iter_mut() {
             let o = ordinal_of(&r.pod).unwrap_or(-1);
-            r.role = if o == new_master { "MASTER" } else { "SLAVE" }.into();
+            r.role = crate::crd::broker_group::ReplicaRole::of(o == new_master);
             r.broker_id = broker_id(o, new_master);
         }
     }
@@ -334,7 +329,7 @@ pub async fn step_down_others(
     bg: &BrokerGroup,
     replicas: &[ReplicaStatus],
     master_pod: &str,
-    epoch: i64,
+    epoch: Epoch,
 ) -> Vec<String> {
     let Some(master_addr) = replicas
         .iter()
@@ -348,34 +343,23 @@ pub async fn step_down_others(
         let (Some(addr), Some(ordinal)) = (&r.address, ordinal_of(&r.pod)) else {
             continue;
         };
-        let Ok(info) = sw::runtime_info(&ctx.remoting, addr).await else {
+        let Ok(info) = runtime_info(&ctx.remoting, addr).await else {
             continue;
         };
-        if info
-            .get("brokerRole")
-            .is_none_or(|role| role.eq_ignore_ascii_case("SLAVE"))
-        {
+        if !info.is_master() {
             continue;
         }
         // Above what it knows: it may have copied the recorded master's epoch while it
         // followed it, before a restart made it a master again.
-        let its: i64 = info
-            .get("brokerEpoch")
-            .and_then(|e| e.parse().ok())
-            .unwrap_or(0);
-        let req = sw::role_change(&[
-            ("masterAddress", master_addr.clone()),
-            ("masterEpoch", (epoch.max(its) + 1).to_string()),
-            ("masterBrokerId", "0".into()),
-            ("brokerId", slave_id(ordinal).to_string()),
-            ("brokerName", broker_name(bg)),
-        ]);
-        match ctx
-            .remoting
-            .invoke(addr, req, Duration::from_secs(3))
-            .await
-            .and_then(|r| r.ensure_success())
-        {
+        let its = info.epoch().unwrap_or_default();
+        let notice = StepDown {
+            new_master: master_addr.clone(),
+            new_master_ha: None,
+            epoch: epoch.max(its).next(),
+            broker_id: slave_id(ordinal),
+            broker_name: broker_name(bg),
+        };
+        match step_down(&ctx.remoting, addr, &notice).await {
             Ok(_) => {
                 tracing::warn!(pod = %r.pod, master = %master_pod, "a second master was told to step down");
                 told.push(r.pod.clone());

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::build::broker_group::BROKER_PORT;
 use crate::build::external;
-use crate::crd::broker_group::{AddressMode, Addressing, ReplicaStatus};
+use crate::crd::broker_group::{AddressMode, Addressing, ReplicaRole, ReplicaStatus};
 
 /// Multus' `k8s.v1.cni.cncf.io/network-status` annotation: one entry per attached network.
 const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -51,7 +51,7 @@ pub fn replica_status_with_master(
             ReplicaStatus {
                 pod: pod_name,
                 broker_id: crate::build::failover::broker_id(i, master),
-                role: if i == master { "MASTER" } else { "SLAVE" }.into(),
+                role: ReplicaRole::of(i == master),
                 address: match (addressing.mode, addressing.external.as_ref()) {
                     (AddressMode::External, Some(ext)) => external::advertised_address(
                         ext,
@@ -176,7 +176,7 @@ mod tests {
         ];
         let s = replica_status("b", 3, &Addressing::default(), &pods, &[]);
         assert_eq!(s.len(), 3);
-        assert_eq!((s[0].role.as_str(), s[0].ready), ("MASTER", true));
+        assert_eq!((s[0].role, s[0].ready), (ReplicaRole::Master, true));
         assert_eq!(s[0].address.as_deref(), Some("10.0.0.5:10911"));
         assert_eq!(
             (s[1].ready, s[1].address.as_deref()),
@@ -184,8 +184,8 @@ mod tests {
             "b-1 has no pod"
         );
         assert_eq!(
-            (s[2].role.as_str(), s[2].broker_id, s[2].ready),
-            ("SLAVE", 2, false)
+            (s[2].role, s[2].broker_id, s[2].ready),
+            (ReplicaRole::Slave, 2, false)
         );
     }
 

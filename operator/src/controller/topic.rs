@@ -58,7 +58,7 @@ pub async fn targets(
             .and_then(|s| {
                 s.replicas
                     .iter()
-                    .find(|r| r.role == "MASTER")
+                    .find(|r| r.role == crate::crd::broker_group::ReplicaRole::Master)
                     .and_then(|r| r.address.clone())
             })
             .unwrap_or_else(|| format!("{name}-0.{name}-headless.{namespace}.svc:{BROKER_PORT}"));

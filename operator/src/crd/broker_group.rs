@@ -109,6 +109,15 @@ pub enum BrokerRole {
     AsyncMaster,
 }
 
+impl From<BrokerRole> for rmq_remoting::role::BrokerRole {
+    fn from(r: BrokerRole) -> Self {
+        match r {
+            BrokerRole::SyncMaster => rmq_remoting::role::BrokerRole::SyncMaster,
+            BrokerRole::AsyncMaster => rmq_remoting::role::BrokerRole::AsyncMaster,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum FlushDiskType {
     #[default]
@@ -116,6 +125,15 @@ pub enum FlushDiskType {
     AsyncFlush,
     #[serde(rename = "SYNC_FLUSH")]
     SyncFlush,
+}
+
+impl From<FlushDiskType> for rmq_remoting::role::FlushDiskType {
+    fn from(f: FlushDiskType) -> Self {
+        match f {
+            FlushDiskType::AsyncFlush => rmq_remoting::role::FlushDiskType::AsyncFlush,
+            FlushDiskType::SyncFlush => rmq_remoting::role::FlushDiskType::SyncFlush,
+        }
+    }
 }
 
 /// When and whom the operator promotes if the group's master pod stays unready.
@@ -267,6 +285,26 @@ impl Default for MetricsSpec {
     }
 }
 
+/// A replica's place in its group.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ReplicaRole {
+    #[serde(rename = "MASTER")]
+    Master,
+    #[default]
+    #[serde(rename = "SLAVE")]
+    Slave,
+}
+
+impl ReplicaRole {
+    pub fn of(is_master: bool) -> ReplicaRole {
+        if is_master {
+            ReplicaRole::Master
+        } else {
+            ReplicaRole::Slave
+        }
+    }
+}
+
 /// One broker pod as the operator sees it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -274,7 +312,7 @@ pub struct ReplicaStatus {
     pub pod: String,
     pub broker_id: i64,
     /// `MASTER` or `SLAVE`.
-    pub role: String,
+    pub role: ReplicaRole,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     #[serde(default)]
@@ -290,7 +328,7 @@ pub struct BrokerGroupStatus {
     pub ready_replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_pod: Option<String>,
-    /// Failover epoch (issue 7).
+    /// The master's term: raised by each failover or switchover.
     #[serde(default)]
     pub epoch: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -212,30 +212,28 @@ pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> 
 /// promoted, and the master stepping down to follow it); with the master gone (or `--force`),
 /// NOTIFY_BROKER_ROLE_CHANGED at once, with the epoch after the highest the slave knows.
 pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>) -> Result<()> {
-    use rmq_remoting::switchover as sw;
+    use rmq_admin::broker::{broker_epoch, max_offset, promote, runtime_info, Promotion};
+    use rmq_admin::switchover::{switchover, Switch};
+    use rmq_remoting::role::{Epoch, Perm};
     let addr = args.broker_addr.trim();
-    let role = args.role.trim().to_ascii_uppercase();
-    if role != "SYNC_MASTER" && role != "ASYNC_MASTER" {
+    let role = args.role;
+    if !role.is_master() {
         anyhow::bail!("role must be SYNC_MASTER or ASYNC_MASTER, not {role}");
     }
-    let info = sw::runtime_info(admin.client(), addr)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let is_slave = info
-        .get("brokerRole")
-        .is_some_and(|r| r.eq_ignore_ascii_case("SLAVE"));
-    let master = info.get("masterAddr").filter(|m| !m.is_empty()).cloned();
+    let info = runtime_info(admin.client(), addr).await?;
+    let is_slave = info.is_slave();
+    let master = info.master_addr().map(String::from);
     let mut live_master = None;
     if let (Some(m), true) = (&master, is_slave) {
         // A slow master is not a dead one: ask three times before promoting past it.
         for _ in 0..3 {
-            if sw::max_offset(admin.client(), m).await.is_some() {
+            if max_offset(admin.client(), m).await.is_some() {
                 live_master = Some(m.clone());
                 break;
             }
         }
     }
-    if is_slave && master.is_none() && info.contains_key("haMasterAddress") && !args.force {
+    if is_slave && master.is_none() && info.get("haMasterAddress").is_some() && !args.force {
         // It replicates from a master whose remoting address it does not know: that master
         // could not be switched over, nor told to step down afterwards.
         anyhow::bail!(
@@ -244,28 +242,22 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
         );
     }
     if let (Some(master), false) = (&live_master, args.force) {
-        let id: i64 = info
-            .get("brokerId")
-            .and_then(|i| i.parse().ok())
-            .filter(|i| *i > 0)
-            .unwrap_or(1);
+        let id = info.broker_id().filter(|i| *i > 0).unwrap_or(1);
         writeln!(
             out,
             "{master} is alive: switching over (read-only, catch-up, promote, step down)"
         )?;
-        let switch = sw::Switch {
+        let switch = Switch {
             master: master.clone(),
             target: addr.to_string(),
-            broker_name: info.get("brokerName").cloned().unwrap_or_default(),
-            role: role.clone(),
+            broker_name: info.broker_name().unwrap_or_default().to_string(),
+            role,
             former_master_id: id,
-            permission: "6".into(),
+            permission: Perm::READ_WRITE,
             catch_up: std::time::Duration::from_secs(args.catch_up_seconds),
-            epoch_floor: args.epoch.map(|e| i64::from(e) - 1).unwrap_or(0),
+            epoch_floor: args.epoch.map(|e| Epoch(e - 1)).unwrap_or(Epoch::NONE),
         };
-        let done = sw::switchover(admin.client(), &switch)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let done = switchover(admin.client(), &switch).await?;
         let epoch = done.epoch;
         if done.former_stepped_down {
             writeln!(
@@ -282,22 +274,19 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
         return Ok(());
     }
     let epoch = match args.epoch {
-        Some(e) => e,
-        None => {
-            let known = sw::broker_epoch(admin.client(), addr)
-                .await
-                .ok_or_else(|| anyhow::anyhow!("{addr} does not tell its epoch"))?;
-            known as i32 + 1
-        }
+        Some(e) => Epoch(e),
+        None => broker_epoch(admin.client(), addr)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("{addr} does not tell its epoch"))?
+            .next(),
     };
-    let mut req = RemotingCommand::request(RequestCode::NOTIFY_BROKER_ROLE_CHANGED);
-    req.ext_fields
-        .insert("masterAddress".into(), addr.to_string());
-    req.ext_fields
-        .insert("masterEpoch".into(), epoch.to_string());
-    req.ext_fields.insert("masterBrokerId".into(), "0".into());
-    req.ext_fields.insert("brokerRole".into(), role.clone());
-    admin.call(addr, &req).await?;
+    let promotion = Promotion {
+        epoch,
+        role,
+        broker_name: String::new(),
+        former_master_id: None,
+    };
+    promote(admin.client(), addr, &promotion).await?;
     writeln!(out, "promoted {addr} to {role}, epoch {epoch}")?;
     Ok(())
 }

@@ -310,7 +310,7 @@ pub struct PromoteArgs {
     pub broker_addr: String,
     /// Its role as master: SYNC_MASTER or ASYNC_MASTER
     #[arg(short = 'r', long = "role", default_value = "ASYNC_MASTER")]
-    pub role: String,
+    pub role: rmq_remoting::role::BrokerRole,
     /// The new epoch (default: one above the slave's)
     #[arg(short = 'e', long = "epoch")]
     pub epoch: Option<i32>,
