@@ -72,7 +72,11 @@ impl BrokerStats {
 
 /// Everything the processors share.
 pub struct BrokerInner {
+    /// `broker.conf` as read at start, and the keys changed at run time. The role, broker id
+    /// and permission in it are only where the broker started: [`BrokerInner::role`] owns them.
     pub settings: RwLock<BrokerSettings>,
+    /// Role, broker id, permission and epochs: the one owner of what a promotion changes.
+    pub role: crate::role::Role,
     pub store: MessageStore,
     pub topics: TopicConfigManager,
     pub groups: SubscriptionGroupManager,
@@ -98,17 +102,10 @@ pub struct BrokerInner {
     pub sql_filters: crate::filter::SqlCache,
     /// Replication: connected slaves (master) or the master followed (slave).
     pub ha: crate::ha::HaState,
-    /// The group's epochs (master terms).
-    pub epochs: crate::failover::Epochs,
     /// Cancelled at shutdown; every background task watches it.
     pub stop: CancellationToken,
     /// Tasks started after boot (a promotion's master services), awaited at shutdown.
     pub extra_tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
-    /// The services of this broker's current role (master: HA port, delay levels,
-    /// transaction checks; slave: following the master). Cancelled on a role change.
-    pub role_term: parking_lot::Mutex<CancellationToken>,
-    /// Held through a role change (promotion, demotion).
-    pub role_lock: tokio::sync::Mutex<()>,
 }
 
 impl BrokerInner {
@@ -118,6 +115,19 @@ impl BrokerInner {
 
     pub fn broker_name(&self) -> String {
         self.settings.read().broker.broker_name.clone()
+    }
+
+    /// The settings as they are now: `broker.conf` with the role, broker id, permission and
+    /// configured master address a promotion or step-down changed (what GET_BROKER_CONFIG
+    /// shows, and what a restart in the same role would take).
+    pub fn current_settings(&self) -> BrokerSettings {
+        let mut s = self.settings.read().clone();
+        let r = self.role.snapshot();
+        s.broker.broker_role = r.role;
+        s.broker.broker_id = r.broker_id;
+        s.broker.broker_permission = r.permission;
+        s.broker.ha_master_address = self.role.configured_master_ha();
+        s
     }
 
     /// Sends being processed right now.
@@ -170,6 +180,7 @@ impl Broker {
             broker_addr: b.broker_addr(),
             send_permits: Arc::new(tokio::sync::Semaphore::new(b.max_in_flight_sends.max(1))),
             metrics: crate::metrics::BrokerMetrics::new(&b.broker_cluster_name, &b.broker_name),
+            role: crate::role::Role::new(b, config_dir.join("epoch.json")),
             settings: RwLock::new(settings),
             store,
             topics,
@@ -185,11 +196,8 @@ impl Broker {
             transactions: Default::default(),
             sql_filters: Default::default(),
             ha: Default::default(),
-            epochs: crate::failover::Epochs::load(config_dir.join("epoch.json")),
             stop: CancellationToken::new(),
             extra_tasks: Default::default(),
-            role_term: Default::default(),
-            role_lock: Default::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -249,7 +257,7 @@ impl Broker {
             tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
             tokio::spawn(housekeeping(inner.clone(), stop.clone())),
         ];
-        if inner.settings.read().broker.is_slave() {
+        if inner.role.is_slave() {
             start_slave_services(&inner);
         } else {
             start_master_services(&inner).await?;
@@ -319,7 +327,7 @@ impl Broker {
 /// What a master runs besides serving requests: the HA port for slaves, the delay-level
 /// and transaction-check services, its first epoch. At start, and again on promotion.
 pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<()> {
-    let (bind, ha_port, sync_master) = {
+    let (bind, ha_port) = {
         let s = inner.settings.read();
         (
             s.broker
@@ -327,11 +335,11 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
                 .parse::<IpAddr>()
                 .context("bindAddress")?,
             s.broker.ha_listen_port(),
-            s.broker.broker_role == rmq_remoting::role::BrokerRole::SyncMaster,
         )
     };
-    let stop = new_role_term(inner);
-    inner.epochs.ensure_started();
+    let sync_master = inner.role.snapshot().sync_master();
+    let stop = inner.role.new_term(&inner.stop);
+    inner.role.ensure_first_term();
     // Delay levels and transaction checks first: they must run even if the HA port fails.
     let mut handles = vec![
         tokio::spawn(crate::schedule::run(inner.clone(), stop.clone())),
@@ -357,17 +365,10 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
     Ok(())
 }
 
-/// Ends the services of the previous role and opens a term for the next one's.
-fn new_role_term(inner: &BrokerInner) -> CancellationToken {
-    let term = inner.stop.child_token();
-    std::mem::replace(&mut *inner.role_term.lock(), term.clone()).cancel();
-    term
-}
-
 /// What a slave runs: following the master over the HA port and copying its metadata. At
 /// start, and again on demotion. Both end by themselves once the broker is promoted.
 pub fn start_slave_services(inner: &Arc<BrokerInner>) {
-    let stop = new_role_term(inner);
+    let stop = inner.role.new_term(&inner.stop);
     let handles = [
         tokio::spawn(crate::ha::replicate(inner.clone(), stop.clone())),
         tokio::spawn(crate::slave_sync::sync_metadata(inner.clone(), stop)),

@@ -1,144 +1,39 @@
-//! Epochs and promotion.
+//! Promotion and step-down over the wire (RocketMQ 5's NOTIFY_BROKER_ROLE_CHANGED, 1008),
+//! and the epoch cache (GET_BROKER_EPOCH_CACHE, 1007). The state itself — role, id,
+//! permission, epochs — belongs to [`crate::role::Role`]; these are the requests that change
+//! it and the services that start and stop with it.
 //!
-//! Every broker group has an epoch; each master term starts a new one, recorded with the
-//! commit-log offset where it began (`config/epoch.json`, as RocketMQ 5's epoch cache). A slave
-//! copies its master's list. Promotion comes as RocketMQ 5's NOTIFY_BROKER_ROLE_CHANGED
-//! (1008) naming this broker the master with a higher epoch: it records the new epoch at its
-//! current end, takes `brokerId` 0 and the master role, starts serving writes and the HA port,
-//! and re-registers. A lower or equal epoch is refused (CONTROLLER_FENCED_MASTER_EPOCH), so
-//! two masters never share one. The same request naming another broker demotes a master; a
-//! promoted broker sends it to its former master until that one answers, so a master cut off
-//! by a partition steps down as soon as it can be reached.
+//! Naming this broker the master with a higher epoch promotes it: it records the new epoch at
+//! its current end, takes `brokerId` 0 and the master role, starts serving writes and the HA
+//! port, and re-registers. A lower or equal epoch is refused (CONTROLLER_FENCED_MASTER_EPOCH),
+//! so two masters never share one. The same request naming another broker demotes a master;
+//! a promoted broker sends it to its former master until that one answers, so a master cut
+//! off by a partition steps down as soon as it can be reached.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-use rmq_remoting::{RemotingCommand, ResponseCode};
-use serde::{Deserialize, Serialize};
-
 use rmq_remoting::header::NotifyBrokerRoleChangedRequestHeader;
-use rmq_remoting::role::{BrokerRole, Epoch, Perm};
+use rmq_remoting::role::{BrokerRole, Epoch};
+use rmq_remoting::{RemotingCommand, ResponseCode};
 
 use crate::broker::BrokerInner;
-
-/// One master term: its epoch and the commit-log offset where it began.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EpochEntry {
-    pub epoch: i32,
-    pub start_offset: i64,
-}
-
-#[derive(Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct EpochFile {
-    #[serde(default)]
-    epoch_list: Vec<EpochEntry>,
-}
-
-/// The group's epochs as this broker knows them.
-pub struct Epochs {
-    path: PathBuf,
-    list: Mutex<Vec<EpochEntry>>,
-    seen: std::sync::atomic::AtomicI32,
-}
-
-impl Epochs {
-    pub fn load(path: PathBuf) -> Epochs {
-        let list = crate::manager::load(&path, |b| serde_json::from_slice::<EpochFile>(b).ok())
-            .map(|f| f.epoch_list)
-            .unwrap_or_default();
-        Epochs {
-            path,
-            list: Mutex::new(list),
-            seen: Default::default(),
-        }
-    }
-
-    /// The current epoch (0: none yet).
-    pub fn current(&self) -> i32 {
-        self.list.lock().last().map(|e| e.epoch).unwrap_or(0)
-    }
-
-    pub fn list(&self) -> Vec<EpochEntry> {
-        self.list.lock().clone()
-    }
-
-    /// A master's first term: epoch 1 from offset 0, unless it already has one.
-    pub fn ensure_started(&self) {
-        let mut l = self.list.lock();
-        if l.is_empty() {
-            l.push(EpochEntry {
-                epoch: 1,
-                start_offset: 0,
-            });
-            drop(l);
-            self.persist();
-        }
-    }
-
-    /// Starts `epoch` at `offset`; refuses an epoch that is not newer.
-    pub fn begin(&self, epoch: i32, offset: i64) -> Result<(), i32> {
-        let mut l = self.list.lock();
-        let current = l.last().map(|e| e.epoch).unwrap_or(0);
-        if epoch <= current {
-            return Err(current);
-        }
-        l.push(EpochEntry {
-            epoch,
-            start_offset: offset,
-        });
-        drop(l);
-        self.persist();
-        Ok(())
-    }
-
-    /// The newest epoch another broker announced (not persisted: a slave's list catches up
-    /// at its next handshake).
-    pub fn seen(&self) -> i32 {
-        self.seen.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub fn saw(&self, epoch: i32) {
-        self.seen
-            .fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// A slave takes its master's list.
-    pub fn replace(&self, list: Vec<EpochEntry>) {
-        if *self.list.lock() != list {
-            *self.list.lock() = list;
-            self.persist();
-        }
-    }
-
-    fn persist(&self) {
-        let body = serde_json::to_vec(&EpochFile {
-            epoch_list: self.list(),
-        })
-        .unwrap_or_default();
-        if let Err(e) = crate::manager::persist(&self.path, &body) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot persist the epoch file");
-        }
-    }
-}
+pub use crate::role::EpochEntry;
 
 /// GET_BROKER_EPOCH_CACHE (1007): this broker's epochs and max offset (RocketMQ 5's
 /// `EpochEntryCache` shape).
 pub fn epoch_cache(
     inner: &Arc<BrokerInner>,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
-    let (cluster, name, id) = {
+    let (cluster, name) = {
         let s = inner.settings.read();
         (
             s.broker.broker_cluster_name.clone(),
             s.broker.broker_name.clone(),
-            s.broker.broker_id,
         )
     };
+    let id = inner.role.snapshot().broker_id;
     let max = inner.store.max_phy_offset();
-    let list = inner.epochs.list();
+    let list = inner.role.epochs().list();
     let entries: Vec<serde_json::Value> = list
         .iter()
         .enumerate()
@@ -152,27 +47,23 @@ pub fn epoch_cache(
         "epochList": entries, "maxOffset": max,
         // Ours: the newest epoch another broker announced (a demotion), which a promotion
         // of this broker must exceed.
-        "fencedEpoch": inner.epochs.seen(),
+        "fencedEpoch": inner.role.epochs().seen(),
     });
     Ok(RemotingCommand::success().with_body(serde_json::to_vec(&body).unwrap_or_default()))
 }
 
 /// NOTIFY_BROKER_ROLE_CHANGED (1008). Naming this broker the master with a newer epoch
 /// promotes it; naming another broker, with a newer epoch, while this one is master demotes
-/// it (a switchover, or a former master back from a partition). Our own fields besides
-/// RocketMQ's `masterAddress` / `masterEpoch`: `brokerRole` (the promoted role),
-/// `formerMasterBrokerId` (the id the former master takes when it steps down), `brokerId`
-/// (the demoted broker's new id), `masterHaAddress` (where it follows) and `brokerName`
-/// (refused if it is not this group).
+/// it (a switchover, or a former master back from a partition). See
+/// [`NotifyBrokerRoleChangedRequestHeader`] for the fields.
 pub async fn role_changed(
     inner: &Arc<BrokerInner>,
     req: &RemotingCommand,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
-    // One role change at a time: a promotion and a demotion must not interleave.
-    let _changing = inner.role_lock.lock().await;
+    let change = inner.role.change().await;
     let h: NotifyBrokerRoleChangedRequestHeader = req.decode_header()?;
     let master_addr = h.master_address.clone().unwrap_or_default();
-    let epoch = h.master_epoch.unwrap_or_default().0;
+    let epoch = h.master_epoch.unwrap_or_default();
     if let Some(group) = h
         .broker_name
         .as_deref()
@@ -186,41 +77,55 @@ pub async fn role_changed(
             ),
         ));
     }
-    let known = inner.epochs.current().max(inner.epochs.seen());
+    let known = inner.role.known_epoch();
     if !master_addr.is_empty() && master_addr != inner.broker_addr {
-        let ha = h.master_ha_address.clone().unwrap_or_default();
-        return demote(inner, &master_addr, &ha, epoch, known, h.broker_id).await;
+        // Another broker leads: a slave just notes it; a master steps down.
+        if inner.role.is_slave() {
+            inner.role.saw(epoch);
+            return Ok(RemotingCommand::success());
+        }
+        if epoch <= known {
+            return Ok(fenced(epoch, known));
+        }
+        let Some(id) = h.broker_id.filter(|id| *id > 0) else {
+            return Ok(RemotingCommand::error(
+                ResponseCode::CONTROLLER_INVALID_REQUEST,
+                "demoting a master needs the brokerId (> 0) it is to take as a slave",
+            ));
+        };
+        inner.role.step_down(&change, epoch, id);
+        let ha = h.master_ha_address.clone().filter(|a| !a.is_empty());
+        *inner.ha.master_addr.write() = Some(master_addr.clone());
+        // Without it, the name servers' answer at the next registration says where to follow.
+        *inner.ha.master_ha_addr.write() = ha;
+        crate::broker::start_slave_services(inner);
+        crate::namesrv::register_soon(inner);
+        tracing::warn!(
+            %epoch,
+            master = %master_addr,
+            broker_id = id,
+            offset = inner.store.max_phy_offset(),
+            "demoted to slave: another broker leads this group"
+        );
+        return Ok(RemotingCommand::success());
     }
-    let is_slave = inner.settings.read().broker.is_slave();
     if epoch <= known {
         return Ok(fenced(epoch, known));
     }
-    if !is_slave {
+    if !inner.role.is_slave() {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             "this broker is a master already",
         ));
     }
-    let at = inner.store.max_phy_offset();
-    if let Err(current) = inner.epochs.begin(epoch, at) {
-        return Ok(fenced(epoch, current));
-    }
     let role = h
         .broker_role
         .filter(|r| r.is_master())
         .unwrap_or(BrokerRole::AsyncMaster);
-    let former_id = {
-        let mut s = inner.settings.write();
-        s.broker.broker_role = role;
-        // A master takes writes: a read-only mark left by an earlier switchover ends here.
-        if !s.broker.broker_permission.is_writeable() {
-            tracing::warn!(
-                permission = %s.broker.broker_permission,
-                "promoted: brokerPermission back to read-write"
-            );
-            s.broker.broker_permission = Perm::READ_WRITE;
-        }
-        std::mem::replace(&mut s.broker.broker_id, 0)
+    let at = inner.store.max_phy_offset();
+    let former_id = match inner.role.promote(&change, epoch, at, role) {
+        Ok(id) => id,
+        Err(current) => return Ok(fenced(epoch, current)),
     };
     let former_master = inner.ha.master_addr.write().take();
     *inner.ha.connected_master.write() = None;
@@ -229,7 +134,7 @@ pub async fn role_changed(
         tracing::error!(error = %e, "promoted, but master services did not all start");
     }
     crate::namesrv::register_soon(inner);
-    tracing::warn!(epoch, offset = at, %role, "promoted to master");
+    tracing::warn!(%epoch, offset = at, %role, "promoted to master");
     // The former master's id as a slave: what the caller says (the operator keeps ids tied
     // to pods), else the one this broker leaves.
     let its_id = h
@@ -243,76 +148,24 @@ pub async fn role_changed(
     Ok(RemotingCommand::success())
 }
 
-fn fenced(epoch: i32, current: i32) -> RemotingCommand {
+fn fenced(epoch: Epoch, current: Epoch) -> RemotingCommand {
     RemotingCommand::error(
         ResponseCode::CONTROLLER_FENCED_MASTER_EPOCH,
         format!("epoch {epoch} is not newer than this group's epoch {current}"),
     )
 }
 
-/// Another broker leads from `epoch` on. A slave just notes where its master is; a master
-/// steps down: it stops taking writes and serving slaves, takes `brokerId`, and follows the
-/// new master, which cuts whatever it wrote that the new master never had.
-async fn demote(
-    inner: &Arc<BrokerInner>,
-    master_addr: &str,
-    master_ha_addr: &str,
-    epoch: i32,
-    known: i32,
-    new_id: Option<i64>,
-) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
-    if inner.settings.read().broker.is_slave() {
-        inner.epochs.saw(epoch);
-        return Ok(RemotingCommand::success());
-    }
-    if epoch <= known {
-        return Ok(fenced(epoch, known));
-    }
-    let Some(id) = new_id.filter(|id| *id > 0) else {
-        return Ok(RemotingCommand::error(
-            ResponseCode::CONTROLLER_INVALID_REQUEST,
-            "demoting a master needs the brokerId (> 0) it is to take as a slave",
-        ));
-    };
-    inner.epochs.saw(epoch);
-    {
-        let mut s = inner.settings.write();
-        s.broker.broker_role = BrokerRole::Slave;
-        s.broker.broker_id = id;
-        // A switchover's read-only mark is for the term that ended.
-        s.broker.broker_permission = Perm::READ_WRITE;
-        // A configured haMasterAddress names an earlier arrangement.
-        s.broker.ha_master_address.clear();
-    }
-    *inner.ha.master_addr.write() = Some(master_addr.to_string());
-    // Without it, the name servers' answer at the next registration says where to follow.
-    *inner.ha.master_ha_addr.write() = Some(master_ha_addr.to_string()).filter(|a| !a.is_empty());
-    crate::broker::start_slave_services(inner);
-    crate::namesrv::register_soon(inner);
-    tracing::warn!(
-        epoch,
-        master = master_addr,
-        broker_id = id,
-        offset = inner.store.max_phy_offset(),
-        "demoted to slave: another broker leads this group"
-    );
-    Ok(RemotingCommand::success())
-}
-
 /// After a promotion: tells the former master, whenever it can be reached again (it may be
 /// alive behind a partition, still taking writes), that this broker leads from `epoch` on, so
 /// it steps down instead of competing. Ends once it answers, or when a newer epoch begins.
-async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32, its_id: i64) {
-    let stop = inner.role_term.lock().clone();
+async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epoch, its_id: i64) {
+    let stop = inner.role.term();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-    while tokio::time::Instant::now() < give_up && inner.epochs.current() == epoch {
-        // Read first: a settings guard held while taking another could deadlock behind a
-        // queued writer.
-        let ha_addr = inner.settings.read().broker.ha_server_addr();
+    while tokio::time::Instant::now() < give_up && inner.role.snapshot().epoch == epoch {
         let header = NotifyBrokerRoleChangedRequestHeader {
             master_address: Some(inner.broker_addr.clone()),
-            master_ha_address: Some(ha_addr),
-            master_epoch: Some(Epoch(epoch)),
+            master_ha_address: Some(inner.settings.read().broker.ha_server_addr()),
+            master_epoch: Some(epoch),
             master_broker_id: Some(0),
             broker_id: Some(its_id),
             broker_name: Some(inner.broker_name()),
@@ -325,7 +178,7 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: i32
         let timeout = std::time::Duration::from_secs(3);
         match inner.namesrv.invoke(&former, req, timeout).await {
             Ok(r) if r.code == ResponseCode::SUCCESS => {
-                tracing::info!(%former, epoch, "the former master follows this broker now");
+                tracing::info!(%former, %epoch, "the former master follows this broker now");
                 return;
             }
             Ok(r) => {
@@ -375,7 +228,7 @@ mod tests {
 
     fn e(epoch: i32, start: i64) -> EpochEntry {
         EpochEntry {
-            epoch,
+            epoch: Epoch(epoch),
             start_offset: start,
         }
     }

@@ -129,7 +129,7 @@ async fn serve_slave(
     let (mut rd, mut wr) = sock.into_split();
     // First our epochs (a control frame, offset -1), so a former master can cut what this
     // master never had; then the slave says where it is.
-    let epochs = serde_json::to_vec(&inner.epochs.list()).unwrap_or_default();
+    let epochs = serde_json::to_vec(&inner.role.epochs().list()).unwrap_or_default();
     let mut frame = BytesMut::with_capacity(12 + epochs.len());
     frame.put_i64(-1);
     frame.put_i32(epochs.len() as i32);
@@ -218,10 +218,10 @@ async fn serve_slave(
 pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
     let mut last_refresh = Instant::now();
     loop {
-        if !inner.settings.read().broker.is_slave() {
+        if !inner.role.is_slave() {
             return; // promoted
         }
-        let configured = inner.settings.read().broker.ha_master_address.clone();
+        let configured = inner.role.configured_master_ha();
         let addr = if configured.is_empty() {
             inner.ha.master_ha_addr.read().clone()
         } else {
@@ -285,9 +285,9 @@ async fn follow(
     }
     let mut body = vec![0u8; len as usize];
     rd.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-    let theirs: Vec<crate::failover::EpochEntry> =
+    let theirs: Vec<crate::role::EpochEntry> =
         serde_json::from_slice(&body).map_err(|e| format!("master epochs: {e}"))?;
-    let mine = inner.epochs.list();
+    let mine = inner.role.epochs().list();
     let ours_max = inner.store.max_phy_offset();
     let keep = crate::failover::divergence_point(&mine, &theirs, ours_max).ok_or_else(|| {
         format!(
@@ -300,14 +300,14 @@ async fn follow(
         inner.store.truncate_replica(keep).await?;
     }
     if !theirs.is_empty() {
-        inner.epochs.replace(theirs);
+        inner.role.epochs().replace(theirs);
     }
     let mut offset = inner.store.max_phy_offset();
     wr.write_i64(offset).await.map_err(|e| e.to_string())?;
     tracing::info!(master = %addr, offset, "replicating from the master");
     let mut last_report = Instant::now();
     loop {
-        if !inner.settings.read().broker.is_slave() {
+        if !inner.role.is_slave() {
             return Ok(()); // promoted
         }
         let header = tokio::select! {

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod namesrv;
 pub mod netif;
 pub mod processor;
+pub mod role;
 pub mod schedule;
 pub mod slave_sync;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::broker::BrokerInner;
 
 /// Registers with every name server once; returns how many accepted.
 pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
+    let role = inner.role.snapshot();
     let (servers, header, timeout) = {
         let s = inner.settings.read();
         let b = &s.broker;
@@ -23,7 +24,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
                 broker_addr: inner.broker_addr.clone(),
                 cluster_name: b.broker_cluster_name.clone(),
                 ha_server_addr: b.ha_server_addr(),
-                broker_id: b.broker_id,
+                broker_id: role.broker_id,
                 heartbeat_timeout_millis: None,
                 enable_acting_master: Some(false),
                 compressed: Some(false),
@@ -35,11 +36,10 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     let mut wrapper = inner.topics.wrapper();
     // As RocketMQ 5 brokers do: the state version is the group's epoch, so a name server
     // keeps routing to the newer master and refuses a former one still registering.
-    wrapper.data_version.state_version = i64::from(inner.epochs.current());
+    wrapper.data_version.state_version = i64::from(role.epoch.0);
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
-    let broker_perm = inner.settings.read().broker.broker_permission;
     for tc in wrapper.topic_config_table.values_mut() {
-        tc.perm &= broker_perm.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
+        tc.perm &= role.permission.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
     }
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: wrapper,
@@ -104,15 +104,13 @@ fn fenced_by_name_server(
         .get("holderAddr")
         .cloned()
         .unwrap_or_default();
-    let mine = i64::from(inner.epochs.current());
-    let mut s = inner.settings.write();
-    if s.broker.is_slave() || newer <= mine || !s.broker.broker_permission.is_writeable() {
+    let mine = inner.role.snapshot().epoch;
+    let newer = rmq_remoting::role::Epoch(i32::try_from(newer).unwrap_or(i32::MAX));
+    if !inner.role.fence(newer) {
         return;
     }
-    s.broker.broker_permission = rmq_remoting::role::Perm::READ_ONLY;
-    drop(s);
     tracing::error!(
-        %namesrv, %holder, epoch = newer, mine,
+        %namesrv, %holder, epoch = %newer, %mine,
         "fenced: another broker leads this group from a newer epoch; no more writes here"
     );
 }
@@ -171,6 +169,7 @@ pub fn register_soon(inner: &Arc<BrokerInner>) {
 }
 
 pub async fn unregister_all(inner: &Arc<BrokerInner>) {
+    let broker_id = inner.role.snapshot().broker_id;
     let (servers, header) = {
         let s = inner.settings.read();
         let b = &s.broker;
@@ -180,7 +179,7 @@ pub async fn unregister_all(inner: &Arc<BrokerInner>) {
                 broker_name: b.broker_name.clone(),
                 broker_addr: inner.broker_addr.clone(),
                 cluster_name: b.broker_cluster_name.clone(),
-                broker_id: b.broker_id,
+                broker_id,
             },
         )
     };

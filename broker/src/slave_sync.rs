@@ -16,7 +16,7 @@ use crate::broker::BrokerInner;
 /// it returns.
 pub async fn sync_metadata(inner: Arc<BrokerInner>, stop: CancellationToken) {
     loop {
-        if !inner.settings.read().broker.is_slave() {
+        if !inner.role.is_slave() {
             return; // promoted
         }
         let master = inner.ha.master_addr.read().clone();
@@ -71,11 +71,10 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
         rmq_remoting::fastjson::from_slice(&offsets).map_err(|e| e.to_string())?;
     let delay = call(inner, master, RequestCode::GET_ALL_DELAY_OFFSET).await?;
     let epochs = call(inner, master, RequestCode::GET_BROKER_EPOCH_CACHE).await?;
-    let epochs: Vec<crate::failover::EpochEntry> =
-        serde_json::from_slice::<serde_json::Value>(&epochs)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["epochList"].clone()).ok())
-            .unwrap_or_default();
+    let epochs: Vec<crate::role::EpochEntry> = serde_json::from_slice::<serde_json::Value>(&epochs)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["epochList"].clone()).ok())
+        .unwrap_or_default();
     let i = inner.clone();
     tokio::task::spawn_blocking(move || {
         if i.topics.replace_all(topics) {
@@ -85,7 +84,7 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
         i.offsets.replace_all(offsets.offset_table);
         i.schedule.replace_from_json(&delay);
         if !epochs.is_empty() {
-            i.epochs.replace(epochs);
+            i.role.epochs().replace(epochs);
         }
     })
     .await

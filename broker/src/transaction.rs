@@ -140,7 +140,7 @@ pub async fn end_transaction(
     req: &RemotingCommand,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
     let h: EndTransactionRequestHeader = req.decode_header()?;
-    if inner.settings.read().broker.is_slave() {
+    if inner.role.is_slave() {
         return Ok(RemotingCommand::error(
             ResponseCode::SLAVE_NOT_AVAILABLE,
             "the broker is a slave: END_TRANSACTION is forbidden",

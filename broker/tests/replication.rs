@@ -269,7 +269,7 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
 }
 
 fn master_settings_of(b: &Broker) -> BrokerSettings {
-    b.inner().settings.read().clone()
+    b.inner().current_settings()
 }
 
 fn send_req(topic: &str, body: &str) -> rmq_remoting::RemotingCommand {
@@ -437,7 +437,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     assert_eq!(acked.len(), 100);
     // The slave has the master's epoch list (epoch 1).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while slave.inner().epochs.current() != 1 {
+    while slave.inner().role.snapshot().epoch != rmq_remoting::role::Epoch(1) {
         assert!(Instant::now() < deadline, "epochs never synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -445,7 +445,10 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     master.shutdown().await;
     let r = client.invoke(&saddr, promote(2, &saddr), t).await.unwrap();
     assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
-    assert_eq!(slave.inner().epochs.current(), 2);
+    assert_eq!(
+        slave.inner().role.snapshot().epoch,
+        rmq_remoting::role::Epoch(2)
+    );
     // A second promotion at the same epoch is fenced.
     let r = client.invoke(&saddr, promote(2, &saddr), t).await.unwrap();
     assert_ne!(r.code, ResponseCode::SUCCESS);
@@ -525,7 +528,7 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
     put(&a, 0, 100).await;
     caught_up(&a, &b).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while b.inner().epochs.current() != 1 {
+    while b.inner().role.snapshot().epoch != rmq_remoting::role::Epoch(1) {
         assert!(Instant::now() < deadline, "epochs never synced");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -561,7 +564,10 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
         a.inner().store.max_phy_offset(),
         b.inner().store.max_phy_offset()
     );
-    assert_eq!(a.inner().epochs.current(), 2);
+    assert_eq!(
+        a.inner().role.snapshot().epoch,
+        rmq_remoting::role::Epoch(2)
+    );
     // Byte for byte the new master's log from where the terms parted.
     let (theirs, _) = b.inner().store.records_from(shared, 1 << 20);
     let (ours, _) = a.inner().store.records_from(shared, 1 << 20);

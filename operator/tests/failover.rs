@@ -231,8 +231,11 @@ async fn promotion(manual: bool) {
         (Some("Normal"), Some("Promoted"))
     );
     // The broker itself was promoted.
-    assert_eq!(slave.inner().epochs.current(), 2);
-    assert!(!slave.inner().settings.read().broker.is_slave());
+    assert_eq!(
+        slave.inner().role.snapshot().epoch,
+        rmq_remoting::role::Epoch(2)
+    );
+    assert!(!slave.inner().role.is_slave());
     slave.shutdown().await;
     ns.shutdown().await;
 }

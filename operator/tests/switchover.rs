@@ -326,10 +326,13 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         event["note"].as_str().unwrap().contains("nothing cut"),
         "{event}"
     );
-    assert!(!b1.inner().settings.read().broker.is_slave());
-    assert_eq!(b1.inner().epochs.current(), 2);
+    assert!(!b1.inner().role.is_slave());
+    assert_eq!(
+        b1.inner().role.snapshot().epoch,
+        rmq_remoting::role::Epoch(2)
+    );
     {
-        let s0 = b0.inner().settings.read();
+        let s0 = b0.inner().current_settings();
         assert!(s0.broker.is_slave(), "the former master stepped down");
         assert_eq!(s0.broker.broker_id, 5);
         assert_eq!(
@@ -360,8 +363,8 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         (s["masterPod"].as_str(), s["epoch"].as_i64()),
         (Some("broker-w-0"), Some(3))
     );
-    assert!(!b0.inner().settings.read().broker.is_slave());
-    assert!(b1.inner().settings.read().broker.is_slave());
+    assert!(!b0.inner().role.is_slave());
+    assert!(b1.inner().role.is_slave());
     all_there(&b0, &second);
     // The next reconcile may shrink the StatefulSet: the master is within the spec.
     let mut bg = group(base, &ns_addr, 1, json!({}), json!({}));
@@ -416,8 +419,8 @@ async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
         (Some("broker-w-0"), Some(2))
     );
     assert_eq!(event["reason"], "Promoted");
-    assert!(!b0.inner().settings.read().broker.is_slave());
-    assert!(b1.inner().settings.read().broker.is_slave());
+    assert!(!b0.inner().role.is_slave());
+    assert!(b1.inner().role.is_slave());
     all_there(&b0, &written);
     // Built again with ordinal 0 leading: the roll may go (ordinal 0 last).
     let mut bg = group(base, &ns_addr, 2, json!({}), json!({}));
@@ -447,11 +450,11 @@ async fn a_second_master_is_told_to_step_down() {
         (Some("Warning"), Some("SecondMaster"))
     );
     {
-        let s0 = b0.inner().settings.read();
+        let s0 = b0.inner().current_settings();
         assert!(s0.broker.is_slave(), "the second master stepped down");
         assert_eq!(s0.broker.broker_id, 5);
     }
-    assert!(!b1.inner().settings.read().broker.is_slave());
+    assert!(!b1.inner().role.is_slave());
     // It now refuses writes and follows the recorded master.
     let client = RemotingClient::default();
     let r = client
@@ -493,8 +496,11 @@ async fn a_slave_that_already_leads_is_adopted_not_promoted_again() {
     );
     assert_eq!(event["reason"], "Promoted");
     // Adopted as it is: not asked again (which it would refuse), its epoch unchanged.
-    assert_eq!(b1.inner().epochs.current(), 1);
-    assert!(!b1.inner().settings.read().broker.is_slave());
+    assert_eq!(
+        b1.inner().role.snapshot().epoch,
+        rmq_remoting::role::Epoch(1)
+    );
+    assert!(!b1.inner().role.is_slave());
     b1.shutdown().await;
     ns.shutdown().await;
 }

@@ -95,7 +95,20 @@ named_enum!(
 
 /// A master term of a broker group (RocketMQ 5's `masterEpoch`, an `Integer` on the wire).
 /// Each promotion starts a newer one; 0 means none yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Epoch(pub i32);
 
 impl Epoch {

@@ -374,7 +374,7 @@ async fn ha_status_shows_the_master_and_its_slave() {
     // The slave has the master's epoch once metadata has synced; then the master goes and
     // the slave is promoted with the next epoch.
     for _ in 0..100 {
-        if slave.inner().epochs.current() == 1 {
+        if slave.inner().role.snapshot().epoch == rmq_remoting::role::Epoch(1) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -496,9 +496,9 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
     }
     assert!(ok && out.contains("switching over"), "{out}");
     assert!(out.contains("epoch 2"), "{out}");
-    assert!(!slave.inner().settings.read().broker.is_slave());
+    assert!(!slave.inner().role.is_slave());
     {
-        let s = master.inner().settings.read();
+        let s = master.inner().current_settings();
         assert!(s.broker.is_slave(), "the former master stepped down");
         assert_eq!(s.broker.broker_id, 1, "it takes the promoted broker's id");
         assert_eq!(
@@ -507,7 +507,7 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
         );
     }
     // Nothing cut: the new master had caught up to the old one's last byte before it led.
-    assert!(slave.inner().epochs.list()[1].start_offset >= end);
+    assert!(slave.inner().role.epochs().list()[1].start_offset >= end);
     master.shutdown().await;
     slave.shutdown().await;
     ns.shutdown().await;

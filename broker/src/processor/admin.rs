@@ -258,8 +258,8 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     t.insert("commitLogDiskRatio".into(), format!("{ratio:.4}"));
     t.insert("brokerActive".into(), "true".into());
     // Replication, for `mqadmin haStatus` (RocketMQ's GET_BROKER_HA_STATUS shows the same).
-    let role = inner.settings.read().broker.broker_role;
-    t.insert("brokerRole".into(), role.to_string());
+    let role = inner.role.snapshot();
+    t.insert("brokerRole".into(), role.role.to_string());
     let max = store.max_phy_offset();
     let slaves = inner.ha.slaves.lock().clone();
     t.insert("haSlaveCount".into(), slaves.len().to_string());
@@ -283,17 +283,14 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     if let Some(m) = inner.ha.master_addr.read().clone() {
         t.insert("masterAddr".into(), m);
     }
-    {
-        let s = inner.settings.read();
-        t.insert("brokerId".into(), s.broker.broker_id.to_string());
-        t.insert("brokerName".into(), s.broker.broker_name.clone());
-    }
-    t.insert("brokerEpoch".into(), inner.epochs.current().to_string());
+    t.insert("brokerId".into(), role.broker_id.to_string());
+    t.insert("brokerName".into(), inner.broker_name());
+    t.insert("brokerEpoch".into(), role.epoch.to_string());
     Ok(RemotingCommand::success().with_body(KvTable { table: t }.encode()))
 }
 
 pub fn get_config(inner: &Arc<BrokerInner>) -> Response {
-    let text = properties_to_text(&inner.settings.read().properties());
+    let text = properties_to_text(&inner.current_settings().properties());
     let version = inner.topics.data_version().encode();
     Ok(RemotingCommand::success()
         .with_header(&GetBrokerConfigResponseHeader {
@@ -323,12 +320,7 @@ const RUNTIME_KEYS: &[&str] = &[
 /// master's offset next sees everything it acknowledged.
 pub async fn update_config_drained(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let r = update_config(inner, req)?;
-    let read_only = !(inner
-        .settings
-        .read()
-        .broker
-        .broker_permission
-        .is_writeable());
+    let read_only = !inner.role.snapshot().permission.is_writeable();
     if r.code == ResponseCode::SUCCESS && read_only {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
         while inner.send_permits_in_use() > 0 && tokio::time::Instant::now() < deadline {
@@ -355,8 +347,8 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
             format!("config {k} cannot be changed at run time (restart with it in broker.conf)"),
         ));
     }
-    // Under the write lock throughout: a copy taken before a concurrent role change and
-    // written back after it would undo that change.
+    // The permission is the role's (a promotion or a fence changes it too); the other keys
+    // are settings. All are checked before any is applied.
     let perm_changed = {
         let mut current = inner.settings.write();
         let mut updated = current.clone();
@@ -366,9 +358,12 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
                 e.to_string(),
             ));
         }
-        let changed = updated.broker.broker_permission != current.broker.broker_permission;
+        let perm = props
+            .contains_key("brokerPermission")
+            .then_some(updated.broker.broker_permission);
         *current = updated;
-        changed
+        drop(current);
+        perm.is_some_and(|p| inner.role.set_permission(p))
     };
     tracing::info!(?props, "broker config updated");
     if perm_changed {

@@ -43,7 +43,7 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
 
 pub fn update_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: UpdateConsumerOffsetRequestHeader = req.decode_header()?;
-    if inner.settings.read().broker.is_slave() {
+    if inner.role.is_slave() {
         inner
             .ha
             .offsets_committed_here

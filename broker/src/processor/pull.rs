@@ -135,14 +135,14 @@ async fn pull_once(
     allow_suspend: bool,
 ) -> Result<PullOutcome, rmq_remoting::RemotingError> {
     let done = |r: RemotingCommand| Ok(PullOutcome::Done(r));
-    let (broker_perm, auto_group, max_count, max_bytes, is_slave) = {
+    let role = inner.role.snapshot();
+    let (broker_perm, is_slave) = (role.permission, role.is_slave());
+    let (auto_group, max_count, max_bytes) = {
         let s = inner.settings.read();
         (
-            s.broker.broker_permission,
             s.broker.auto_create_subscription_group,
             s.broker.max_transfer_count_on_message_in_memory,
             s.broker.max_transfer_bytes_on_message_in_memory,
-            s.broker.is_slave(),
         )
     };
     if !broker_perm.is_readable() {

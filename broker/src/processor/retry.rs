@@ -32,8 +32,7 @@ pub fn dlq_topic(inner: &Arc<BrokerInner>, group: &str) -> String {
 }
 
 fn not_writable(inner: &BrokerInner) -> Option<RemotingCommand> {
-    let s = inner.settings.read();
-    (!s.broker.broker_permission.is_writeable() || s.broker.is_slave()).then(|| {
+    (!inner.role.snapshot().writable()).then(|| {
         RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(

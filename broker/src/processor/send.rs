@@ -49,14 +49,15 @@ struct SendSettings {
 
 impl SendSettings {
     fn read(inner: &BrokerInner) -> SendSettings {
+        let role = inner.role.snapshot();
         let s = inner.settings.read();
         SendSettings {
-            writable: s.broker.broker_permission.is_writeable() && !s.broker.is_slave(),
+            writable: role.writable(),
             auto_create: s.broker.auto_create_topic_enable,
             cluster: s.broker.broker_cluster_name.clone(),
             broker_name: s.broker.broker_name.clone(),
             reject_transactions: s.broker.reject_transaction_message,
-            sync_master: s.broker.broker_role == rmq_remoting::role::BrokerRole::SyncMaster,
+            sync_master: role.sync_master(),
             slave_timeout: Duration::from_millis(s.store.sync_flush_timeout.max(1)),
         }
     }

@@ -1,0 +1,370 @@
+//! The one owner of a broker's role and term.
+//!
+//! A broker is a master (ASYNC or SYNC) or a slave, has a `brokerId`, a `brokerPermission`
+//! (read-only while a switchover catches up, or once fenced), and the group's epochs: each
+//! master term is one, recorded with the commit-log offset where it began
+//! (`config/epoch.json`, as RocketMQ 5's epoch cache). [`Role`] holds all of it. Processors
+//! take a [`RoleSnapshot`] once per request; every change (promote, step down, fence,
+//! permission) goes through `Role`, the multi-step ones under [`Role::change`], one at a time.
+//! `broker.conf`'s `brokerRole`, `brokerId` and `brokerPermission` are only where a broker
+//! starts from.
+
+use std::path::PathBuf;
+
+use parking_lot::{Mutex, RwLock};
+use rmq_remoting::role::{BrokerRole, Epoch, Perm};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+
+/// What a request sees of the broker's role: a copy, taken once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleSnapshot {
+    pub role: BrokerRole,
+    pub broker_id: i64,
+    pub permission: Perm,
+    /// The current term (0: none yet).
+    pub epoch: Epoch,
+}
+
+impl RoleSnapshot {
+    pub fn is_slave(&self) -> bool {
+        self.role.is_slave()
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.role.is_master()
+    }
+
+    /// Takes sends: a master whose permission allows writes.
+    pub fn writable(&self) -> bool {
+        self.is_master() && self.permission.is_writeable()
+    }
+
+    /// Answers sends only once a slave holds them.
+    pub fn sync_master(&self) -> bool {
+        self.role == BrokerRole::SyncMaster
+    }
+}
+
+/// The live, changeable part (the epochs are kept beside it, on disk).
+#[derive(Debug, Clone, Copy)]
+struct State {
+    role: BrokerRole,
+    broker_id: i64,
+    permission: Perm,
+}
+
+/// This broker's role, id, permission and terms.
+pub struct Role {
+    state: RwLock<State>,
+    epochs: Epochs,
+    /// `haMasterAddress` as configured; a step-down forgets it (it names the arrangement that
+    /// ended).
+    configured_master_ha: RwLock<String>,
+    /// Held through a role change (promotion, step-down): they must not interleave.
+    changing: tokio::sync::Mutex<()>,
+    /// The services of the current term (master: HA port, delay levels, transaction checks;
+    /// slave: following the master), cancelled when the role changes.
+    term: Mutex<CancellationToken>,
+}
+
+/// Proof that the caller holds [`Role::change`].
+pub struct Changing<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
+impl Role {
+    /// Starts from `broker.conf` (a master is always broker id 0) and the epoch file.
+    pub fn new(config: &BrokerConfig, epoch_file: PathBuf) -> Role {
+        let broker_id = if config.broker_role.is_master() {
+            0
+        } else {
+            config.broker_id
+        };
+        Role {
+            state: RwLock::new(State {
+                role: config.broker_role,
+                broker_id,
+                permission: config.broker_permission,
+            }),
+            epochs: Epochs::load(epoch_file),
+            configured_master_ha: RwLock::new(config.ha_master_address.clone()),
+            changing: tokio::sync::Mutex::new(()),
+            term: Mutex::new(CancellationToken::new()),
+        }
+    }
+
+    pub fn snapshot(&self) -> RoleSnapshot {
+        let s = *self.state.read();
+        RoleSnapshot {
+            role: s.role,
+            broker_id: s.broker_id,
+            permission: s.permission,
+            epoch: self.epochs.current(),
+        }
+    }
+
+    pub fn is_slave(&self) -> bool {
+        self.state.read().role.is_slave()
+    }
+
+    pub fn epochs(&self) -> &Epochs {
+        &self.epochs
+    }
+
+    /// The newest epoch known here: this broker's own, or one another broker announced.
+    pub fn known_epoch(&self) -> Epoch {
+        self.epochs.current().max(self.epochs.seen())
+    }
+
+    /// The configured master HA address a slave follows (empty: learnt from the name servers).
+    pub fn configured_master_ha(&self) -> String {
+        self.configured_master_ha.read().clone()
+    }
+
+    /// Waits for any other role change to finish; changes happen while this is held.
+    pub async fn change(&self) -> Changing<'_> {
+        Changing(self.changing.lock().await)
+    }
+
+    /// The current term's token (cancelled when the role changes).
+    pub fn term(&self) -> CancellationToken {
+        self.term.lock().clone()
+    }
+
+    /// Ends the services of the previous term and opens one for the next role's, under
+    /// `parent` (the broker's stop token).
+    pub fn new_term(&self, parent: &CancellationToken) -> CancellationToken {
+        let term = parent.child_token();
+        std::mem::replace(&mut *self.term.lock(), term.clone()).cancel();
+        term
+    }
+
+    /// Becomes the master of `epoch` (started at commit-log offset `at`) with `role`: broker
+    /// id 0 and writable (a read-only mark left by a switchover ends with the term). Returns
+    /// the id this broker had, or the newer epoch that fences the promotion.
+    pub fn promote(
+        &self,
+        _: &Changing<'_>,
+        epoch: Epoch,
+        at: i64,
+        role: BrokerRole,
+    ) -> Result<i64, Epoch> {
+        debug_assert!(role.is_master());
+        self.epochs.begin(epoch, at)?;
+        let mut s = self.state.write();
+        if !s.permission.is_writeable() {
+            tracing::warn!(permission = %s.permission, "promoted: brokerPermission back to read-write");
+        }
+        s.role = role;
+        s.permission = Perm::READ_WRITE;
+        Ok(std::mem::replace(&mut s.broker_id, 0))
+    }
+
+    /// Another broker leads from `epoch` on: this one becomes a slave with `broker_id`,
+    /// writable again for the day it leads (the read-only mark was for the term that ended),
+    /// and forgets a configured master address.
+    pub fn step_down(&self, _: &Changing<'_>, epoch: Epoch, broker_id: i64) {
+        self.epochs.saw(epoch);
+        {
+            let mut s = self.state.write();
+            s.role = BrokerRole::Slave;
+            s.broker_id = broker_id;
+            s.permission = Perm::READ_WRITE;
+        }
+        self.configured_master_ha.write().clear();
+    }
+
+    /// A slave learns that another broker leads from `epoch` on.
+    pub fn saw(&self, epoch: Epoch) {
+        self.epochs.saw(epoch);
+    }
+
+    /// A name server refused this master's registration for a newer epoch: its term is over.
+    /// It stops taking writes at once. Returns whether this fenced it (a slave, an already
+    /// read-only master, or a newer epoch not above ours change nothing).
+    pub fn fence(&self, newer: Epoch) -> bool {
+        if newer <= self.epochs.current() {
+            return false;
+        }
+        let mut s = self.state.write();
+        if s.role.is_slave() || !s.permission.is_writeable() {
+            return false;
+        }
+        s.permission = Perm::READ_ONLY;
+        true
+    }
+
+    /// `brokerPermission` at run time (UPDATE_BROKER_CONFIG); returns whether it changed.
+    pub fn set_permission(&self, perm: Perm) -> bool {
+        let mut s = self.state.write();
+        std::mem::replace(&mut s.permission, perm) != perm
+    }
+
+    /// A master's first term: epoch 1 from offset 0, unless it already has one.
+    pub fn ensure_first_term(&self) {
+        self.epochs.ensure_started();
+    }
+}
+
+/// One master term: its epoch and the commit-log offset where it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochEntry {
+    pub epoch: Epoch,
+    pub start_offset: i64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct EpochFile {
+    #[serde(default)]
+    epoch_list: Vec<EpochEntry>,
+}
+
+/// The group's epochs as this broker knows them.
+pub struct Epochs {
+    path: PathBuf,
+    list: Mutex<Vec<EpochEntry>>,
+    /// The newest epoch another broker announced (not persisted: a slave's list catches up
+    /// at its next handshake).
+    seen: std::sync::atomic::AtomicI32,
+}
+
+impl Epochs {
+    pub fn load(path: PathBuf) -> Epochs {
+        let list = crate::manager::load(&path, |b| serde_json::from_slice::<EpochFile>(b).ok())
+            .map(|f| f.epoch_list)
+            .unwrap_or_default();
+        Epochs {
+            path,
+            list: Mutex::new(list),
+            seen: Default::default(),
+        }
+    }
+
+    /// The current epoch (0: none yet).
+    pub fn current(&self) -> Epoch {
+        self.list.lock().last().map(|e| e.epoch).unwrap_or_default()
+    }
+
+    pub fn list(&self) -> Vec<EpochEntry> {
+        self.list.lock().clone()
+    }
+
+    fn ensure_started(&self) {
+        let mut l = self.list.lock();
+        if l.is_empty() {
+            l.push(EpochEntry {
+                epoch: Epoch(1),
+                start_offset: 0,
+            });
+            drop(l);
+            self.persist();
+        }
+    }
+
+    /// Starts `epoch` at `offset`; refuses an epoch that is not newer (with the current one).
+    fn begin(&self, epoch: Epoch, offset: i64) -> Result<(), Epoch> {
+        let mut l = self.list.lock();
+        let current = l.last().map(|e| e.epoch).unwrap_or_default();
+        if epoch <= current {
+            return Err(current);
+        }
+        l.push(EpochEntry {
+            epoch,
+            start_offset: offset,
+        });
+        drop(l);
+        self.persist();
+        Ok(())
+    }
+
+    pub fn seen(&self) -> Epoch {
+        Epoch(self.seen.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn saw(&self, epoch: Epoch) {
+        self.seen
+            .fetch_max(epoch.0, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A slave takes its master's list.
+    pub fn replace(&self, list: Vec<EpochEntry>) {
+        if *self.list.lock() != list {
+            *self.list.lock() = list;
+            self.persist();
+        }
+    }
+
+    fn persist(&self) {
+        let body = serde_json::to_vec(&EpochFile {
+            epoch_list: self.list(),
+        })
+        .unwrap_or_default();
+        if let Err(e) = crate::manager::persist(&self.path, &body) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot persist the epoch file");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(config: BrokerConfig) -> (Role, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Role::new(&config, dir.path().join("epoch.json")), dir)
+    }
+
+    #[tokio::test]
+    async fn promotion_step_down_and_fencing_go_through_one_owner() {
+        let (r, _dir) = role(BrokerConfig {
+            broker_role: BrokerRole::Slave,
+            broker_id: 2,
+            broker_permission: Perm::READ_ONLY,
+            ..Default::default()
+        });
+        assert!(r.snapshot().is_slave() && !r.snapshot().writable());
+        let change = r.change().await;
+        assert_eq!(
+            r.promote(&change, Epoch(3), 100, BrokerRole::SyncMaster),
+            Ok(2)
+        );
+        let s = r.snapshot();
+        assert!(s.writable() && s.sync_master());
+        assert_eq!((s.broker_id, s.epoch), (0, Epoch(3)));
+        // Not newer: fenced, nothing changes.
+        assert_eq!(
+            r.promote(&change, Epoch(3), 200, BrokerRole::AsyncMaster),
+            Err(Epoch(3))
+        );
+        // A name server knows a newer master: read-only at once, once.
+        assert!(r.fence(Epoch(4)));
+        assert!(!r.fence(Epoch(5)));
+        assert!(!r.snapshot().writable() && r.snapshot().is_master());
+        // Stepping down for epoch 5: a writable slave, the configured master forgotten.
+        r.step_down(&change, Epoch(5), 7);
+        let s = r.snapshot();
+        assert!(s.is_slave() && s.permission.is_writeable());
+        assert_eq!((s.broker_id, r.known_epoch()), (7, Epoch(5)));
+        assert!(r.configured_master_ha().is_empty());
+        // A slave is never fenced.
+        assert!(!r.fence(Epoch(9)));
+    }
+
+    #[test]
+    fn a_configured_master_is_broker_zero_and_epochs_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            broker_id: 4,
+            ..Default::default()
+        };
+        let r = Role::new(&config, dir.path().join("epoch.json"));
+        assert_eq!(r.snapshot().broker_id, 0);
+        r.ensure_first_term();
+        assert_eq!(r.snapshot().epoch, Epoch(1));
+        let again = Role::new(&config, dir.path().join("epoch.json"));
+        assert_eq!(again.epochs().list(), r.epochs().list());
+    }
+}
