@@ -60,16 +60,25 @@ pub(crate) struct PendingRecord {
     pub tran_type: i32,
 }
 
-/// A put handed to the writer thread: records of one topic and queue, stored contiguously.
-pub(crate) struct PutRequest {
-    pub topic: Arc<str>,
-    pub queue_id: i32,
-    pub records: Vec<PendingRecord>,
-    /// Records copied from the master, stored byte for byte at their master offsets.
-    pub replica: Vec<ReplicaRecord>,
+/// What the one writer thread is asked to do; it takes whatever is queued as one batch.
+pub(crate) enum WriterCommand {
+    /// Append records of one topic and queue, contiguously.
+    Append {
+        topic: Arc<str>,
+        queue_id: i32,
+        records: Vec<PendingRecord>,
+        reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
+    },
+    /// Store records copied from the master byte for byte at their master offsets.
+    Replica {
+        records: Vec<ReplicaRecord>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Cut the commit log (and what points into it) back to this offset.
-    pub truncate: Option<u64>,
-    pub reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
+    Truncate {
+        end: u64,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// One record received from the master, with what dispatching it needs.
@@ -99,7 +108,7 @@ pub(crate) struct Inner {
     pub queues: RwLock<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>>,
     pub index: Option<IndexService>,
     pub checkpoint: Checkpoint,
-    pub put_tx: Mutex<Option<Sender<PutRequest>>>,
+    pub put_tx: Mutex<Option<Sender<WriterCommand>>>,
     pub flushed_tx: watch::Sender<u64>,
     pub flush_wake: (Mutex<bool>, Condvar),
     pub stop: (Mutex<bool>, Condvar),
@@ -254,7 +263,7 @@ impl MessageStore {
             config.mapped_file_size_commit_log as usize,
             config.warm_mapped_file_enable,
         )?);
-        let queues = load_queues(&config)?;
+        let queues = super::recovery::load_queues(&config)?;
         let index = if config.message_index_enable {
             Some(IndexService::open(IndexConfig {
                 dir: config.index_dir(),
@@ -289,7 +298,7 @@ impl MessageStore {
             lock: Mutex::new(Some(lock)),
             delay_levels,
         });
-        recover(&inner, abnormal)?;
+        super::recovery::recover(&inner, abnormal)?;
         // From here on a crash leaves the abort file behind and the next start verifies.
         File::create(inner.config.abort_path())?;
         let store = MessageStore { inner };
@@ -359,12 +368,10 @@ impl MessageStore {
             }
         }
         let (tx, rx) = oneshot::channel();
-        let req = PutRequest {
+        let req = WriterCommand::Append {
             topic,
             queue_id,
             records,
-            replica: Vec::new(),
-            truncate: None,
             reply: tx,
         };
         let sent = match inner.put_tx.lock().as_ref() {
@@ -719,43 +726,41 @@ impl MessageStore {
         if replica.is_empty() {
             return Ok(());
         }
-        self.replica_request(replica, None).await
+        let (reply, rx) = oneshot::channel();
+        self.to_writer(
+            WriterCommand::Replica {
+                records: replica,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     /// Replication, replica side: cuts everything from `offset` on — a former master's tail
     /// that the new master never had — with the queue and index entries pointing there.
     pub async fn truncate_replica(&self, offset: i64) -> Result<(), String> {
-        self.replica_request(Vec::new(), Some(offset.max(0) as u64))
+        let (reply, rx) = oneshot::channel();
+        let end = offset.max(0) as u64;
+        self.to_writer(WriterCommand::Truncate { end, reply }, rx)
             .await
     }
 
-    /// Hands replica records or a cut to the writer thread and waits for it.
-    async fn replica_request(
+    /// Hands a replica command to the writer thread and waits for it.
+    async fn to_writer(
         &self,
-        replica: Vec<ReplicaRecord>,
-        truncate: Option<u64>,
+        command: WriterCommand,
+        rx: oneshot::Receiver<Result<(), String>>,
     ) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        let req = PutRequest {
-            topic: Arc::from(""),
-            queue_id: 0,
-            records: Vec::new(),
-            replica,
-            truncate,
-            reply: tx,
-        };
         let sent = match self.inner.put_tx.lock().as_ref() {
-            Some(s) => s.send(req).is_ok(),
+            Some(s) => s.send(command).is_ok(),
             None => false,
         };
         if !sent {
             return Err("message store is not running".into());
         }
-        match rx.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(format!("{status:?}")),
-            Err(_) => Err("message store stopped".into()),
-        }
+        rx.await
+            .unwrap_or_else(|_| Err("message store stopped".into()))
     }
 
     /// The consume-queue unit at `offset` of a queue, if it exists yet.
@@ -965,139 +970,4 @@ fn lock_store(path: &Path) -> Result<File, StoreError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn load_queues(
-    config: &MessageStoreConfig,
-) -> io::Result<HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>> {
-    let root = config.consume_queue_dir();
-    let mut out: HashMap<String, HashMap<i32, Arc<ConsumeQueue>>> = HashMap::new();
-    let Ok(topics) = std::fs::read_dir(&root) else {
-        return Ok(out);
-    };
-    for t in topics.flatten() {
-        let Some(topic) = t.file_name().to_str().map(String::from) else {
-            continue;
-        };
-        let Ok(ids) = std::fs::read_dir(t.path()) else {
-            continue;
-        };
-        for q in ids.flatten() {
-            let Some(id) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let cq =
-                ConsumeQueue::load(&root, &topic, id, config.consume_queue_file_size() as usize)?;
-            out.entry(topic.clone())
-                .or_default()
-                .insert(id, Arc::new(cq));
-        }
-    }
-    Ok(out)
-}
-
-/// Brings commit log, queues and index back in line after a stop.
-fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
-    let cl = &inner.commit_log;
-    let n = cl.files().len();
-    let start = if abnormal {
-        // The newest file whose first record is older than everything the checkpoint says
-        // was flushed (less 3 s of slack): everything before it is consistent.
-        let min_ts = inner.checkpoint.min_timestamp(inner.index.is_some()) - 3000;
-        (0..n)
-            .rev()
-            .find(|i| {
-                cl.first_store_timestamp(*i)
-                    .map(|t| t <= min_ts)
-                    .unwrap_or(false)
-            })
-            .unwrap_or(0)
-    } else {
-        n.saturating_sub(3)
-    };
-    let check_crc = abnormal && inner.config.check_crc_on_recover;
-    let end = cl.find_valid_end(start, check_crc);
-    let before = cl
-        .files()
-        .last()
-        .map(|f| f.from_offset() + f.size() as u64)
-        .unwrap_or(0);
-    cl.truncate_to(end)?;
-    tracing::info!(
-        abnormal,
-        start_file = start,
-        files = n,
-        valid_end = end,
-        mapped_end = before,
-        "commit log recovered"
-    );
-    let queues: Vec<Arc<ConsumeQueue>> = inner
-        .queues
-        .read()
-        .values()
-        .flat_map(|m| m.values().cloned())
-        .collect();
-    for q in &queues {
-        q.truncate_dirty(end as i64)?;
-    }
-    if let Some(index) = &inner.index {
-        index.truncate_after(end as i64);
-    }
-    // Re-dispatch from the start file: queue and index writes skip what they already hold.
-    let mut redispatched = 0u64;
-    let mut failed: Option<String> = None;
-    cl.for_each_record(start, end, |r| {
-        let m = &r.msg;
-        let dispatched = inner.dispatch(&DispatchInfo {
-            topic: Arc::from(m.topic.as_str()),
-            queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
-            commit_log_offset: r.offset as i64,
-            size: r.size as i32,
-            tags_code: inner.tags_code(
-                &m.topic,
-                m.tags(),
-                m.properties
-                    .get(property::DELAY_TIME_LEVEL)
-                    .map(String::as_str),
-                m.store_timestamp,
-            ),
-            keys: m.properties.get(property::KEYS).cloned(),
-            uniq_key: m.uniq_key().map(String::from),
-            store_timestamp: m.store_timestamp,
-            tran_type: sys_flag::transaction_value(m.sys_flag),
-        });
-        if let Err(e) = dispatched {
-            // Opening without the queue entries would hide stored messages: refuse, clearly.
-            if failed.is_none() {
-                failed = Some(format!(
-                    "rebuilding queues at commit-log offset {}: {e}",
-                    r.offset
-                ));
-            }
-            return;
-        }
-        redispatched += 1;
-    });
-    if let Some(e) = failed {
-        return Err(io::Error::other(e));
-    }
-    let min_phys = cl.min_offset() as i64;
-    let mut table = inner.topic_queue_table.lock();
-    for q in inner.queues.read().values().flat_map(|m| m.values()) {
-        q.correct_min_offset(min_phys);
-        table
-            .entry(Arc::from(q.topic()))
-            .or_default()
-            .insert(q.queue_id(), q.max_offset());
-    }
-    drop(table);
-    inner.dispatched_offset.store(end, Ordering::Release);
-    inner.flushed_tx.send_replace(end);
-    tracing::info!(
-        records = redispatched,
-        queues = queues.len(),
-        "dispatch rebuilt"
-    );
-    Ok(())
 }

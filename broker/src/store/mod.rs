@@ -10,6 +10,7 @@ pub mod index;
 pub mod mapped_file;
 pub mod memory;
 pub mod message_store;
+mod recovery;
 pub mod retention;
 mod services;
 pub mod types;

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rmq_remoting::message::sys_flag;
 
 use super::config::FlushDiskType;
-use super::message_store::{DispatchInfo, Inner, PutRequest};
+use super::message_store::{DispatchInfo, Inner, PendingRecord, ReplicaRecord, WriterCommand};
 use super::types::{AppendResult, PutStatus};
 
 fn spawn(inner: &Arc<Inner>, name: &str, f: impl FnOnce(Arc<Inner>) + Send + 'static) {
@@ -23,7 +23,7 @@ fn spawn(inner: &Arc<Inner>, name: &str, f: impl FnOnce(Arc<Inner>) + Send + 'st
 }
 
 pub(crate) fn start(inner: &Arc<Inner>) {
-    let (put_tx, put_rx) = crossbeam_channel::unbounded::<PutRequest>();
+    let (put_tx, put_rx) = crossbeam_channel::unbounded::<WriterCommand>();
     let (dispatch_tx, dispatch_rx) = crossbeam_channel::unbounded::<Vec<DispatchInfo>>();
     *inner.put_tx.lock() = Some(put_tx);
     inner
@@ -152,9 +152,9 @@ fn append_replica_records(
     cl: &super::commit_log::CommitLog,
     cursor: &mut super::commit_log::WriteCursor,
     table: &mut std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>,
-    req: &mut PutRequest,
+    records: &[ReplicaRecord],
 ) -> Result<usize, (usize, String)> {
-    for (n, rec) in req.replica.iter().enumerate() {
+    for (n, rec) in records.iter().enumerate() {
         let info = &rec.info;
         cl.prepare_replica(cursor, info.commit_log_offset as u64, rec.bytes.len())
             .map_err(|e| (n, e.to_string()))?;
@@ -170,12 +170,39 @@ fn append_replica_records(
             *next = (*next).max(info.queue_offset + 1);
         }
     }
-    Ok(req.replica.len())
+    Ok(records.len())
 }
+
+/// A reply the writer sends once its batch is published.
+enum Reply {
+    Append(
+        tokio::sync::oneshot::Sender<Result<AppendResult, PutStatus>>,
+        Result<AppendResult, PutStatus>,
+    ),
+    Done(
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+        Result<(), String>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        match self {
+            Reply::Append(tx, r) => {
+                let _ = tx.send(r);
+            }
+            Reply::Done(tx, r) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+type QueueTable = std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>;
 
 fn writer_loop(
     inner: Arc<Inner>,
-    rx: Receiver<PutRequest>,
+    rx: Receiver<WriterCommand>,
     dispatch_tx: Sender<Vec<DispatchInfo>>,
 ) {
     let cl = inner.commit_log.clone();
@@ -183,126 +210,58 @@ fn writer_loop(
     let max_batch = inner.config.max_append_batch.max(1);
     let mut replies = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut reqs = Vec::with_capacity(16);
-        reqs.push(first);
-        while reqs.len() < max_batch {
+        let mut commands = Vec::with_capacity(16);
+        commands.push(first);
+        while commands.len() < max_batch {
             match rx.try_recv() {
-                Ok(r) => reqs.push(r),
+                Ok(r) => commands.push(r),
                 Err(_) => break,
             }
         }
-        let mut dispatch = Vec::with_capacity(reqs.len());
+        let mut dispatch = Vec::with_capacity(commands.len());
         let mut last_ts = cl.last_store_timestamp();
         {
             let mut table = inner.topic_queue_table.lock();
-            for mut req in reqs {
-                if let Some(end) = req.truncate {
-                    let r = truncate_running(&inner, &cl, &mut cursor, &mut table, end);
-                    last_ts = cl.last_store_timestamp();
-                    replies.push((
-                        req.reply,
-                        r.map(|_| AppendResult {
-                            wrote_offset: end as i64,
-                            wrote_bytes: 0,
-                            logics_offset: 0,
-                            store_timestamp: last_ts,
-                            offsets: Vec::new(),
-                            store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                        })
-                        .map_err(|e| PutStatus::UnknownError(e.to_string())),
-                    ));
-                    continue;
-                }
-                if !req.replica.is_empty() {
-                    let result = append_replica_records(&cl, &mut cursor, &mut table, &mut req);
-                    let appended = match &result {
-                        Ok(n) | Err((n, _)) => *n,
-                    };
-                    for r in req.replica.drain(..appended) {
-                        last_ts = last_ts.max(r.info.store_timestamp);
-                        dispatch.push(r.info);
+            for command in commands {
+                match command {
+                    WriterCommand::Truncate { end, reply } => {
+                        let r = truncate_running(&inner, &cl, &mut cursor, &mut table, end)
+                            .map_err(|e| e.to_string());
+                        last_ts = cl.last_store_timestamp();
+                        replies.push(Reply::Done(reply, r));
                     }
-                    let reply = match result {
-                        Ok(_) => Ok(AppendResult {
-                            wrote_offset: 0,
-                            wrote_bytes: 0,
-                            logics_offset: 0,
-                            store_timestamp: last_ts,
-                            offsets: Vec::new(),
-                            store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                        }),
-                        Err((_, e)) => Err(PutStatus::UnknownError(e)),
-                    };
-                    replies.push((req.reply, reply));
-                    continue;
+                    WriterCommand::Replica { records, reply } => {
+                        let result = append_replica_records(&cl, &mut cursor, &mut table, &records);
+                        let appended = match &result {
+                            Ok(n) | Err((n, _)) => *n,
+                        };
+                        for r in records.into_iter().take(appended) {
+                            last_ts = last_ts.max(r.info.store_timestamp);
+                            dispatch.push(r.info);
+                        }
+                        replies.push(Reply::Done(reply, result.map(|_| ()).map_err(|(_, e)| e)));
+                    }
+                    WriterCommand::Append {
+                        topic,
+                        queue_id,
+                        mut records,
+                        reply,
+                    } => {
+                        let r = append(
+                            &cl,
+                            &mut cursor,
+                            &mut table,
+                            &topic,
+                            queue_id,
+                            &mut records,
+                            &mut dispatch,
+                        );
+                        if let Ok(a) = &r {
+                            last_ts = a.store_timestamp;
+                        }
+                        replies.push(Reply::Append(reply, r));
+                    }
                 }
-                let total: usize = req
-                    .records
-                    .iter()
-                    .map(|r| r.meta.len() + r.body.len())
-                    .sum();
-                if let Err(e) = cl.prepare_append(&mut cursor, total) {
-                    let status = if e.kind() == std::io::ErrorKind::InvalidInput {
-                        PutStatus::MessageIllegal(e.to_string())
-                    } else {
-                        tracing::error!(error = %e, "cannot create a commit log file");
-                        PutStatus::CreateMappedFileFailed(e.to_string())
-                    };
-                    replies.push((req.reply, Err(status)));
-                    continue;
-                }
-                let next = match table.get_mut(&req.topic) {
-                    Some(m) => m.entry(req.queue_id).or_insert(0),
-                    None => table
-                        .entry(req.topic.clone())
-                        .or_default()
-                        .entry(req.queue_id)
-                        .or_insert(0),
-                };
-                let first_offset = cl.cursor_offset(&cursor) as i64;
-                let mut logics_offset = None;
-                let mut offsets = Vec::with_capacity(req.records.len());
-                for rec in req.records.iter_mut() {
-                    let dispatchable = rec.tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
-                        && rec.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE;
-                    let queue_offset = if dispatchable {
-                        let q = *next;
-                        *next += 1;
-                        q
-                    } else {
-                        0
-                    };
-                    let phys = cl.cursor_offset(&cursor) as i64;
-                    rec.meta[20..28].copy_from_slice(&queue_offset.to_be_bytes());
-                    rec.meta[28..36].copy_from_slice(&phys.to_be_bytes());
-                    cl.append(&mut cursor, &rec.meta[..rec.head_len]);
-                    cl.append(&mut cursor, &rec.body);
-                    cl.append(&mut cursor, &rec.meta[rec.head_len..]);
-                    logics_offset.get_or_insert(queue_offset);
-                    offsets.push(phys);
-                    last_ts = rec.store_timestamp;
-                    dispatch.push(DispatchInfo {
-                        topic: req.topic.clone(),
-                        queue_id: req.queue_id,
-                        queue_offset,
-                        commit_log_offset: phys,
-                        size: (rec.meta.len() + rec.body.len()) as i32,
-                        tags_code: rec.tags_code,
-                        keys: rec.keys.take(),
-                        uniq_key: rec.uniq_key.take(),
-                        store_timestamp: rec.store_timestamp,
-                        tran_type: rec.tran_type,
-                    });
-                }
-                let result = AppendResult {
-                    wrote_offset: first_offset,
-                    wrote_bytes: total,
-                    logics_offset: logics_offset.unwrap_or(0),
-                    store_timestamp: last_ts,
-                    offsets,
-                    store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                };
-                replies.push((req.reply, Ok(result)));
             }
         }
         cl.publish(&cursor, last_ts);
@@ -310,11 +269,84 @@ fn writer_loop(
             let _ = dispatch_tx.send(dispatch);
         }
         inner.wake_flusher();
-        for (tx, r) in replies.drain(..) {
-            let _ = tx.send(r);
+        for r in replies.drain(..) {
+            r.send();
         }
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Appends one put's records contiguously, numbering them in their queue.
+fn append(
+    cl: &super::commit_log::CommitLog,
+    cursor: &mut super::commit_log::WriteCursor,
+    table: &mut QueueTable,
+    topic: &Arc<str>,
+    queue_id: i32,
+    records: &mut [PendingRecord],
+    dispatch: &mut Vec<DispatchInfo>,
+) -> Result<AppendResult, PutStatus> {
+    let total: usize = records.iter().map(|r| r.meta.len() + r.body.len()).sum();
+    if let Err(e) = cl.prepare_append(cursor, total) {
+        return Err(if e.kind() == std::io::ErrorKind::InvalidInput {
+            PutStatus::MessageIllegal(e.to_string())
+        } else {
+            tracing::error!(error = %e, "cannot create a commit log file");
+            PutStatus::CreateMappedFileFailed(e.to_string())
+        });
+    }
+    let next = match table.get_mut(topic) {
+        Some(m) => m.entry(queue_id).or_insert(0),
+        None => table
+            .entry(topic.clone())
+            .or_default()
+            .entry(queue_id)
+            .or_insert(0),
+    };
+    let first_offset = cl.cursor_offset(cursor) as i64;
+    let mut logics_offset = None;
+    let mut offsets = Vec::with_capacity(records.len());
+    let mut last_ts = 0;
+    for rec in records.iter_mut() {
+        let dispatchable = rec.tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
+            && rec.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE;
+        let queue_offset = if dispatchable {
+            let q = *next;
+            *next += 1;
+            q
+        } else {
+            0
+        };
+        let phys = cl.cursor_offset(cursor) as i64;
+        rec.meta[20..28].copy_from_slice(&queue_offset.to_be_bytes());
+        rec.meta[28..36].copy_from_slice(&phys.to_be_bytes());
+        cl.append(cursor, &rec.meta[..rec.head_len]);
+        cl.append(cursor, &rec.body);
+        cl.append(cursor, &rec.meta[rec.head_len..]);
+        logics_offset.get_or_insert(queue_offset);
+        offsets.push(phys);
+        last_ts = rec.store_timestamp;
+        dispatch.push(DispatchInfo {
+            topic: topic.clone(),
+            queue_id,
+            queue_offset,
+            commit_log_offset: phys,
+            size: (rec.meta.len() + rec.body.len()) as i32,
+            tags_code: rec.tags_code,
+            keys: rec.keys.take(),
+            uniq_key: rec.uniq_key.take(),
+            store_timestamp: rec.store_timestamp,
+            tran_type: rec.tran_type,
+        });
+    }
+    Ok(AppendResult {
+        wrote_offset: first_offset,
+        wrote_bytes: total,
+        logics_offset: logics_offset.unwrap_or(0),
+        store_timestamp: last_ts,
+        offsets,
+        store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+    })
 }
 
 fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
