@@ -21,33 +21,6 @@ use crate::config::NamesrvConfig;
 use crate::kvconfig::{write_atomically, KvConfigManager, NAMESPACE_ORDER_TOPIC_CONFIG};
 use crate::route_info::{RegisterError, Registration, RouteInfoManager};
 
-/// The request codes this name server answers (anything else: REQUEST_CODE_NOT_SUPPORTED).
-pub const HANDLED_CODES: &[i32] = &[
-    RequestCode::PUT_KV_CONFIG,
-    RequestCode::GET_KV_CONFIG,
-    RequestCode::DELETE_KV_CONFIG,
-    RequestCode::GET_KVLIST_BY_NAMESPACE,
-    RequestCode::REGISTER_BROKER,
-    RequestCode::UNREGISTER_BROKER,
-    RequestCode::QUERY_DATA_VERSION,
-    RequestCode::BROKER_HEARTBEAT,
-    RequestCode::GET_BROKER_MEMBER_GROUP,
-    RequestCode::GET_ROUTEINFO_BY_TOPIC,
-    RequestCode::GET_BROKER_CLUSTER_INFO,
-    RequestCode::WIPE_WRITE_PERM_OF_BROKER,
-    RequestCode::ADD_WRITE_PERM_OF_BROKER,
-    RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
-    RequestCode::GET_TOPICS_BY_CLUSTER,
-    RequestCode::GET_SYSTEM_TOPIC_LIST_FROM_NS,
-    RequestCode::GET_UNIT_TOPIC_LIST,
-    RequestCode::GET_HAS_UNIT_SUB_TOPIC_LIST,
-    RequestCode::GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST,
-    RequestCode::DELETE_TOPIC_IN_NAMESRV,
-    RequestCode::REGISTER_TOPIC_IN_NAMESRV,
-    RequestCode::UPDATE_NAMESRV_CONFIG,
-    RequestCode::GET_NAMESRV_CONFIG,
-];
-
 /// The name server's state and its request processor.
 pub struct NamesrvProcessor {
     pub route: RouteInfoManager,

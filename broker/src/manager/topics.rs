@@ -14,7 +14,7 @@ use crate::config::BrokerConfig;
 pub const SELF_TEST_TOPIC: &str = "SELF_TEST_TOPIC";
 pub const BENCHMARK_TOPIC: &str = "BenchmarkTest";
 pub const OFFSET_MOVED_EVENT: &str = "OFFSET_MOVED_EVENT";
-pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+pub use crate::store::SCHEDULE_TOPIC;
 pub const TRANS_HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub const TRANS_OP_HALF_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
 

@@ -17,48 +17,6 @@ use rmq_remoting::{
 
 use crate::broker::BrokerInner;
 
-/// The request codes this broker answers (everything else: REQUEST_CODE_NOT_SUPPORTED).
-pub const HANDLED_CODES: &[i32] = &[
-    RequestCode::SEND_MESSAGE,
-    RequestCode::SEND_MESSAGE_V2,
-    RequestCode::SEND_BATCH_MESSAGE,
-    RequestCode::PULL_MESSAGE,
-    RequestCode::LITE_PULL_MESSAGE,
-    RequestCode::HEART_BEAT,
-    RequestCode::UNREGISTER_CLIENT,
-    RequestCode::GET_CONSUMER_LIST_BY_GROUP,
-    RequestCode::QUERY_CONSUMER_OFFSET,
-    RequestCode::UPDATE_CONSUMER_OFFSET,
-    RequestCode::GET_MAX_OFFSET,
-    RequestCode::GET_MIN_OFFSET,
-    RequestCode::GET_EARLIEST_MSG_STORETIME,
-    RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
-    RequestCode::UPDATE_AND_CREATE_TOPIC,
-    RequestCode::DELETE_TOPIC_IN_BROKER,
-    RequestCode::GET_ALL_TOPIC_CONFIG,
-    RequestCode::GET_TOPIC_STATS_INFO,
-    RequestCode::GET_CONSUME_STATS,
-    RequestCode::GET_CONSUMER_CONNECTION_LIST,
-    RequestCode::GET_BROKER_RUNTIME_INFO,
-    RequestCode::GET_BROKER_CONFIG,
-    RequestCode::UPDATE_BROKER_CONFIG,
-    RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
-    RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
-    RequestCode::DELETE_SUBSCRIPTIONGROUP,
-    RequestCode::GET_ALL_CONSUMER_OFFSET,
-    RequestCode::VIEW_MESSAGE_BY_ID,
-    RequestCode::QUERY_MESSAGE,
-    RequestCode::CONSUMER_SEND_MSG_BACK,
-    RequestCode::GET_ALL_DELAY_OFFSET,
-    RequestCode::END_TRANSACTION,
-    RequestCode::CHECK_CLIENT_CONFIG,
-    RequestCode::GET_BROKER_EPOCH_CACHE,
-    RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
-    RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
-    RequestCode::LOCK_BATCH_MQ,
-    RequestCode::UNLOCK_BATCH_MQ,
-];
-
 pub type Response = Result<RemotingCommand, RemotingError>;
 
 /// A request refused on the way through a processor's steps: RocketMQ's response code and
