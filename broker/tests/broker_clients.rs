@@ -17,8 +17,7 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 
-mod client_common;
-use client_common::*;
+use rmq_testkit::client::*;
 
 #[derive(Clone, Default)]
 struct Collect(Arc<Mutex<Vec<(String, String)>>>);

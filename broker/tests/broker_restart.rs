@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_nameserver::NameServer;
 use rocketmq_client_rust::{
     ClientConfig, ClientError, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
@@ -18,8 +18,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 
-mod client_common;
-use client_common::{client_runtime, free_port};
+use rmq_testkit::client::client_runtime;
 
 struct Cluster {
     namesrv: NameServer,
@@ -31,23 +30,9 @@ struct Cluster {
 
 async fn start_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let namesrv = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let namesrv = rmq_testkit::start_namesrv(dir.path()).await;
     let ns_addr = namesrv.local_addr().to_string();
-    let mut settings = BrokerSettings::default();
-    settings.broker.namesrv_addr = ns_addr.clone();
-    settings.broker.broker_ip1 = "127.0.0.1".into();
-    settings.broker.bind_address = "127.0.0.1".into();
-    settings.broker.listen_port = free_port();
-    settings.broker.broker_name = "broker-a".into();
-    settings.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    let mut settings = rmq_testkit::broker_settings(dir.path(), &ns_addr, "broker-a");
     settings.store.mapped_file_size_commit_log = 16 << 20;
     settings.store.mapped_file_size_consume_queue = 20 * 10_000;
     settings.store.max_hash_slot_num = 4096;

@@ -5,55 +5,26 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_nameserver::NameServer;
 use rmq_remoting::header::*;
 use rmq_remoting::message::{encode_properties, MessageExt};
 use rmq_remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, SubscriptionData};
 use rmq_remoting::protocol::route::TopicRouteData;
 use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_testkit::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(5);
 
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn settings(dir: &std::path::Path, ns: &str, port: u16) -> BrokerSettings {
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns.to_string();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
+    let mut s = rmq_testkit::broker_settings(dir, ns, "broker-w");
     s.broker.listen_port = port;
-    s.broker.broker_name = "broker-w".into();
-    s.store.store_path_root_dir = dir.join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     s.store.max_message_size = 64 * 1024;
     s
 }
 
 async fn namesrv(dir: &std::path::Path) -> NameServer {
-    NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    rmq_testkit::start_namesrv(dir).await
 }
 
 fn send_req(topic: &str, queue_id: i32, body: &[u8], tags: &str) -> RemotingCommand {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use rmq_broker::broker::BrokerInner;
-use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_broker::Broker;
+use rmq_nameserver::NameServer;
 use rmq_remoting::header::*;
 use rmq_remoting::message::{
     decode_offset_msg_id, property, MessageExt, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR,
@@ -357,47 +357,16 @@ impl Wire {
 // The cluster
 
 async fn start(dir: &Path) -> (NameServer, Broker) {
-    let namesrv = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = namesrv.local_addr().to_string();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
-    s.broker.broker_name = BROKER_NAME.into();
+    let namesrv = rmq_testkit::start_namesrv(dir).await;
+    let mut s = rmq_testkit::broker_settings(dir, &namesrv.local_addr().to_string(), BROKER_NAME);
     s.broker.broker_cluster_name = CLUSTER.into();
     // Checks would race the harness's own END_TRANSACTION frames.
     s.broker.transaction_time_out = 600_000;
     s.broker.transaction_check_interval = 600_000;
-    s.store.store_path_root_dir = dir.join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     // Every level one second: delayed sends and retries arrive within the test.
     s.store.message_delay_level = vec!["1s"; 18].join(" ");
     let broker = Broker::start(s).await.unwrap();
     (namesrv, broker)
-}
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use rmq_remoting::header::{
     ViewMessageRequestHeader,
 };
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_testkit::free_port;
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
@@ -23,25 +24,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 
-mod client_common;
-
 const MQBROKER: &str = env!("CARGO_BIN_EXE_mqbroker");
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030
-            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
 
 /// Kills the child on drop so a failing test leaves no process behind.
 struct Proc(Child);
@@ -92,15 +75,7 @@ fn send(body: &str) -> RemotingCommand {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_the_sync_master_promote_and_lose_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = rmq_testkit::start_namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let (mport, sport) = (free_port(), free_port());
     let master = start(dir.path(), &ns_addr, mport, 0, "SYNC_MASTER");
@@ -254,22 +229,14 @@ async fn client_send(producer: &DefaultMQProducer, body: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_clients_carry_on_after_the_master_is_killed_and_its_slave_promoted() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = rmq_testkit::start_namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let (mport, sport) = (free_port(), free_port());
     let master = start(dir.path(), &ns_addr, mport, 0, "SYNC_MASTER");
     let _slave = start(dir.path(), &ns_addr, sport, 1, "SLAVE");
     let saddr = format!("127.0.0.1:{sport}");
 
-    let rt = client_common::client_runtime("failover-clients");
+    let rt = rmq_testkit::client::client_runtime("failover-clients");
     let mut producer = DefaultMQProducer::builder(rt.clone())
         .client_config(client_config(&ns_addr, "fo-producer"))
         .producer_group("pg_fo")

@@ -7,27 +7,14 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_broker::Broker;
 use rmq_remoting::header::*;
 use rmq_remoting::message::encode_properties;
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode};
+use rmq_testkit::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -149,28 +136,14 @@ fn dashboard_matches(scraped: &str) {
 #[tokio::test]
 async fn broker_and_name_server_metrics_pass_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
+    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
         metrics_port: free_port(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
+        ..rmq_testkit::namesrv_config(dir.path())
     })
     .await
     .unwrap();
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns.local_addr().to_string();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
+    let mut s = rmq_testkit::broker_settings(dir.path(), &ns.local_addr().to_string(), "broker-m");
     s.broker.metrics_port = free_port();
-    s.broker.broker_name = "broker-m".into();
-    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     s.store.flush_interval_commit_log = 50;
     s.store.flush_commit_log_least_pages = 0;
     let broker = Broker::start(s.clone()).await.unwrap();

@@ -1,23 +1,11 @@
 //! The `mqbroker` binary as users run it: `-p`, `-m`, `-c`, `-n`, and SIGTERM (unregister,
 //! flush, clean checkpoint).
 
+use rmq_testkit::free_port;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MQBROKER: &str = env!("CARGO_BIN_EXE_mqbroker");
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
 
 #[test]
 fn print_config() {
@@ -103,15 +91,7 @@ fn bad_role_flush_type_or_permission_is_refused() {
 #[tokio::test]
 async fn sigterm_unregisters_and_leaves_a_clean_store() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = rmq_nameserver::NameServer::start(rmq_nameserver::NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = rmq_testkit::start_namesrv(dir.path()).await;
     let port = free_port();
     let store = dir.path().join("store");
     let conf = dir.path().join("broker.conf");

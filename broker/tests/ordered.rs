@@ -18,8 +18,7 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::message::MessageQueue;
 
-mod client_common;
-use client_common::*;
+use rmq_testkit::client::*;
 
 const QUEUES: i32 = 4;
 

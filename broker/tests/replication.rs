@@ -7,50 +7,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rmq_broker::store::PutMessage;
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030
-            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
+use rmq_nameserver::NameServer;
 
 async fn namesrv(dir: &std::path::Path) -> NameServer {
-    NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    rmq_testkit::start_namesrv(dir).await
 }
 
 fn settings(dir: &std::path::Path, ns: &str, id: i64, role: &str) -> BrokerSettings {
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns.to_string();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
-    s.broker.broker_name = "broker-r".into();
+    let mut s = rmq_testkit::broker_settings(dir, ns, "broker-r");
+    s.store.store_path_root_dir = dir.display().to_string();
     s.broker.broker_id = id;
     s.broker.broker_role = role.parse().unwrap();
-    s.store.store_path_root_dir = dir.display().to_string();
     s.store.mapped_file_size_commit_log = 64 * 1024;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     s
 }
 

@@ -16,8 +16,7 @@ use rocketmq_client_rust::{
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 
-mod client_common;
-use client_common::*;
+use rmq_testkit::client::*;
 
 /// One delivery as the consumer saw it.
 #[derive(Clone, Debug)]

@@ -17,8 +17,7 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 
-mod client_common;
-use client_common::*;
+use rmq_testkit::client::*;
 
 #[derive(Clone, Default)]
 struct Bodies(Arc<Mutex<Vec<String>>>);

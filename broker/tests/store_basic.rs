@@ -1,10 +1,8 @@
 //! The store on its own: puts, reads, queues, index, file rolling, bad input, clean restart.
 
-mod common;
-
-use common::*;
 use rmq_broker::store::{GetStatus, MessageFilter, MessageStore, MessageStoreConfig, PutStatus};
 use rmq_remoting::util::java_hash_code;
+use rmq_testkit::store::*;
 
 #[tokio::test]
 async fn put_and_read_across_files_and_queues() {

@@ -2,15 +2,13 @@
 //! tail of the last file by hand. Every acknowledged record must come back at its queue
 //! offset; after a damaged tail, everything before it is served.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use rmq_broker::store::{GetStatus, MessageStore, MessageStoreConfig, PutStatus};
+use rmq_testkit::store::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_rmq-store-tool");
 

@@ -3,10 +3,8 @@
 //! several topics, with the same consume queues and index, and picks up after a restart; a
 //! record that does not continue the replica is refused.
 
-mod common;
-
-use common::*;
 use rmq_broker::store::{MessageStore, MessageStoreConfig, PutMessage};
+use rmq_testkit::store::*;
 
 async fn fill(master: &MessageStore, from: usize, to: usize) {
     for i in from..to {

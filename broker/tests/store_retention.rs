@@ -2,12 +2,10 @@
 //! offsets move, appends are refused when the disk is (nearly) full, and a file system that
 //! really runs out of space gives a clear error without harming what is stored.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
 use rmq_broker::store::{GetStatus, MessageStore, MessageStoreConfig, PutStatus};
+use rmq_testkit::store::*;
 
 fn count(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)

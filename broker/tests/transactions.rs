@@ -15,8 +15,7 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
 
-mod client_common;
-use client_common::*;
+use rmq_testkit::client::*;
 
 fn body_of(bytes: Option<&bytes::Bytes>) -> String {
     bytes

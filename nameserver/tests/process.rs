@@ -13,6 +13,7 @@ use cheetah_string::CheetahString;
 use common::*;
 use rmq_remoting::header::PutKvConfigRequestHeader;
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode};
+use rmq_testkit::free_port;
 use rocketmq_client_rust::{
     ClientRuntime, ClientRuntimeConfig, DefaultMQAdminExt, RouteAdmin, TelemetryHandle, TopicAdmin,
 };
@@ -65,14 +66,6 @@ fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn write_namesrv_conf(dir: &Path, port: u16) -> PathBuf {

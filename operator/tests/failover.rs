@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use http::Method;
-use rmq_broker::{Broker, BrokerSettings};
+use rmq_broker::Broker;
 use rmq_operator::controller::{broker_group, Context};
 use rmq_operator::crd::BrokerGroup;
 use serde_json::json;
@@ -31,19 +31,10 @@ async fn promotion(manual: bool) {
     let ns_addr = ns.local_addr().to_string();
     // Separate ranges, so the two tests running at once never pick the same port.
     let port = free_node_port(if manual { 31005 } else { 30005 });
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns_addr.clone();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
+    let mut s = rmq_testkit::broker_settings(dir.path(), &ns_addr, "broker-f");
     s.broker.listen_port = port;
-    s.broker.broker_name = "broker-f".into();
     s.broker.broker_id = 1;
     s.broker.broker_role = rmq_remoting::role::BrokerRole::Slave;
-    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     let slave = Broker::start(s).await.unwrap();
 
     // The group's master pod went unready ten minutes ago; pod 1 is reachable (NodePort mode

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use rmq_broker::{Broker, BrokerSettings};
+use rmq_broker::Broker;
 use rmq_operator::controller::{broker_group, Context};
 use rmq_operator::crd::BrokerGroup;
 use rmq_remoting::header::{
@@ -35,20 +35,12 @@ fn free_base(from: u16) -> u16 {
 }
 
 async fn broker(ns: &str, dir: &std::path::Path, port: u16, id: i64, role: &str) -> Broker {
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns.into();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
+    let mut s = rmq_testkit::broker_settings(dir, ns, "broker-w");
+    s.store.store_path_root_dir = dir.join(format!("store-{id}")).display().to_string();
     s.broker.listen_port = port;
     s.broker.enable_vip_channel = false;
-    s.broker.broker_name = "broker-w".into();
     s.broker.broker_id = id;
     s.broker.broker_role = role.parse().unwrap();
-    s.store.store_path_root_dir = dir.join(format!("store-{id}")).display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     Broker::start(s).await.unwrap()
 }
 

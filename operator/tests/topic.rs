@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use rmq_broker::{Broker, BrokerSettings};
+use rmq_broker::Broker;
 use rmq_nameserver::{NameServer as Namesrv, NamesrvConfig};
 use rmq_operator::controller::{topic, Context, Error};
 use rmq_operator::crd::Topic;
@@ -14,19 +14,6 @@ use serde_json::{json, Value};
 
 mod common;
 use common::{expect, mock, Handle};
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
 
 fn topic_obj(policy: &str, deleting: bool) -> Value {
     let mut meta = json!({ "name": "orders", "namespace": "default", "uid": "t-1", "generation": 1,
@@ -87,17 +74,7 @@ async fn cluster(dir: &std::path::Path) -> (Namesrv, Broker, String, String) {
     .await
     .unwrap();
     let ns_addr = ns.local_addr().to_string();
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns_addr.clone();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
-    s.broker.broker_name = "broker-a".into();
-    s.store.store_path_root_dir = dir.join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
+    let s = rmq_testkit::broker_settings(dir, &ns_addr, "broker-a");
     let addr = format!("127.0.0.1:{}", s.broker.listen_port);
     let broker = Broker::start(s).await.unwrap();
     (ns, broker, addr, ns_addr)

@@ -3,32 +3,12 @@
 use std::process::Command;
 
 use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
+use rmq_nameserver::NameServer;
+use rmq_testkit::free_port;
 
 /// A name server on 127.0.0.1, its files under `dir`.
 async fn namesrv(dir: &std::path::Path) -> NameServer {
-    NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    rmq_testkit::start_namesrv(dir).await
 }
 
 /// A master or slave of group `name` on free ports of 127.0.0.1, with small store files.
@@ -39,20 +19,11 @@ fn replica_settings(
     role: &str,
     store: &std::path::Path,
 ) -> BrokerSettings {
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = namesrv.to_string();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
+    let mut s = rmq_testkit::broker_settings(store, namesrv, name);
+    s.store.store_path_root_dir = store.display().to_string();
     s.broker.ha_listen_port = free_port();
-    s.broker.broker_name = name.into();
     s.broker.broker_id = id;
     s.broker.broker_role = role.parse().unwrap();
-    s.store.store_path_root_dir = store.display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
     s
 }
 
@@ -79,17 +50,7 @@ async fn admin_commands_against_the_real_broker() {
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns_addr.clone();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
-    s.broker.broker_name = "real-broker".into();
-    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
-    s.store.mapped_file_size_commit_log = 4 << 20;
-    s.store.mapped_file_size_consume_queue = 20 * 1000;
-    s.store.max_hash_slot_num = 1024;
-    s.store.max_index_num = 4096;
+    let s = rmq_testkit::broker_settings(dir.path(), &ns_addr, "real-broker");
     let broker = Broker::start(s.clone()).await.unwrap();
     let broker_addr = format!("127.0.0.1:{}", s.broker.listen_port);
     for _ in 0..50 {

@@ -2,45 +2,16 @@
 
 use std::process::Command;
 
-use rmq_broker::{Broker, BrokerSettings};
-use rmq_nameserver::{NameServer, NamesrvConfig};
-
-fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p > 1030 && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-}
+use rmq_broker::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_then_consume_counts_every_message() {
     let dir = tempfile::tempdir().unwrap();
-    let ns = NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.path().join("kv.json").display().to_string(),
-        config_store_path: dir.path().join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let ns = rmq_testkit::start_namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
-    let mut s = BrokerSettings::default();
-    s.broker.namesrv_addr = ns_addr.clone();
-    s.broker.broker_ip1 = "127.0.0.1".into();
-    s.broker.bind_address = "127.0.0.1".into();
-    s.broker.listen_port = free_port();
-    s.broker.broker_name = "bench-broker".into();
-    s.store.store_path_root_dir = dir.path().join("store").display().to_string();
+    let mut s = rmq_testkit::broker_settings(dir.path(), &ns_addr, "bench-broker");
     s.store.mapped_file_size_commit_log = 8 << 20;
     s.store.mapped_file_size_consume_queue = 20 * 10_000;
-    s.store.max_hash_slot_num = 1024;
     s.store.max_index_num = 8192;
     let broker = Broker::start(s).await.unwrap();
     // Wait until the broker is registered.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::Client;
-use rmq_nameserver::{NameServer, NamesrvConfig};
+use rmq_nameserver::NameServer;
 use serde_json::Value;
 
 pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -57,13 +57,5 @@ pub fn echo(body: &Value) -> Value {
 
 /// A name server on 127.0.0.1, its files under `dir`.
 pub async fn namesrv(dir: &std::path::Path) -> NameServer {
-    NameServer::start(NamesrvConfig {
-        listen_port: 0,
-        bind_address: "127.0.0.1".into(),
-        kv_config_path: dir.join("kv.json").display().to_string(),
-        config_store_path: dir.join("ns.properties").display().to_string(),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    rmq_testkit::start_namesrv(dir).await
 }

@@ -1,5 +1,4 @@
-//! Helpers for the store tests.
-#![allow(dead_code)]
+//! The message store on its own: small configs, messages to put, reading back what was stored.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,137 @@
+//! Fixtures for the workspace's tests, in one place: free ports, a name server and brokers on
+//! 127.0.0.1 with small store files, a running cluster, the store on its own ([`store`]), and
+//! `rocketmq-client-rust` set up as its users would ([`client`]).
+
+pub mod client;
+pub mod store;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rmq_broker::{Broker, BrokerSettings};
+use rmq_nameserver::{NameServer, NamesrvConfig};
+
+/// A free port on 127.0.0.1 for a broker: the ports it also takes — the VIP channel
+/// (`port - 2`) and the HA port (`port + 1`) — are free too.
+pub fn free_port() -> u16 {
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if p > 1030
+            && p < u16::MAX
+            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+/// A name server's config on an ephemeral port of 127.0.0.1, its files under `dir`.
+pub fn namesrv_config(dir: &Path) -> NamesrvConfig {
+    NamesrvConfig {
+        listen_port: 0,
+        bind_address: "127.0.0.1".into(),
+        kv_config_path: dir.join("kv.json").display().to_string(),
+        config_store_path: dir.join("ns.properties").display().to_string(),
+        ..Default::default()
+    }
+}
+
+/// A name server started with [`namesrv_config`].
+pub async fn start_namesrv(dir: &Path) -> NameServer {
+    NameServer::start(namesrv_config(dir))
+        .await
+        .expect("name server starts")
+}
+
+/// A broker's settings: `name` on a free port of 127.0.0.1, registering with `namesrv`, its
+/// store under `dir/store` with small files (4 MiB commit-log files, 1,000-unit queue files,
+/// a small index).
+pub fn broker_settings(dir: &Path, namesrv: &str, name: &str) -> BrokerSettings {
+    let mut s = BrokerSettings::default();
+    s.broker.namesrv_addr = namesrv.to_string();
+    s.broker.broker_ip1 = "127.0.0.1".into();
+    s.broker.bind_address = "127.0.0.1".into();
+    s.broker.listen_port = free_port();
+    s.broker.broker_name = name.into();
+    s.store.store_path_root_dir = dir.join("store").display().to_string();
+    s.store.mapped_file_size_commit_log = 4 << 20;
+    s.store.mapped_file_size_consume_queue = 20 * 1000;
+    s.store.max_hash_slot_num = 1024;
+    s.store.max_index_num = 4096;
+    s
+}
+
+/// A name server and one broker on 127.0.0.1, in a temporary directory.
+pub struct Cluster {
+    pub namesrv: NameServer,
+    pub broker: Broker,
+    pub ns_addr: String,
+    pub settings: BrokerSettings,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a [`Cluster`]: broker `broker-a` with [`broker_settings`] (16 MiB commit-log files,
+/// 10,000-unit queue files), changed by `tweak`.
+pub async fn start_cluster(tweak: impl FnOnce(&mut BrokerSettings)) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let namesrv = start_namesrv(dir.path()).await;
+    let ns_addr = namesrv.local_addr().to_string();
+    let mut settings = broker_settings(dir.path(), &ns_addr, "broker-a");
+    settings.store.mapped_file_size_commit_log = 16 << 20;
+    settings.store.mapped_file_size_consume_queue = 20 * 10_000;
+    settings.store.max_hash_slot_num = 4096;
+    settings.store.max_index_num = 16_384;
+    tweak(&mut settings);
+    let broker = Broker::start(settings.clone()).await.unwrap();
+    Cluster {
+        namesrv,
+        broker,
+        ns_addr,
+        settings,
+        dir,
+    }
+}
+
+impl Cluster {
+    /// Stops the broker cleanly and starts it again on the same store and port.
+    pub async fn restart_broker(self) -> Cluster {
+        let Cluster {
+            namesrv,
+            broker,
+            ns_addr,
+            settings,
+            dir,
+        } = self;
+        broker.shutdown().await;
+        let broker = Broker::start(settings.clone()).await.unwrap();
+        Cluster {
+            namesrv,
+            broker,
+            ns_addr,
+            settings,
+            dir,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.broker.shutdown().await;
+        self.namesrv.shutdown().await;
+    }
+}
+
+/// Polls `f` every 100 ms until it holds or `timeout` passes; the last answer.
+pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
