@@ -1,11 +1,12 @@
 //! Kubernetes operator for RocketMQ-on-Rust clusters: the custom resources ([`crd`]), the
-//! pure "spec → objects" builders ([`build`]), the reconcilers ([`controller`]) and leader
-//! election ([`leader`]).
+//! spec checks ([`validate`]), the pure "validated spec → objects" builders ([`build`]), the
+//! reconcilers ([`controller`]) and leader election ([`leader`]).
 
 pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod leader;
+pub mod validate;
 
 use kube::CustomResourceExt;
 

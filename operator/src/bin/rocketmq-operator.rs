@@ -30,6 +30,8 @@ use rmq_operator::leader::{ElectionConfig, LeaderElector, LEASE_NAME};
 struct Metrics {
     registry: Registry,
     reconciles: IntCounterVec,
+    /// Failed reconciliations, by controller and [`Error::kind`].
+    failures: IntCounterVec,
     durations: HistogramVec,
     /// Objects in the controllers' caches, by kind.
     managed: IntGaugeVec,
@@ -45,6 +47,14 @@ fn metrics() -> Arc<Metrics> {
             "Reconciliations, by controller and result.",
         ),
         &["controller", "result"],
+    )
+    .expect("metric");
+    let failures = IntCounterVec::new(
+        Opts::new(
+            "reconcile_failures_total",
+            "Failed reconciliations, by controller and kind of error.",
+        ),
+        &["controller", "error"],
     )
     .expect("metric");
     let durations = HistogramVec::new(
@@ -66,6 +76,9 @@ fn metrics() -> Arc<Metrics> {
         .register(Box::new(reconciles.clone()))
         .expect("register");
     registry
+        .register(Box::new(failures.clone()))
+        .expect("register");
+    registry
         .register(Box::new(durations.clone()))
         .expect("register");
     registry
@@ -77,6 +90,7 @@ fn metrics() -> Arc<Metrics> {
     Arc::new(Metrics {
         registry,
         reconciles,
+        failures,
         durations,
         managed,
         leader,
@@ -98,8 +112,12 @@ fn record<T, E: std::fmt::Display>(
     }
 }
 
-fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "reconcile failed, retrying");
+/// Counts the failure by kind and retries in 15 s.
+fn error_policy(m: &Metrics, controller: &'static str, err: &Error) -> Action {
+    m.failures
+        .with_label_values(&[controller, err.kind()])
+        .inc();
+    tracing::warn!(controller, error = %err, kind = err.kind(), "reconcile failed, retrying");
     Action::requeue(Duration::from_secs(15))
 }
 
@@ -157,6 +175,7 @@ where
     }
     let store = ctl.store();
     let timing = m.clone();
+    let failures = m.clone();
     let fut = ctl
         .shutdown_on_signal()
         .run(
@@ -174,7 +193,7 @@ where
                     r
                 }
             },
-            error_policy,
+            move |_obj: Arc<K>, err: &Error, _ctx: Arc<Context>| error_policy(&failures, kind, err),
             ctx,
         )
         .for_each(record(m, kind))

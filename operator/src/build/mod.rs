@@ -1,17 +1,22 @@
-//! Pure "spec → desired objects" functions. Nothing here talks to the API server, so every
-//! example can be checked without a cluster; the reconcilers apply what these return.
+//! Pure "validated spec → desired objects" functions, one builder per object. Nothing here
+//! talks to the API server, so every example can be checked without a cluster; the
+//! reconcilers apply what these return.
 
 pub mod broker_group;
-pub mod external;
 pub mod failover;
 pub mod nameserver;
+
+pub use crate::validate::SpecError;
+pub use broker_group::external;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Image of `mqnamesrv` when the spec names none.
 pub const DEFAULT_NAMESRV_IMAGE: &str =
@@ -23,13 +28,6 @@ pub const DEFAULT_BROKER_IMAGE: &str =
 pub const RUN_AS_USER: i64 = 10001;
 /// Name server port.
 pub const NAMESRV_PORT: i32 = 9876;
-
-/// Why a spec cannot be built (shown in the object's status and an Event).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SpecError {
-    #[error("invalid spec: {0}")]
-    Invalid(String),
-}
 
 /// Who owns the built objects: garbage collection removes them with the owner.
 #[derive(Debug, Clone)]
@@ -53,6 +51,9 @@ impl Owner {
         }
     }
 }
+
+/// Kubernetes labels (or a selector's).
+pub type Labels = BTreeMap<String, String>;
 
 /// The labels every object of one component carries.
 pub fn labels(instance: &str, component: &str) -> BTreeMap<String, String> {
@@ -138,6 +139,22 @@ pub fn one_per_node(selector: BTreeMap<String, String>) -> Affinity {
     }
 }
 
+/// A PodDisruptionBudget that lets one pod of `selector` go at a time.
+pub fn max_one_unavailable(metadata: ObjectMeta, selector: Labels) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Java-properties text, sorted.
 pub fn properties(props: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
@@ -148,4 +165,14 @@ pub fn properties(props: &BTreeMap<String, String>) -> String {
         s.push('\n');
     }
     s
+}
+
+/// FNV-1a: a stable hash for config-change annotations (no extra dependency).
+pub fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }

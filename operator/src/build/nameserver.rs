@@ -8,12 +8,14 @@ use k8s_openapi::api::core::v1::{
     PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
     Volume, VolumeMount,
 };
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
+use crate::crd::nameserver::NameServerSpec;
 use crate::crd::NameServer;
+use crate::validate::nameserver::{validate, ValidatedNameServer};
 
 /// Everything a `NameServer` consists of.
 #[derive(Debug, Clone)]
@@ -42,30 +44,30 @@ pub fn address(name: &str, namespace: &str, replicas: i32) -> String {
         .join(";")
 }
 
+/// Validates, then builds.
 pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecError> {
-    let spec = &ns.spec;
-    if !(1..=9).contains(&spec.replicas) {
-        return Err(SpecError::Invalid(format!(
-            "replicas must be 1..=9, got {}",
-            spec.replicas
-        )));
-    }
-    for key in [
-        "listenPort",
-        "kvConfigPath",
-        "configStorePath",
-        "metricsPort",
-    ] {
-        if spec.config.contains_key(key) {
-            return Err(SpecError::Invalid(format!(
-                "config key `{key}` is managed by the operator"
-            )));
-        }
-    }
-    let name = owner.name.clone();
-    let labels = labels(&name, COMPONENT);
-    let selector = selector(&name, COMPONENT);
+    Ok(objects(&validate(ns)?, owner))
+}
 
+/// Every object of a validated `NameServer`.
+pub fn objects(v: &ValidatedNameServer, owner: &Owner) -> NameServerObjects {
+    let spec = &v.name_server.spec;
+    let labels = labels(&owner.name, COMPONENT);
+    let conf = conf(spec);
+    NameServerObjects {
+        config: config_map(owner, &labels, &conf),
+        headless: headless(owner, &labels),
+        service: service(spec, owner, &labels),
+        // A config change rolls the pods.
+        stateful_set: stateful_set(spec, owner, &labels, fnv(conf.as_bytes())),
+        pdb: pdb(owner, &labels),
+    }
+}
+
+const CONF: &str = "namesrv.conf";
+
+/// `namesrv.conf`: the spec's properties and the ones the operator manages.
+fn conf(spec: &NameServerSpec) -> String {
     let mut props = spec.config.clone();
     props.insert("listenPort".into(), NAMESRV_PORT.to_string());
     props.insert(
@@ -77,46 +79,61 @@ pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecEr
         "/home/rocketmq/namesrv/namesrv.properties".into(),
     );
     props.insert("metricsPort".into(), spec.metrics_port.to_string());
-    let conf = properties(&props);
-    let config = ConfigMap {
-        metadata: meta(owner, format!("{name}-config"), labels.clone()),
-        data: Some(BTreeMap::from([("namesrv.conf".to_string(), conf.clone())])),
-        ..Default::default()
-    };
+    properties(&props)
+}
 
-    let port = |n: &str, p: i32| ServicePort {
-        name: Some(n.into()),
-        port: p,
-        target_port: Some(IntOrString::Int(p)),
+fn config_map(owner: &Owner, labels: &Labels, conf: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(owner, format!("{}-config", owner.name), labels.clone()),
+        data: Some(BTreeMap::from([(CONF.to_string(), conf.to_string())])),
         ..Default::default()
-    };
-    let headless = Service {
-        metadata: meta(owner, format!("{name}-headless"), labels.clone()),
+    }
+}
+
+fn remoting_port() -> ServicePort {
+    ServicePort {
+        name: Some("remoting".into()),
+        port: NAMESRV_PORT,
+        target_port: Some(IntOrString::Int(NAMESRV_PORT)),
+        ..Default::default()
+    }
+}
+
+fn headless(owner: &Owner, labels: &Labels) -> Service {
+    Service {
+        metadata: meta(owner, format!("{}-headless", owner.name), labels.clone()),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             // Brokers must find every pod, ready or not yet, to register.
             publish_not_ready_addresses: Some(true),
-            selector: Some(selector.clone()),
-            ports: Some(vec![port("remoting", NAMESRV_PORT)]),
+            selector: Some(selector(&owner.name, COMPONENT)),
+            ports: Some(vec![remoting_port()]),
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let mut svc_meta = meta(owner, name.clone(), labels.clone());
-    if !spec.service.annotations.is_empty() {
-        svc_meta.annotations = Some(spec.service.annotations.clone());
     }
-    let service = Service {
-        metadata: svc_meta,
+}
+
+/// The clients' Service, of the spec's type.
+fn service(spec: &NameServerSpec, owner: &Owner, labels: &Labels) -> Service {
+    let mut metadata = meta(owner, owner.name.clone(), labels.clone());
+    if !spec.service.annotations.is_empty() {
+        metadata.annotations = Some(spec.service.annotations.clone());
+    }
+    Service {
+        metadata,
         spec: Some(ServiceSpec {
             type_: Some(spec.service.type_.clone()),
-            selector: Some(selector.clone()),
-            ports: Some(vec![port("remoting", NAMESRV_PORT)]),
+            selector: Some(selector(&owner.name, COMPONENT)),
+            ports: Some(vec![remoting_port()]),
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
 
+fn stateful_set(spec: &NameServerSpec, owner: &Owner, labels: &Labels, hash: u64) -> StatefulSet {
+    let name = &owner.name;
     let mut pod_labels = labels.clone();
     pod_labels.extend(spec.pod.labels.clone());
     let mut annotations = spec.pod.annotations.clone();
@@ -125,11 +142,64 @@ pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecEr
         annotations.insert("prometheus.io/port".into(), spec.metrics_port.to_string());
         annotations.insert("prometheus.io/path".into(), "/metrics".into());
     }
-    // A config change rolls the pods.
-    annotations.insert(
-        "rocketmq.rs/config-hash".into(),
-        format!("{:016x}", fnv(conf.as_bytes())),
-    );
+    annotations.insert("rocketmq.rs/config-hash".into(), format!("{hash:016x}"));
+    StatefulSet {
+        metadata: meta(owner, name.clone(), labels.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(format!("{name}-headless")),
+            selector: LabelSelector {
+                match_labels: Some(selector(name, COMPONENT)),
+                ..Default::default()
+            },
+            pod_management_policy: Some("Parallel".into()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod(spec, name)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod(spec: &NameServerSpec, name: &str) -> PodSpec {
+    PodSpec {
+        containers: vec![container(spec)],
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{name}-config"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        affinity: Some(
+            spec.pod
+                .affinity
+                .clone()
+                .unwrap_or_else(|| spread(selector(name, COMPONENT))),
+        ),
+        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
+        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
+        priority_class_name: spec.pod.priority_class_name.clone(),
+        service_account_name: spec.pod.service_account_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_user: Some(RUN_AS_USER),
+            run_as_non_root: Some(true),
+            fs_group: Some(RUN_AS_USER),
+            ..Default::default()
+        }),
+        termination_grace_period_seconds: Some(30),
+        ..Default::default()
+    }
+}
+
+fn container(spec: &NameServerSpec) -> Container {
     let tcp_probe = |delay: i32| Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::Int(NAMESRV_PORT),
@@ -151,7 +221,7 @@ pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecEr
             ..Default::default()
         });
     }
-    let container = Container {
+    Container {
         name: "mqnamesrv".into(),
         image: Some(
             spec.image
@@ -161,7 +231,7 @@ pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecEr
         args: Some(vec![
             "mqnamesrv".into(),
             "-c".into(),
-            "/etc/rocketmq/namesrv.conf".into(),
+            format!("/etc/rocketmq/{CONF}"),
         ]),
         ports: Some(ports),
         readiness_probe: Some(tcp_probe(3)),
@@ -180,85 +250,12 @@ pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecEr
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let pod = PodSpec {
-        containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: format!("{name}-config"),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        affinity: Some(
-            spec.pod
-                .affinity
-                .clone()
-                .unwrap_or_else(|| spread(selector.clone())),
-        ),
-        tolerations: (!spec.pod.tolerations.is_empty()).then(|| spec.pod.tolerations.clone()),
-        node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
-        priority_class_name: spec.pod.priority_class_name.clone(),
-        service_account_name: spec.pod.service_account_name.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_user: Some(RUN_AS_USER),
-            run_as_non_root: Some(true),
-            fs_group: Some(RUN_AS_USER),
-            ..Default::default()
-        }),
-        termination_grace_period_seconds: Some(30),
-        ..Default::default()
-    };
-    let stateful_set = StatefulSet {
-        metadata: meta(owner, name.clone(), labels.clone()),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
-            service_name: Some(format!("{name}-headless")),
-            selector: LabelSelector {
-                match_labels: Some(selector.clone()),
-                ..Default::default()
-            },
-            pod_management_policy: Some("Parallel".into()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pdb = PodDisruptionBudget {
-        metadata: meta(owner, name.clone(), labels),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(selector),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Ok(NameServerObjects {
-        config,
-        headless,
-        service,
-        stateful_set,
-        pdb,
-    })
+    }
 }
 
-/// FNV-1a: a stable hash for config-change annotations (no extra dependency).
-pub fn fnv(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+fn pdb(owner: &Owner, labels: &Labels) -> PodDisruptionBudget {
+    max_one_unavailable(
+        meta(owner, owner.name.clone(), labels.clone()),
+        selector(&owner.name, COMPONENT),
+    )
 }

@@ -51,11 +51,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(Error::from)
 }
 
 async fn apply_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Result<Action, Error> {
@@ -116,17 +112,11 @@ async fn cleanup_group(g: &ConsumerGroup, ctx: &Context, namespace: &str) -> Res
                 clean_offset: Some(false),
             },
         );
-        match ctx.remoting.invoke(addr, req, TIMEOUT).await {
-            Ok(r) if r.code == ResponseCode::SUCCESS => {}
-            Ok(r) => {
-                return Err(Error::Broker(format!(
-                    "{broker}: {}: {}",
-                    r.code_name(),
-                    r.remark.unwrap_or_default()
-                )))
-            }
-            Err(e) => return Err(Error::Broker(format!("{broker}: {e}"))),
-        }
+        ctx.remoting
+            .invoke(addr, req, TIMEOUT)
+            .await
+            .and_then(RemotingCommand::ensure_success)
+            .map_err(|e| Error::broker(broker, e))?;
     }
     ctx.normal(
         g,

@@ -2,17 +2,20 @@
 //! status with `observedGeneration` and conditions.
 
 pub mod broker_group;
+mod conditions;
 pub mod consumer_group;
-pub mod failover;
+mod error;
 pub mod nameserver;
-pub mod replicas;
 pub mod topic;
+
+pub use broker_group::{failover, replicas};
+pub use conditions::{broker_admin_status, condition, invalid_spec_status, was_true};
+pub use error::Error;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -28,22 +31,6 @@ pub const MANAGER: &str = "rocketmq-operator";
 
 /// How often healthy objects are looked at again (drift correction).
 pub const RESYNC: Duration = Duration::from_secs(300);
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("object has no namespace")]
-    NoNamespace,
-    #[error("serializing status: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("broker admin: {0}")]
-    Broker(String),
-    #[error("deletion refused: {0}")]
-    DeletionRefused(String),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
 
 /// What the reconcilers share.
 #[derive(Clone)]
@@ -137,13 +124,6 @@ impl Context {
     }
 }
 
-/// Whether condition `type_` was True.
-pub fn was_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.status == "True")
-}
-
 /// Whether the pause annotation is set.
 pub fn paused<K: Resource>(obj: &K) -> bool {
     obj.meta()
@@ -183,91 +163,6 @@ where
             &Patch::Apply(obj),
         )
         .await?)
-}
-
-/// A condition, keeping the transition time when the status did not change.
-pub fn condition(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: last,
-    }
-}
-
-/// Status of an object whose spec cannot be built: not Ready, Degraded, both `InvalidSpec`.
-pub fn invalid_spec_status(
-    previous: &[Condition],
-    generation: Option<i64>,
-    message: &str,
-) -> crate::crd::CommonStatus {
-    crate::crd::CommonStatus {
-        observed_generation: generation,
-        conditions: vec![
-            condition(
-                previous,
-                "Ready",
-                false,
-                "InvalidSpec",
-                message.into(),
-                generation,
-            ),
-            condition(
-                previous,
-                "Degraded",
-                true,
-                "InvalidSpec",
-                message.into(),
-                generation,
-            ),
-        ],
-    }
-}
-
-/// Status of an object declared on brokers over remoting (Topic, ConsumerGroup): Ready when
-/// every targeted master took it, Degraded otherwise.
-pub fn broker_admin_status(
-    previous: &[Condition],
-    generation: Option<i64>,
-    ready: bool,
-    message: &str,
-) -> crate::crd::CommonStatus {
-    crate::crd::CommonStatus {
-        observed_generation: generation,
-        conditions: vec![
-            condition(
-                previous,
-                "Ready",
-                ready,
-                if ready { "Created" } else { "NotOnAllBrokers" },
-                message.into(),
-                generation,
-            ),
-            condition(
-                previous,
-                "Degraded",
-                !ready,
-                if ready { "Reconciled" } else { "BrokerErrors" },
-                message.into(),
-                generation,
-            ),
-        ],
-    }
 }
 
 /// Patches the status subresource (merge patch: only our fields).

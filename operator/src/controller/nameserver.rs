@@ -1,6 +1,7 @@
-//! `NameServer` reconciler.
+//! `NameServer` reconciler: validate, build, apply in a fixed order, status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -9,8 +10,9 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 
 use super::*;
-use crate::build::nameserver::{address, build};
+use crate::build::nameserver::{address, objects};
 use crate::crd::{NameServer, NameServerStatus};
+use crate::validate::nameserver::validate;
 
 pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = ns.namespace().ok_or(Error::NoNamespace)?;
@@ -25,8 +27,8 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
         .map(|s| s.common.conditions.clone())
         .unwrap_or_default();
     let owner = owner_of(&*ns)?;
-    let objects = match build(&ns, &owner) {
-        Ok(o) => o,
+    let valid = match validate(&ns) {
+        Ok(v) => v,
         Err(e) => {
             // An invalid spec is reported, never retried until the object changes.
             let status = NameServerStatus {
@@ -39,6 +41,7 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
     };
+    let objects = objects(&valid, &owner);
     let c = &ctx.client;
     apply::<ConfigMap>(c, &namespace, &objects.config).await?;
     apply::<Service>(c, &namespace, &objects.headless).await?;
@@ -52,45 +55,10 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     let want = ns.spec.replicas;
-    let all_ready = ready >= want;
-    let status = NameServerStatus {
-        common: crate::crd::CommonStatus {
-            observed_generation: generation,
-            conditions: vec![
-                condition(
-                    &previous,
-                    "Ready",
-                    all_ready,
-                    if all_ready {
-                        "AllReplicasReady"
-                    } else {
-                        "ReplicasNotReady"
-                    },
-                    format!("{ready}/{want} ready"),
-                    generation,
-                ),
-                condition(
-                    &previous,
-                    "Progressing",
-                    !all_ready,
-                    if all_ready { "Stable" } else { "RollingOut" },
-                    format!("{ready}/{want} ready"),
-                    generation,
-                ),
-                condition(
-                    &previous,
-                    "Degraded",
-                    false,
-                    "Reconciled",
-                    String::new(),
-                    generation,
-                ),
-            ],
-        },
-        ready_replicas: ready,
-        address: Some(address(&ns.name_any(), &namespace, want)),
-    };
+    let address = address(&ns.name_any(), &namespace, want);
+    let status = status(&previous, generation, ready, want, address);
     patch_status(c, &*ns, serde_json::to_value(&status)?).await?;
+    let all_ready = ready >= want;
     ctx.ready_transition(
         &*ns,
         &previous,
@@ -102,6 +70,54 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
     Ok(if all_ready {
         Action::requeue(RESYNC)
     } else {
-        Action::requeue(std::time::Duration::from_secs(10))
+        Action::requeue(Duration::from_secs(10))
     })
+}
+
+/// The status from the StatefulSet's `ready` pods of `want`; `address` is the clients' list.
+pub fn status(
+    previous: &[Condition],
+    generation: Option<i64>,
+    ready: i32,
+    want: i32,
+    address: String,
+) -> NameServerStatus {
+    let all_ready = ready >= want;
+    NameServerStatus {
+        common: crate::crd::CommonStatus {
+            observed_generation: generation,
+            conditions: vec![
+                condition(
+                    previous,
+                    "Ready",
+                    all_ready,
+                    if all_ready {
+                        "AllReplicasReady"
+                    } else {
+                        "ReplicasNotReady"
+                    },
+                    format!("{ready}/{want} ready"),
+                    generation,
+                ),
+                condition(
+                    previous,
+                    "Progressing",
+                    !all_ready,
+                    if all_ready { "Stable" } else { "RollingOut" },
+                    format!("{ready}/{want} ready"),
+                    generation,
+                ),
+                condition(
+                    previous,
+                    "Degraded",
+                    false,
+                    "Reconciled",
+                    String::new(),
+                    generation,
+                ),
+            ],
+        },
+        ready_replicas: ready,
+        address: Some(address),
+    }
 }

@@ -15,7 +15,7 @@ use rmq_remoting::header::{
     DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader, PutKvConfigRequestHeader,
 };
 use rmq_remoting::protocol::admin::TopicStatsTable;
-use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{JsonBody, RemotingCommand, RemotingError, RequestCode, ResponseCode};
 
 use super::*;
 use crate::build::broker_group::BROKER_PORT;
@@ -108,11 +108,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, E
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
+    .map_err(Error::from)
 }
 
 async fn apply_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
@@ -255,23 +251,16 @@ async fn unconsumed(ctx: &Context, topic: &str, addr: &str) -> Result<i64, Error
             topic: topic.to_string(),
         },
     );
+    let failed = |e| Error::broker(addr, e);
     let stats = match ctx
         .remoting
         .invoke(addr, req, TIMEOUT)
         .await
-        .map_err(|e| Error::Broker(e.to_string()))?
+        .map_err(failed)?
     {
-        r if r.code == ResponseCode::SUCCESS => {
-            TopicStatsTable::decode(&r.body).map_err(|e| Error::Broker(e.to_string()))?
-        }
+        r if r.code == ResponseCode::SUCCESS => TopicStatsTable::decode(&r.body).map_err(failed)?,
         r if r.code == ResponseCode::TOPIC_NOT_EXIST => return Ok(0),
-        r => {
-            return Err(Error::Broker(format!(
-                "{}: {}",
-                r.code_name(),
-                r.remark.unwrap_or_default()
-            )))
-        }
+        r => return Err(failed(RemotingError::remote(r.code, r.remark.as_deref()))),
     };
     let offsets = ctx
         .remoting
@@ -281,7 +270,7 @@ async fn unconsumed(ctx: &Context, topic: &str, addr: &str) -> Result<i64, Error
             TIMEOUT,
         )
         .await
-        .map_err(|e| Error::Broker(e.to_string()))?;
+        .map_err(failed)?;
     #[derive(serde::Deserialize, Default)]
     #[serde(default, rename_all = "camelCase")]
     struct Offsets {
@@ -348,17 +337,11 @@ async fn cleanup_topic(t: &Topic, ctx: &Context, namespace: &str) -> Result<Acti
                 topic: name.clone(),
             },
         );
-        match ctx.remoting.invoke(addr, req, TIMEOUT).await {
-            Ok(r) if r.code == ResponseCode::SUCCESS => {}
-            Ok(r) => {
-                return Err(Error::Broker(format!(
-                    "{broker}: {}: {}",
-                    r.code_name(),
-                    r.remark.unwrap_or_default()
-                )))
-            }
-            Err(e) => return Err(Error::Broker(format!("{broker}: {e}"))),
-        }
+        ctx.remoting
+            .invoke(addr, req, TIMEOUT)
+            .await
+            .and_then(RemotingCommand::ensure_success)
+            .map_err(|e| Error::broker(broker, e))?;
     }
     for ns in &name_servers {
         let req = RemotingCommand::request_with_header(

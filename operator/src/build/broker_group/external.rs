@@ -10,16 +10,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::broker_group::{BROKER_PORT, VIP_PORT};
-use super::{meta, Owner, SpecError};
+use super::{BROKER_PORT, POD_NAME_LABEL, VIP_PORT};
+use crate::build::{meta, Owner};
 use crate::crd::broker_group::{ExternalAccess, ExternalType};
 
 /// Label on per-pod Services, so stale ones (scale-down, mode change) can be found.
 pub const EXTERNAL_LABEL: &str = "rocketmq.rs/external";
 /// Where broker pods see the load-balancer addresses the operator publishes.
 pub const HOSTS_DIR: &str = "/etc/rocketmq-external";
-/// Highest port of the default NodePort range.
-const NODE_PORT_MAX: i32 = 32767;
 
 /// Remoting node port of pod `ordinal`; its VIP-channel port is two below, as clients derive it.
 pub fn node_port(base: i32, ordinal: i32) -> i32 {
@@ -34,64 +32,6 @@ pub fn service_name(group: &str, ordinal: i32) -> String {
 /// Name of the ConfigMap holding each pod's load-balancer address.
 pub fn hosts_config_name(group: &str) -> String {
     format!("{group}-external")
-}
-
-/// Checks an `External` spec for a group of `replicas` pods.
-pub fn validate(ext: Option<&ExternalAccess>, replicas: i32) -> Result<&ExternalAccess, SpecError> {
-    let ext = ext.ok_or_else(|| {
-        SpecError::Invalid(
-            "addressing.mode External needs addressing.external (type NodePort, LoadBalancer or HostNetwork)"
-                .into(),
-        )
-    })?;
-    if let Some(host) = &ext.advertised_host {
-        if ext.type_ != ExternalType::NodePort {
-            return Err(SpecError::Invalid(
-                "addressing.external.advertisedHost applies to NodePort only".into(),
-            ));
-        }
-        let ok = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-            && !host.starts_with(['.', '-'])
-            && !host.ends_with(['.', '-']);
-        if !ok {
-            return Err(SpecError::Invalid(format!(
-                "addressing.external.advertisedHost `{host}` is not a host name or IPv4 address"
-            )));
-        }
-    }
-    match ext.type_ {
-        ExternalType::NodePort => {
-            let base = ext.node_port_base.ok_or_else(|| {
-                SpecError::Invalid(
-                    "addressing.external.nodePortBase is required for NodePort: each broker advertises a fixed port"
-                        .into(),
-                )
-            })?;
-            let last = node_port(base, replicas - 1);
-            if base < 30000 || last > NODE_PORT_MAX {
-                return Err(SpecError::Invalid(format!(
-                    "node ports {base}..={last} leave the NodePort range 30000..=32767"
-                )));
-            }
-        }
-        ExternalType::LoadBalancer | ExternalType::HostNetwork => {
-            if ext.node_port_base.is_some() {
-                return Err(SpecError::Invalid(
-                    "addressing.external.nodePortBase applies to NodePort only".into(),
-                ));
-            }
-        }
-    }
-    if ext.type_ != ExternalType::LoadBalancer && !ext.load_balancer_source_ranges.is_empty() {
-        return Err(SpecError::Invalid(
-            "addressing.external.loadBalancerSourceRanges applies to LoadBalancer only".into(),
-        ));
-    }
-    Ok(ext)
 }
 
 /// The per-pod Services (none for `HostNetwork`).
@@ -153,7 +93,7 @@ pub fn services(
                 spec: Some(ServiceSpec {
                     type_: Some(type_.into()),
                     selector: Some(BTreeMap::from([(
-                        "statefulset.kubernetes.io/pod-name".to_string(),
+                        POD_NAME_LABEL.to_string(),
                         format!("{group}-{i}"),
                     )])),
                     ports: Some(ports),

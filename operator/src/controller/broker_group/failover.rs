@@ -22,15 +22,16 @@ use rmq_admin::broker::{
 use rmq_admin::switchover::{switchover as switch_over, Switch};
 use rmq_remoting::role::{Epoch, Perm};
 
-use super::Context;
 use crate::build::broker_group::master_ordinal;
 use crate::build::failover::{broker_id, decide, slave_id, Candidate, Decision};
+use crate::controller::Context;
 use crate::crd::broker_group::{FailoverSpec, ReplicaStatus};
 use crate::crd::BrokerGroup;
 
 /// How long a switchover waits for its target to hold everything the master has.
 const CATCH_UP: Duration = Duration::from_secs(10);
 
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Promoted {
         pod: String,
