@@ -226,6 +226,8 @@ struct EpochFile {
 pub struct Epochs {
     path: PathBuf,
     list: Mutex<Vec<EpochEntry>>,
+    /// The last entry's epoch, kept beside the list so a snapshot per request takes no lock.
+    current: std::sync::atomic::AtomicI32,
     /// The newest epoch another broker announced (not persisted: a slave's list catches up
     /// at its next handshake).
     seen: std::sync::atomic::AtomicI32,
@@ -236,16 +238,24 @@ impl Epochs {
         let list = crate::manager::load(&path, |b| serde_json::from_slice::<EpochFile>(b).ok())
             .map(|f| f.epoch_list)
             .unwrap_or_default();
+        let current = list.last().map(|e| e.epoch.0).unwrap_or(0);
         Epochs {
             path,
             list: Mutex::new(list),
+            current: current.into(),
             seen: Default::default(),
         }
     }
 
     /// The current epoch (0: none yet).
     pub fn current(&self) -> Epoch {
-        self.list.lock().last().map(|e| e.epoch).unwrap_or_default()
+        Epoch(self.current.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Publishes the last entry's epoch; called with the list locked.
+    fn set_current(&self, list: &[EpochEntry]) {
+        let e = list.last().map(|e| e.epoch.0).unwrap_or(0);
+        self.current.store(e, std::sync::atomic::Ordering::Release);
     }
 
     pub fn list(&self) -> Vec<EpochEntry> {
@@ -259,6 +269,7 @@ impl Epochs {
                 epoch: Epoch(1),
                 start_offset: 0,
             });
+            self.set_current(&l);
             drop(l);
             self.persist();
         }
@@ -275,6 +286,7 @@ impl Epochs {
             epoch,
             start_offset: offset,
         });
+        self.set_current(&l);
         drop(l);
         self.persist();
         Ok(())
@@ -291,8 +303,11 @@ impl Epochs {
 
     /// A slave takes its master's list.
     pub fn replace(&self, list: Vec<EpochEntry>) {
-        if *self.list.lock() != list {
-            *self.list.lock() = list;
+        let mut l = self.list.lock();
+        if *l != list {
+            *l = list;
+            self.set_current(&l);
+            drop(l);
             self.persist();
         }
     }
