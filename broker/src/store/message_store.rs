@@ -213,6 +213,30 @@ impl Inner {
         tags.map(|t| java_hash_code(t) as i64).unwrap_or(0)
     }
 
+    /// What dispatching a stored record needs, read from the record itself (replicas and
+    /// recovery; appends know it already).
+    pub fn dispatch_info(&self, m: &MessageExt, offset: i64, size: usize) -> DispatchInfo {
+        DispatchInfo {
+            topic: Arc::from(m.topic.as_str()),
+            queue_id: m.queue_id,
+            queue_offset: m.queue_offset,
+            commit_log_offset: offset,
+            size: size as i32,
+            tags_code: self.tags_code(
+                &m.topic,
+                m.tags(),
+                m.properties
+                    .get(property::DELAY_TIME_LEVEL)
+                    .map(String::as_str),
+                m.store_timestamp,
+            ),
+            keys: m.properties.get(property::KEYS).cloned(),
+            uniq_key: m.uniq_key().map(String::from),
+            store_timestamp: m.store_timestamp,
+            tran_type: sys_flag::transaction_value(m.sys_flag),
+        }
+    }
+
     /// Writes the consume-queue unit and index entries of one record. Both writes skip what
     /// they already hold, so a failed dispatch can simply be retried.
     pub fn dispatch(&self, d: &DispatchInfo) -> Result<(), String> {
@@ -702,25 +726,7 @@ impl MessageStore {
                     m.commit_log_offset
                 ));
             }
-            let info = DispatchInfo {
-                topic: Arc::from(m.topic.as_str()),
-                queue_id: m.queue_id,
-                queue_offset: m.queue_offset,
-                commit_log_offset: offset,
-                size: bytes.len() as i32,
-                tags_code: self.inner.tags_code(
-                    &m.topic,
-                    m.tags(),
-                    m.properties
-                        .get(property::DELAY_TIME_LEVEL)
-                        .map(String::as_str),
-                    m.store_timestamp,
-                ),
-                keys: m.properties.get(property::KEYS).cloned(),
-                uniq_key: m.uniq_key().map(String::from),
-                store_timestamp: m.store_timestamp,
-                tran_type: sys_flag::transaction_value(m.sys_flag),
-            };
+            let info = self.inner.dispatch_info(&m, offset, bytes.len());
             replica.push(ReplicaRecord { bytes, info });
         }
         if replica.is_empty() {

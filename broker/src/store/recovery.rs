@@ -8,11 +8,9 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rmq_remoting::message::{property, sys_flag};
-
 use super::config::MessageStoreConfig;
 use super::consume_queue::ConsumeQueue;
-use super::message_store::{DispatchInfo, Inner};
+use super::message_store::Inner;
 
 /// The consume queues found on disk, by topic and queue id.
 pub(crate) fn load_queues(
@@ -96,25 +94,7 @@ pub(crate) fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
     let mut failed: Option<String> = None;
     cl.for_each_record(start, end, |r| {
         let m = &r.msg;
-        let dispatched = inner.dispatch(&DispatchInfo {
-            topic: Arc::from(m.topic.as_str()),
-            queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
-            commit_log_offset: r.offset as i64,
-            size: r.size as i32,
-            tags_code: inner.tags_code(
-                &m.topic,
-                m.tags(),
-                m.properties
-                    .get(property::DELAY_TIME_LEVEL)
-                    .map(String::as_str),
-                m.store_timestamp,
-            ),
-            keys: m.properties.get(property::KEYS).cloned(),
-            uniq_key: m.uniq_key().map(String::from),
-            store_timestamp: m.store_timestamp,
-            tran_type: sys_flag::transaction_value(m.sys_flag),
-        });
+        let dispatched = inner.dispatch(&inner.dispatch_info(m, r.offset as i64, r.size));
         if let Err(e) = dispatched {
             // Opening without the queue entries would hide stored messages: refuse, clearly.
             if failed.is_none() {
