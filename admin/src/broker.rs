@@ -140,6 +140,13 @@ pub struct Promotion {
 
 /// NOTIFY_BROKER_ROLE_CHANGED naming `addr` the master.
 pub async fn promote(client: &RemotingClient, addr: &str, p: &Promotion) -> Result<()> {
+    call(client, addr, promote_request(addr, p))
+        .await
+        .map(|_| ())
+}
+
+/// The request [`promote`] sends (for callers with their own timeout and error reporting).
+pub fn promote_request(addr: &str, p: &Promotion) -> RemotingCommand {
     let header = NotifyBrokerRoleChangedRequestHeader {
         master_address: Some(addr.to_string()),
         master_epoch: Some(p.epoch),
@@ -149,9 +156,7 @@ pub async fn promote(client: &RemotingClient, addr: &str, p: &Promotion) -> Resu
         former_master_broker_id: p.former_master_id,
         ..Default::default()
     };
-    let req =
-        RemotingCommand::request_with_header(RequestCode::NOTIFY_BROKER_ROLE_CHANGED, &header);
-    call(client, addr, req).await.map(|_| ())
+    RemotingCommand::request_with_header(RequestCode::NOTIFY_BROKER_ROLE_CHANGED, &header)
 }
 
 /// A step-down: another broker leads the group from `epoch` on.

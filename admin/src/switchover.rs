@@ -51,15 +51,15 @@ pub struct Switched {
 
 /// Gives the master its permission back after a switch was called off, trying a few times.
 async fn restore(client: &RemotingClient, s: &Switch) -> Result<()> {
-    let mut last = None;
-    for _ in 0..3 {
+    let mut tries = 1;
+    loop {
         match set_permission(client, &s.master, s.permission).await {
             Ok(()) => return Ok(()),
-            Err(e) => last = Some(e),
+            Err(e) if tries == 3 => return Err(e),
+            Err(_) => tries += 1,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(last.unwrap_or(Error::OffsetsUnknown))
 }
 
 /// Calls the switch off for `reason`, giving the master its permission back.

@@ -72,8 +72,10 @@ impl BrokerStats {
 
 /// Everything the processors share.
 pub struct BrokerInner {
-    /// `broker.conf` as read at start, and the keys changed at run time. The role, broker id
-    /// and permission in it are only where the broker started: [`BrokerInner::role`] owns them.
+    /// `broker.conf` as read at start, and the keys changed at run time. Its `brokerRole`,
+    /// `brokerId`, `brokerPermission` and `haMasterAddress` are only where the broker started
+    /// (UPDATE_BROKER_CONFIG still writes the permission here, unread): [`BrokerInner::role`]
+    /// owns the live values, and `current_settings()` shows them.
     pub settings: RwLock<BrokerSettings>,
     /// Role, broker id, permission and epochs: the one owner of what a promotion changes.
     pub role: crate::role::Role,

@@ -162,13 +162,17 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epo
     let stop = inner.role.term();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     while tokio::time::Instant::now() < give_up && inner.role.snapshot().epoch == epoch {
+        // Read one at a time: a settings guard held while taking another could deadlock
+        // behind a queued writer.
+        let ha_addr = inner.settings.read().broker.ha_server_addr();
+        let broker_name = inner.broker_name();
         let header = NotifyBrokerRoleChangedRequestHeader {
             master_address: Some(inner.broker_addr.clone()),
-            master_ha_address: Some(inner.settings.read().broker.ha_server_addr()),
+            master_ha_address: Some(ha_addr),
             master_epoch: Some(epoch),
             master_broker_id: Some(0),
             broker_id: Some(its_id),
-            broker_name: Some(inner.broker_name()),
+            broker_name: Some(broker_name),
             ..Default::default()
         };
         let req = RemotingCommand::request_with_header(

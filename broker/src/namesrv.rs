@@ -105,7 +105,7 @@ fn fenced_by_name_server(
         .cloned()
         .unwrap_or_default();
     let mine = inner.role.snapshot().epoch;
-    let newer = rmq_remoting::role::Epoch(i32::try_from(newer).unwrap_or(i32::MAX));
+    let newer = rmq_remoting::role::Epoch(newer.clamp(i32::MIN.into(), i32::MAX.into()) as i32);
     if !inner.role.fence(newer) {
         return;
     }

@@ -430,7 +430,8 @@ async fn a_second_master_is_told_to_step_down() {
     let ns_addr = ns.local_addr().to_string();
     let base = free_base(31005);
     // Ordinal 1 leads; ordinal 0 came back from a restart with a config from before the
-    // switch and runs as a master too.
+    // switch and runs as a master too (registering as broker 0, as any master does; the 9
+    // only names its store directory).
     let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
     let b0 = broker(&ns_addr, dir.path(), base + 2, 9, "ASYNC_MASTER").await;
     let status = json!({ "masterPod": "broker-w-1", "epoch": 1, "observedGeneration": 2 });

@@ -1,7 +1,8 @@
 //! The vocabulary of a broker's role, shared by the broker, the operator and the tools:
 //! `brokerRole`, `flushDiskType`, `brokerPermission` and master epochs, typed. A bad value in
-//! `broker.conf` or a request is refused where it is read, never taken for a default
-//! (`flushDiskType=SYNC_FLSUH` used to mean ASYNC_FLUSH).
+//! `broker.conf` or UPDATE_BROKER_CONFIG is refused where it is read, never taken for a
+//! default (`flushDiskType=SYNC_FLSUH` used to mean ASYNC_FLUSH). (In a request header, an
+//! optional field that does not parse is left unset, as Java leaves it.)
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,11 +11,11 @@ use crate::config::ConfigValue;
 
 /// An unknown name for one of these settings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{value}` is not a {what} (one of {allowed})")]
+#[error("`{value}` is not a {what} (one of {})", .allowed.join(", "))]
 pub struct UnknownValue {
     pub what: &'static str,
     pub value: String,
-    pub allowed: &'static str,
+    pub allowed: &'static [&'static str],
 }
 
 /// Declares a Java enum read by name (case-insensitive, as the broker has always accepted)
@@ -40,7 +41,7 @@ macro_rules! named_enum {
                 Err(UnknownValue {
                     what: $what,
                     value: s.to_string(),
-                    allowed: concat!($($text, " "),+),
+                    allowed: &[$($text),+],
                 })
             }
         }
@@ -234,7 +235,10 @@ mod tests {
     fn bad_values_are_refused_not_defaulted() {
         let e = "SYNC_FLSUH".parse::<FlushDiskType>().unwrap_err();
         assert_eq!(e.value, "SYNC_FLSUH");
-        assert!(e.to_string().contains("ASYNC_FLUSH SYNC_FLUSH"), "{e}");
+        assert!(
+            e.to_string().ends_with("(one of ASYNC_FLUSH, SYNC_FLUSH)"),
+            "{e}"
+        );
         assert!("MASTER".parse::<BrokerRole>().is_err());
         assert_eq!(Perm::parse_value("6"), Some(Perm::READ_WRITE));
         assert_eq!(Perm::parse_value("16"), None);

@@ -212,7 +212,7 @@ pub async fn ha_status(admin: &Admin, args: &BrokerTargetArgs, out: Out<'_>) -> 
 /// promoted, and the master stepping down to follow it); with the master gone (or `--force`),
 /// NOTIFY_BROKER_ROLE_CHANGED at once, with the epoch after the highest the slave knows.
 pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>) -> Result<()> {
-    use rmq_admin::broker::{broker_epoch, max_offset, promote, runtime_info, Promotion};
+    use rmq_admin::broker::{broker_epoch, max_offset, promote_request, runtime_info, Promotion};
     use rmq_admin::switchover::{switchover, Switch};
     use rmq_remoting::role::{Epoch, Perm};
     let addr = args.broker_addr.trim();
@@ -255,7 +255,10 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
             former_master_id: id,
             permission: Perm::READ_WRITE,
             catch_up: std::time::Duration::from_secs(args.catch_up_seconds),
-            epoch_floor: args.epoch.map(|e| Epoch(e - 1)).unwrap_or(Epoch::NONE),
+            epoch_floor: args
+                .epoch
+                .map(|e| Epoch(e.saturating_sub(1)))
+                .unwrap_or(Epoch::NONE),
         };
         let done = switchover(admin.client(), &switch).await?;
         let epoch = done.epoch;
@@ -286,7 +289,8 @@ pub async fn promote(admin: &Admin, args: &super::cli::PromoteArgs, out: Out<'_>
         broker_name: String::new(),
         former_master_id: None,
     };
-    promote(admin.client(), addr, &promotion).await?;
+    // With mqadmin's --timeout and its error report, as every other subcommand.
+    admin.call(addr, &promote_request(addr, &promotion)).await?;
     writeln!(out, "promoted {addr} to {role}, epoch {epoch}")?;
     Ok(())
 }
