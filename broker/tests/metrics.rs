@@ -55,7 +55,7 @@ fn promtool_check(text: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool is installed (scripts/test installs Debian's prometheus package)");
+        .expect("promtool is installed (scripts/test-deps installs Debian's prometheus package)");
     child
         .stdin
         .take()

@@ -1,6 +1,6 @@
 //! Address selection on a multi-NIC host, for real: a network namespace with two interfaces,
 //! and `mqbroker -p` run inside it with `brokerIP1Interface` / `brokerIP1Cidr` /
-//! `brokerIP2Interface`. Needs root and iproute2 (CI runs as root; scripts/test installs it).
+//! `brokerIP2Interface`. Needs root and iproute2 (CI runs as root; scripts/test-deps installs it).
 
 use std::process::Command;
 

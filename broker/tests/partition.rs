@@ -2,7 +2,7 @@
 //! network namespace; the two talk over a direct veth link (replication, metadata sync,
 //! role notifications) that the test takes down and brings back, while the test itself (the
 //! clients) and the name server, in the root namespace, reach both all along over links of
-//! their own. Needs root and iproute2 (CI runs as root; `scripts/test` installs it).
+//! their own. Needs root and iproute2 (CI runs as root; `scripts/test-deps` installs it).
 //!
 //! ```text
 //!   root ns: name server on 10.8K.0.1 (on lo), clients

@@ -1,5 +1,5 @@
 //! The `mqnamesrv` binary as users run it: `-p`, `-c`, SIGTERM; and a broker from another
-//! RocketMQ implementation (rocketmq-rust's `rocketmq-broker-rust`, installed by `scripts/test`)
+//! RocketMQ implementation (rocketmq-rust's `rocketmq-broker-rust`, installed by `scripts/test-deps`)
 //! registering with it, seen by a standard admin client, and removed when killed.
 
 mod common;
@@ -201,7 +201,7 @@ fn foreign_broker_binary() -> PathBuf {
         });
     assert!(
         path.exists(),
-        "{} is missing: run scripts/test, or `cargo install rocketmq-broker --version 1.0.0 --locked --root ~/.cache/rmq-foreign`",
+        "{} is missing: run scripts/test-deps, or `cargo install rocketmq-broker --version 1.0.0 --locked --root ~/.cache/rmq-foreign`",
         path.display()
     );
     path

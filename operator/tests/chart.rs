@@ -3,7 +3,7 @@
 //! installs, the cluster chart's NameServer, BrokerGroups, Topics and ConsumerGroups joined to
 //! one cluster. Bad values are refused. Every rendered object validates (custom resources
 //! against our CRDs, strictly), and the cluster chart's resources go through the operator's own
-//! builders (`render`) into objects that validate against the Kubernetes schemas. `scripts/test`
+//! builders (`render`) into objects that validate against the Kubernetes schemas. `scripts/test-deps`
 //! installs helm-python-sdk and kubernetes-validate.
 
 use std::path::PathBuf;

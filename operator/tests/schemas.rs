@@ -1,6 +1,6 @@
 //! Every example and every object the builders render validates: built-in kinds against the
 //! Kubernetes OpenAPI schemas (PyPI's kubernetes-validate, strict), custom resources against
-//! our CRDs with unknown fields rejected. `scripts/test` installs kubernetes-validate.
+//! our CRDs with unknown fields rejected. `scripts/test-deps` installs kubernetes-validate.
 
 use std::process::Command;
 
@@ -26,7 +26,7 @@ fn validate(files: &[std::path::PathBuf]) {
     );
     assert!(
         out.status.success(),
-        "schema validation failed (needs `pip install kubernetes-validate`, which scripts/test does):\n{text}"
+        "schema validation failed (needs `pip install kubernetes-validate`, which scripts/test-deps does):\n{text}"
     );
     assert!(text.contains("0 failures"), "{text}");
 }
