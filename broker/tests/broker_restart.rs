@@ -19,6 +19,7 @@ use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 
 use rmq_testkit::client::client_runtime;
+use rmq_testkit::wait_until;
 
 struct Cluster {
     namesrv: NameServer,
@@ -167,17 +168,6 @@ impl MessageListenerConcurrently for Collect {
         }
         Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
     }
-}
-
-async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    f()
 }
 
 /// The client redacts its messages in Display/Debug; the cause chain carries the text.

@@ -44,6 +44,18 @@ fn print_config() {
     assert!(!out.status.success());
 }
 
+/// `mqbroker -c <conf> -p` with `conf` written under `dir`.
+fn print_config_of(dir: &std::path::Path, conf: &str) -> std::process::Output {
+    let path = dir.join("broker.conf");
+    std::fs::write(&path, conf).unwrap();
+    Command::new(MQBROKER)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .output()
+        .unwrap()
+}
+
 /// A misspelt role, flush type or permission stops the broker with the property named, where
 /// it used to fall back to a default silently (`SYNC_FLSUH` meant ASYNC_FLUSH).
 #[test]
@@ -55,27 +67,16 @@ fn bad_role_flush_type_or_permission_is_refused() {
         ("brokerPermission=16", "brokerPermission"),
         ("brokerPermission=rw", "brokerPermission"),
     ] {
-        let conf = dir.path().join("broker.conf");
-        std::fs::write(&conf, format!("brokerName=broker-x\n{line}\n")).unwrap();
-        let out = Command::new(MQBROKER)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .output()
-            .unwrap();
+        let out = print_config_of(dir.path(), &format!("brokerName=broker-x\n{line}\n"));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{line} was accepted");
         assert!(err.contains(key), "{line}: {err}");
     }
     // Any case is read, and printed as RocketMQ writes it.
-    let conf = dir.path().join("broker.conf");
-    std::fs::write(&conf, "brokerRole=sync_master\nflushDiskType=sync_flush\n").unwrap();
-    let out = Command::new(MQBROKER)
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .output()
-        .unwrap();
+    let out = print_config_of(
+        dir.path(),
+        "brokerRole=sync_master\nflushDiskType=sync_flush\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(

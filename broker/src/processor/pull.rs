@@ -46,12 +46,16 @@ impl TagFilter {
         if expr.is_empty() || expr == "*" {
             return TagFilter { codes: None };
         }
-        let tags = parse_tags(expr);
-        let codes: Vec<i64> = if tags.is_empty() {
-            sub.code_set.iter().map(|c| *c as i64).collect()
-        } else {
-            tags.iter().map(|t| java_hash_code(t) as i64).collect()
-        };
+        // Hashed from the expression's slices: no tag strings are allocated per pull.
+        let mut codes: Vec<i64> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| java_hash_code(t) as i64)
+            .collect();
+        if codes.is_empty() {
+            codes = sub.code_set.iter().map(|c| *c as i64).collect();
+        }
         TagFilter { codes: Some(codes) }
     }
 }

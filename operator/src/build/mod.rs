@@ -12,7 +12,7 @@ pub use broker_group::external;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, PodAffinityTerm, PodAntiAffinity, WeightedPodAffinityTerm,
+    Affinity, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -26,6 +26,16 @@ pub const DEFAULT_BROKER_IMAGE: &str =
     concat!("rocketmq-rust/mqbroker:", env!("CARGO_PKG_VERSION"));
 /// Non-root user the images run as.
 pub const RUN_AS_USER: i64 = 10001;
+
+/// Pods run as the images' non-root user, owning their volumes.
+pub fn non_root_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(RUN_AS_USER),
+        run_as_non_root: Some(true),
+        fs_group: Some(RUN_AS_USER),
+        ..Default::default()
+    }
+}
 /// Name server port.
 pub const NAMESRV_PORT: i32 = 9876;
 

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, PodSpec, PodTemplateSpec, Probe,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -188,12 +187,7 @@ fn pod(spec: &NameServerSpec, name: &str) -> PodSpec {
         node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
         priority_class_name: spec.pod.priority_class_name.clone(),
         service_account_name: spec.pod.service_account_name.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_user: Some(RUN_AS_USER),
-            run_as_non_root: Some(true),
-            fs_group: Some(RUN_AS_USER),
-            ..Default::default()
-        }),
+        security_context: Some(crate::build::non_root_pod()),
         termination_grace_period_seconds: Some(30),
         ..Default::default()
     }

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext,
-    TCPSocketAction, Volume, VolumeMount,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, SecurityContext, TCPSocketAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{external, pod_selector, BROKER_PORT, HA_PORT, HOST_NETWORK_LABEL, STORE, VIP_PORT};
-use crate::build::{one_per_node, spread, Labels, DEFAULT_BROKER_IMAGE, RUN_AS_USER};
+use crate::build::{one_per_node, spread, Labels, DEFAULT_BROKER_IMAGE};
 use crate::crd::broker_group::ExternalType;
 use crate::validate::broker_group::ValidatedBrokerGroup;
 
@@ -57,12 +57,7 @@ fn pod_spec(g: &ValidatedBrokerGroup) -> PodSpec {
         node_selector: (!spec.pod.node_selector.is_empty()).then(|| spec.pod.node_selector.clone()),
         priority_class_name: spec.pod.priority_class_name.clone(),
         service_account_name: spec.pod.service_account_name.clone(),
-        security_context: Some(PodSecurityContext {
-            run_as_user: Some(RUN_AS_USER),
-            run_as_non_root: Some(true),
-            fs_group: Some(RUN_AS_USER),
-            ..Default::default()
-        }),
+        security_context: Some(crate::build::non_root_pod()),
         // Time to unregister, flush and write a clean checkpoint after SIGTERM.
         termination_grace_period_seconds: Some(60),
         ..Default::default()
