@@ -2,12 +2,10 @@
 //! registration with the name servers, and the periodic housekeeping.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use parking_lot::RwLock;
 use rmq_remoting::{ConnectionConfig, RemotingClient, RemotingServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,62 +19,48 @@ use crate::manager::topics::TopicConfigManager;
 use crate::processor::BrokerProcessor;
 use crate::store::MessageStore;
 
-/// Counters for runtime info and metrics.
+/// The broker's background tasks: one stop for all of them, and the handles awaited at
+/// shutdown (those started at boot and those a promotion or step-down starts later).
 #[derive(Default)]
-pub struct BrokerStats {
-    pub put_messages: AtomicU64,
-    pub put_bytes: AtomicU64,
-    pub get_messages: AtomicU64,
-    pub get_bytes: AtomicU64,
-    /// One `(put, get)` sample per second, newest last, ten minutes of them.
-    samples: parking_lot::Mutex<std::collections::VecDeque<(u64, u64)>>,
+pub struct Tasks {
+    stop: CancellationToken,
+    running: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl BrokerStats {
-    /// Takes the once-a-second sample behind the TPS figures.
-    pub fn sample(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut s = self.samples.lock();
-        s.push_back((
-            self.put_messages.load(Relaxed),
-            self.get_messages.load(Relaxed),
-        ));
-        while s.len() > 601 {
-            s.pop_front();
+impl Tasks {
+    /// Cancelled at shutdown; every background task watches it (or a child of it).
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Runs `task` until it ends; shutdown waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.running.lock().push(tokio::spawn(task));
+    }
+
+    /// Stops every task and waits for them, including any started while stopping.
+    async fn stop_and_join(&self) {
+        self.stop.cancel();
+        loop {
+            let batch: Vec<_> = self.running.lock().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for t in batch {
+                let _ = t.await;
+            }
         }
     }
-
-    /// Messages per second over the last 10 s, 60 s and 600 s, as RocketMQ prints `putTps`
-    /// and `getTransferredTps`: `(put, get)`.
-    pub fn tps(&self) -> (String, String) {
-        let s = self.samples.lock();
-        let rate = |secs: usize, pick: fn(&(u64, u64)) -> u64| -> f64 {
-            let n = s.len();
-            if n < 2 {
-                return 0.0;
-            }
-            let back = secs.min(n - 1);
-            (pick(&s[n - 1]) - pick(&s[n - 1 - back])) as f64 / back as f64
-        };
-        let fmt = |pick: fn(&(u64, u64)) -> u64| {
-            format!(
-                "{:.2} {:.2} {:.2}",
-                rate(10, pick),
-                rate(60, pick),
-                rate(600, pick)
-            )
-        };
-        (fmt(|x| x.0), fmt(|x| x.1))
-    }
 }
 
-/// Everything the processors share.
+/// The parts of a broker, each a handle over its own private state, shared by the request
+/// processors and the background tasks.
 pub struct BrokerInner {
-    /// `broker.conf` as read at start, and the keys changed at run time. Its `brokerRole`,
-    /// `brokerId`, `brokerPermission` and `haMasterAddress` are only where the broker started
-    /// (UPDATE_BROKER_CONFIG still writes the permission here, unread): [`BrokerInner::role`]
-    /// owns the live values, and `current_settings()` shows them.
-    pub settings: RwLock<BrokerSettings>,
+    /// `broker.conf` as read at start, and the keys changed at run time.
+    pub settings: crate::config::Settings,
     /// Role, broker id, permission and epochs: the one owner of what a promotion changes.
     pub role: crate::role::Role,
     pub store: MessageStore,
@@ -90,9 +74,8 @@ pub struct BrokerInner {
     /// The address stored in every record (`brokerIP1:listenPort`).
     pub store_host: SocketAddr,
     pub broker_addr: String,
-    pub started: Instant,
-    pub stats: BrokerStats,
-    pub send_permits: Arc<tokio::sync::Semaphore>,
+    /// Message counts and rates, uptime, and the bound on sends in flight.
+    pub traffic: crate::traffic::Traffic,
     pub metrics: Arc<crate::metrics::BrokerMetrics>,
     /// Delivery progress of each delay level.
     pub schedule: crate::schedule::ScheduleOffsets,
@@ -104,38 +87,29 @@ pub struct BrokerInner {
     pub sql_filters: crate::filter::SqlCache,
     /// Replication: connected slaves (master) or the master followed (slave).
     pub ha: crate::ha::HaState,
-    /// Cancelled at shutdown; every background task watches it.
-    pub stop: CancellationToken,
-    /// Tasks started after boot (a promotion's master services), awaited at shutdown.
-    pub extra_tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    pub tasks: Tasks,
 }
 
 impl BrokerInner {
     pub fn cluster_name(&self) -> String {
-        self.settings.read().broker.broker_cluster_name.clone()
+        self.settings.cluster_name()
     }
 
     pub fn broker_name(&self) -> String {
-        self.settings.read().broker.broker_name.clone()
+        self.settings.broker_name()
     }
 
     /// The settings as they are now: `broker.conf` with the role, broker id, permission and
     /// configured master address a promotion or step-down changed (what GET_BROKER_CONFIG
     /// shows, and what a restart in the same role would take).
     pub fn current_settings(&self) -> BrokerSettings {
-        let mut s = self.settings.read().clone();
+        let mut s = self.settings.snapshot();
         let r = self.role.snapshot();
         s.broker.broker_role = r.role;
         s.broker.broker_id = r.broker_id;
         s.broker.broker_permission = r.permission;
         s.broker.ha_master_address = self.role.configured_master_ha();
         s
-    }
-
-    /// Sends being processed right now.
-    pub fn send_permits_in_use(&self) -> usize {
-        let max = self.settings.read().broker.max_in_flight_sends.max(1);
-        max.saturating_sub(self.send_permits.available_permits())
     }
 }
 
@@ -144,8 +118,6 @@ pub struct Broker {
     inner: Arc<BrokerInner>,
     servers: Vec<RemotingServer>,
     metrics_server: Option<rmq_metrics::MetricsServer>,
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Broker {
@@ -180,10 +152,10 @@ impl Broker {
         let inner = Arc::new(BrokerInner {
             store_host: SocketAddr::new(ip, b.advertised_port()),
             broker_addr: b.broker_addr(),
-            send_permits: Arc::new(tokio::sync::Semaphore::new(b.max_in_flight_sends.max(1))),
+            traffic: crate::traffic::Traffic::new(b.max_in_flight_sends),
             metrics: crate::metrics::BrokerMetrics::new(&b.broker_cluster_name, &b.broker_name),
             role: crate::role::Role::new(b, config_dir.join("epoch.json")),
-            settings: RwLock::new(settings),
+            settings: crate::config::Settings::new(settings),
             store,
             topics,
             groups,
@@ -191,15 +163,12 @@ impl Broker {
             clients: ClientManager::default(),
             holds: PullRequestHoldService::default(),
             namesrv: RemotingClient::default(),
-            started: Instant::now(),
-            stats: BrokerStats::default(),
             schedule,
             locks: Default::default(),
             transactions: Default::default(),
             sql_filters: Default::default(),
             ha: Default::default(),
-            stop: CancellationToken::new(),
-            extra_tasks: Default::default(),
+            tasks: Tasks::default(),
         });
         {
             let weak = Arc::downgrade(&inner);
@@ -208,7 +177,7 @@ impl Broker {
                 .set_dispatch_listener(Arc::new(move |topic, queue_id, max| {
                     if let Some(i) = weak.upgrade() {
                         i.holds.notify(topic, queue_id, max);
-                        i.ha.appended.notify_waiters();
+                        i.ha.records_appended();
                     }
                 }));
         }
@@ -218,7 +187,7 @@ impl Broker {
                 .store
                 .set_flush_observer(Arc::new(move |secs| m.flush.observe(secs)));
         }
-        let metrics_port = inner.settings.read().broker.metrics_port;
+        let metrics_port = inner.settings.broker(|b| b.metrics_port);
         let metrics_server = if metrics_port != 0 {
             let weak = Arc::downgrade(&inner);
             let gather: rmq_metrics::Gather = Arc::new(move || {
@@ -254,11 +223,11 @@ impl Broker {
                 }
             }
         }
-        let stop = inner.stop.clone();
-        let tasks = vec![
-            tokio::spawn(crate::namesrv::register_loop(inner.clone(), stop.clone())),
-            tokio::spawn(housekeeping(inner.clone(), stop.clone())),
-        ];
+        let stop = inner.tasks.stop_token().clone();
+        inner
+            .tasks
+            .spawn(crate::namesrv::register_loop(inner.clone(), stop.clone()));
+        inner.tasks.spawn(housekeeping(inner.clone(), stop));
         if inner.role.is_slave() {
             start_slave_services(&inner);
         } else {
@@ -275,8 +244,6 @@ impl Broker {
             inner,
             servers,
             metrics_server,
-            stop,
-            tasks,
         })
     }
 
@@ -297,14 +264,7 @@ impl Broker {
     /// Unregisters from the name servers, stops serving, persists metadata and offsets, and
     /// shuts the store down cleanly.
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let extra: Vec<_> = self.inner.extra_tasks.lock().drain(..).collect();
-        for t in extra {
-            let _ = t.await;
-        }
+        self.inner.tasks.stop_and_join().await;
         crate::namesrv::unregister_all(&self.inner).await;
         self.inner.holds.wake_all();
         for s in self.servers {
@@ -329,53 +289,41 @@ impl Broker {
 /// What a master runs besides serving requests: the HA port for slaves, the delay-level
 /// and transaction-check services, its first epoch. At start, and again on promotion.
 pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<()> {
-    let (bind, ha_port) = {
-        let s = inner.settings.read();
-        (
-            s.broker
-                .bind_address
-                .parse::<IpAddr>()
-                .context("bindAddress")?,
-            s.broker.ha_listen_port(),
-        )
-    };
+    let (bind, ha_port) = inner
+        .settings
+        .broker(|b| (b.bind_address.parse::<IpAddr>(), b.ha_listen_port()));
+    let bind = bind.context("bindAddress")?;
     let sync_master = inner.role.snapshot().sync_master();
-    let stop = inner.role.new_term(&inner.stop);
+    let stop = inner.role.new_term(inner.tasks.stop_token());
     inner.role.ensure_first_term();
     // Delay levels and transaction checks first: they must run even if the HA port fails.
-    let mut handles = vec![
-        tokio::spawn(crate::schedule::run(inner.clone(), stop.clone())),
-        tokio::spawn(crate::transaction::run(inner.clone(), stop.clone())),
-    ];
+    let tasks = &inner.tasks;
+    tasks.spawn(crate::schedule::run(inner.clone(), stop.clone()));
+    tasks.spawn(crate::transaction::run(inner.clone(), stop.clone()));
     match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
-        Ok(l) => handles.push(tokio::spawn(crate::ha::serve(
-            inner.clone(),
-            l,
-            stop.clone(),
-        ))),
+        Ok(l) => tasks.spawn(crate::ha::serve(inner.clone(), l, stop)),
         // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can still
         // serve, unreplicated.
         Err(e) if sync_master => {
-            inner.extra_tasks.lock().extend(handles);
             return Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"));
         }
         Err(e) => {
             tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
         }
     }
-    inner.extra_tasks.lock().extend(handles);
     Ok(())
 }
 
 /// What a slave runs: following the master over the HA port and copying its metadata. At
 /// start, and again on demotion. Both end by themselves once the broker is promoted.
 pub fn start_slave_services(inner: &Arc<BrokerInner>) {
-    let stop = inner.role.new_term(&inner.stop);
-    let handles = [
-        tokio::spawn(crate::ha::replicate(inner.clone(), stop.clone())),
-        tokio::spawn(crate::slave_sync::sync_metadata(inner.clone(), stop)),
-    ];
-    inner.extra_tasks.lock().extend(handles);
+    let stop = inner.role.new_term(inner.tasks.stop_token());
+    inner
+        .tasks
+        .spawn(crate::ha::replicate(inner.clone(), stop.clone()));
+    inner
+        .tasks
+        .spawn(crate::slave_sync::sync_metadata(inner.clone(), stop));
 }
 
 /// The IP written into every stored message as its store host (and so into every
@@ -415,9 +363,7 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
     let interval = Duration::from_millis(
         inner
             .settings
-            .read()
-            .broker
-            .flush_consumer_offset_interval
+            .broker(|b| b.flush_consumer_offset_interval)
             .max(100),
     );
     // TPS samples once a second (putTps / getTransferredTps in runtime info).
@@ -429,7 +375,7 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tick.tick() => inner.stats.sample(),
+                    _ = tick.tick() => inner.traffic.sample(),
                 }
             }
         })
@@ -442,7 +388,7 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
         }
         let i = inner.clone();
         let _ = tokio::task::spawn_blocking(move || i.offsets.persist()).await;
-        let timeout = inner.settings.read().broker.channel_expired_timeout as i64;
+        let timeout = inner.settings.broker(|b| b.channel_expired_timeout) as i64;
         for conn in inner
             .clients
             .expired(rmq_remoting::util::now_millis(), timeout)

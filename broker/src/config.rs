@@ -229,3 +229,53 @@ impl BrokerSettings {
         p
     }
 }
+
+/// A running broker's settings: `broker.conf` as read at start plus the keys changed at run
+/// time. The lock is private and only held inside these calls, so no reader can keep it
+/// across an await or see a half-applied update.
+///
+/// Its `brokerRole`, `brokerId`, `brokerPermission` and `haMasterAddress` are only where the
+/// broker started: [`crate::role::Role`] owns the live values, and
+/// `BrokerInner::current_settings()` shows them.
+#[derive(Debug, Default)]
+pub struct Settings(parking_lot::RwLock<BrokerSettings>);
+
+impl Settings {
+    pub fn new(settings: BrokerSettings) -> Settings {
+        Settings(parking_lot::RwLock::new(settings))
+    }
+
+    /// Reads the broker half.
+    pub fn broker<R>(&self, read: impl FnOnce(&BrokerConfig) -> R) -> R {
+        read(&self.0.read().broker)
+    }
+
+    /// Reads the store half (as configured: the store keeps its own copy of what it opened
+    /// with).
+    pub fn store<R>(&self, read: impl FnOnce(&MessageStoreConfig) -> R) -> R {
+        read(&self.0.read().store)
+    }
+
+    /// A copy of both halves.
+    pub fn snapshot(&self) -> BrokerSettings {
+        self.0.read().clone()
+    }
+
+    pub fn cluster_name(&self) -> String {
+        self.broker(|b| b.broker_cluster_name.clone())
+    }
+
+    pub fn broker_name(&self) -> String {
+        self.broker(|b| b.broker_name.clone())
+    }
+
+    /// Applies run-time changes, all or none: a bad value leaves every setting as it was.
+    /// Returns the settings as they are after.
+    pub fn update(&self, props: &BTreeMap<String, String>) -> Result<BrokerSettings, ConfigError> {
+        let mut current = self.0.write();
+        let mut updated = current.clone();
+        updated.apply(props)?;
+        *current = updated.clone();
+        Ok(updated)
+    }
+}

@@ -24,13 +24,9 @@ pub use crate::role::EpochEntry;
 pub fn epoch_cache(
     inner: &Arc<BrokerInner>,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
-    let (cluster, name) = {
-        let s = inner.settings.read();
-        (
-            s.broker.broker_cluster_name.clone(),
-            s.broker.broker_name.clone(),
-        )
-    };
+    let (cluster, name) = inner
+        .settings
+        .broker(|b| (b.broker_cluster_name.clone(), b.broker_name.clone()));
     let id = inner.role.snapshot().broker_id;
     let max = inner.store.max_phy_offset();
     let list = inner.role.epochs().list();
@@ -95,9 +91,8 @@ pub async fn role_changed(
         };
         inner.role.step_down(&change, epoch, id);
         let ha = h.master_ha_address.clone().filter(|a| !a.is_empty());
-        *inner.ha.master_addr.write() = Some(master_addr.clone());
-        // Without it, the name servers' answer at the next registration says where to follow.
-        *inner.ha.master_ha_addr.write() = ha;
+        // Without `ha`, the name servers' answer at the next registration says where to follow.
+        inner.ha.follow_master(master_addr.clone(), ha);
         crate::broker::start_slave_services(inner);
         crate::namesrv::register_soon(inner);
         tracing::warn!(
@@ -127,9 +122,7 @@ pub async fn role_changed(
         Ok(id) => id,
         Err(current) => return Ok(fenced(epoch, current)),
     };
-    let former_master = inner.ha.master_addr.write().take();
-    *inner.ha.connected_master.write() = None;
-    *inner.ha.master_ha_addr.write() = None;
+    let former_master = inner.ha.forget_master();
     if let Err(e) = crate::broker::start_master_services(inner).await {
         tracing::error!(error = %e, "promoted, but master services did not all start");
     }
@@ -142,8 +135,8 @@ pub async fn role_changed(
         .filter(|id| *id > 0)
         .unwrap_or(former_id);
     if let Some(former) = former_master.filter(|f| !f.is_empty() && *f != inner.broker_addr) {
-        let task = tokio::spawn(fence_former_master(inner.clone(), former, epoch, its_id));
-        inner.extra_tasks.lock().push(task);
+        let task = fence_former_master(inner.clone(), former, epoch, its_id);
+        inner.tasks.spawn(task);
     }
     Ok(RemotingCommand::success())
 }
@@ -164,7 +157,7 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epo
     while tokio::time::Instant::now() < give_up && inner.role.snapshot().epoch == epoch {
         // Read one at a time: a settings guard held while taking another could deadlock
         // behind a queued writer.
-        let ha_addr = inner.settings.read().broker.ha_server_addr();
+        let ha_addr = inner.settings.broker(|b| b.ha_server_addr());
         let broker_name = inner.broker_name();
         let header = NotifyBrokerRoleChangedRequestHeader {
             master_address: Some(inner.broker_addr.clone()),

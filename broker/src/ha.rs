@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,24 +31,34 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// Heartbeat and report interval.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-/// What the master knows of its slaves, and what a slave knows of its master.
+/// A slave connected to this master's HA port.
+#[derive(Clone, Debug)]
+pub struct SlaveInfo {
+    pub addr: SocketAddr,
+    /// The commit-log offset it last reported holding.
+    pub acked: i64,
+    pub last_report: Instant,
+}
+
+/// What the master knows of its slaves, and what a slave knows of its master. Private
+/// state behind methods: the HA connections write it, everything else reads or is told.
 #[derive(Default)]
 pub struct HaState {
     next_id: AtomicU64,
-    /// Connected slaves: id → (address, acknowledged offset, last report).
-    pub slaves: Mutex<HashMap<u64, (SocketAddr, i64, Instant)>>,
+    /// Connected slaves by connection id.
+    slaves: Mutex<HashMap<u64, SlaveInfo>>,
     /// The master's HA address as the name server last reported it.
-    pub master_ha_addr: RwLock<Option<String>>,
+    master_ha_addr: RwLock<Option<String>>,
     /// Slave side: the master this slave is connected to, if any.
-    pub connected_master: RwLock<Option<String>>,
+    connected_master: RwLock<Option<String>>,
     /// Woken on every slave report (SYNC_MASTER sends wait on it).
-    pub acked: tokio::sync::Notify,
+    acked: tokio::sync::Notify,
     /// Woken when new records are in the store (the pushers to slaves wait on it).
-    pub appended: tokio::sync::Notify,
+    appended: tokio::sync::Notify,
     /// The master's remoting address as the name server last reported it.
-    pub master_addr: RwLock<Option<String>>,
+    master_addr: RwLock<Option<String>>,
     /// Slave side: consumers committed offsets here since the last hand-over to the master.
-    pub offsets_committed_here: std::sync::atomic::AtomicBool,
+    offsets_committed_here: AtomicBool,
 }
 
 impl HaState {
@@ -57,9 +67,96 @@ impl HaState {
         self.slaves
             .lock()
             .values()
-            .map(|(_, o, _)| *o)
+            .map(|s| s.acked)
             .max()
             .unwrap_or(-1)
+    }
+
+    /// The connected slaves, in no particular order.
+    pub fn slaves(&self) -> Vec<SlaveInfo> {
+        self.slaves.lock().values().cloned().collect()
+    }
+
+    pub fn slave_count(&self) -> usize {
+        self.slaves.lock().len()
+    }
+
+    fn slave_connected(&self, id: u64, addr: SocketAddr, acked: i64) {
+        let info = SlaveInfo {
+            addr,
+            acked,
+            last_report: Instant::now(),
+        };
+        self.slaves.lock().insert(id, info);
+        self.acked.notify_waiters();
+    }
+
+    fn slave_reported(&self, id: u64, offset: i64) {
+        if let Some(s) = self.slaves.lock().get_mut(&id) {
+            s.acked = offset;
+            s.last_report = Instant::now();
+        }
+        self.acked.notify_waiters();
+    }
+
+    /// Sends waiting on this slave answer now (SLAVE_NOT_AVAILABLE if it was the last).
+    fn slave_gone(&self, id: u64) {
+        self.slaves.lock().remove(&id);
+        self.acked.notify_waiters();
+    }
+
+    /// The store has new records: the pushers to slaves look again.
+    pub fn records_appended(&self) {
+        self.appended.notify_waiters();
+    }
+
+    /// The master's remoting address, as the name servers or a step-down last said.
+    pub fn master(&self) -> Option<String> {
+        self.master_addr.read().clone()
+    }
+
+    /// The master's HA address, as the name servers or a step-down last said.
+    pub fn master_ha(&self) -> Option<String> {
+        self.master_ha_addr.read().clone()
+    }
+
+    /// What a name server's registration answer says of the master; empty means unknown and
+    /// keeps what was known.
+    pub fn learn_master(&self, addr: Option<String>, ha: Option<String>) {
+        if let Some(a) = addr.filter(|a| !a.is_empty()) {
+            *self.master_addr.write() = Some(a);
+        }
+        if let Some(h) = ha.filter(|a| !a.is_empty()) {
+            *self.master_ha_addr.write() = Some(h);
+        }
+    }
+
+    /// A step-down: follow `addr` now, at `ha` if given (else where the name servers say).
+    pub fn follow_master(&self, addr: String, ha: Option<String>) {
+        *self.master_addr.write() = Some(addr);
+        *self.master_ha_addr.write() = ha.filter(|a| !a.is_empty());
+    }
+
+    /// A promotion: no master any more. Returns the one this broker followed.
+    pub fn forget_master(&self) -> Option<String> {
+        *self.connected_master.write() = None;
+        *self.master_ha_addr.write() = None;
+        self.master_addr.write().take()
+    }
+
+    /// Slave side: the master HA address this slave is connected to, if any.
+    pub fn connected_master(&self) -> Option<String> {
+        self.connected_master.read().clone()
+    }
+
+    /// Slave side: a consumer committed an offset here, to hand to the master later.
+    pub fn note_offset_committed(&self) {
+        self.offsets_committed_here.store(true, Ordering::Release);
+    }
+
+    /// Slave side: whether offsets were committed here since the last call.
+    pub fn take_offsets_committed(&self) -> bool {
+        self.offsets_committed_here.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -108,9 +205,7 @@ pub async fn serve(inner: Arc<BrokerInner>, listener: TcpListener, stop: Cancell
             let id = inner.ha.next_id.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "slave connected to the HA port");
             let r = serve_slave(&inner, sock, peer, id, stop).await;
-            inner.ha.slaves.lock().remove(&id);
-            // Sends waiting on this slave answer now (SLAVE_NOT_AVAILABLE if it was the last).
-            inner.ha.acked.notify_waiters();
+            inner.ha.slave_gone(id);
             match r {
                 Ok(()) => tracing::info!(%peer, "slave disconnected"),
                 Err(e) => tracing::warn!(%peer, error = %e, "slave connection ended"),
@@ -136,19 +231,13 @@ async fn serve_slave(
     frame.put_slice(&epochs);
     wr.write_all(&frame).await?;
     let first = rd.read_i64().await?;
-    inner
-        .ha
-        .slaves
-        .lock()
-        .insert(id, (peer, first, Instant::now()));
+    inner.ha.slave_connected(id, peer, first);
     // A partition leaves no reset behind: a slave silent past `haHousekeepingInterval` is
     // dropped, so SYNC_MASTER sends get SLAVE_NOT_AVAILABLE rather than timing out forever.
     let silence = Duration::from_millis(
         inner
             .settings
-            .read()
-            .broker
-            .ha_housekeeping_interval
+            .broker(|b| b.ha_housekeeping_interval)
             .max(HEARTBEAT.as_millis() as u64 * 2),
     );
     let reports = {
@@ -163,11 +252,7 @@ async fn serve_slave(
                             format!("no report from the slave for {silence:?}"),
                         )
                     })??;
-                if let Some(s) = inner.ha.slaves.lock().get_mut(&id) {
-                    s.1 = offset;
-                    s.2 = Instant::now();
-                }
-                inner.ha.acked.notify_waiters();
+                inner.ha.slave_reported(id, offset);
             }
             #[allow(unreachable_code)]
             Ok::<(), std::io::Error>(())
@@ -223,7 +308,7 @@ pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
         }
         let configured = inner.role.configured_master_ha();
         let addr = if configured.is_empty() {
-            inner.ha.master_ha_addr.read().clone()
+            inner.ha.master_ha()
         } else {
             Some(configured)
         };

@@ -14,9 +14,7 @@ use crate::broker::BrokerInner;
 /// Registers with every name server once; returns how many accepted.
 pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     let role = inner.role.snapshot();
-    let (servers, header, timeout) = {
-        let s = inner.settings.read();
-        let b = &s.broker;
+    let (servers, header, timeout) = inner.settings.broker(|b| {
         (
             b.name_servers(),
             RegisterBrokerRequestHeader {
@@ -32,7 +30,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
             },
             Duration::from_millis(b.register_broker_timeout_mills.max(1000)),
         )
-    };
+    });
     let mut wrapper = inner.topics.wrapper();
     // As RocketMQ 5 brokers do: the state version is the group's epoch, so a name server
     // keeps routing to the newer master and refuses a former one still registering.
@@ -69,12 +67,7 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
                 if let Ok(h) =
                     resp.decode_header::<rmq_remoting::header::RegisterBrokerResponseHeader>()
                 {
-                    if let Some(ha) = h.ha_server_addr.filter(|a| !a.is_empty()) {
-                        *inner.ha.master_ha_addr.write() = Some(ha);
-                    }
-                    if let Some(m) = h.master_addr.filter(|a| !a.is_empty()) {
-                        *inner.ha.master_addr.write() = Some(m);
-                    }
+                    inner.ha.learn_master(h.master_addr, h.ha_server_addr);
                 }
             }
             Err(e) => tracing::warn!(namesrv = %addr, error = %e, "register broker failed"),
@@ -149,9 +142,7 @@ pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
         tracing::debug!(accepted = n, "registered with name servers");
         let period = inner
             .settings
-            .read()
-            .broker
-            .register_name_server_period
+            .broker(|b| b.register_name_server_period)
             .clamp(10_000, 60_000);
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -170,9 +161,7 @@ pub fn register_soon(inner: &Arc<BrokerInner>) {
 
 pub async fn unregister_all(inner: &Arc<BrokerInner>) {
     let broker_id = inner.role.snapshot().broker_id;
-    let (servers, header) = {
-        let s = inner.settings.read();
-        let b = &s.broker;
+    let (servers, header) = inner.settings.broker(|b| {
         (
             b.name_servers(),
             UnregisterBrokerRequestHeader {
@@ -182,7 +171,7 @@ pub async fn unregister_all(inner: &Arc<BrokerInner>) {
                 broker_id,
             },
         )
-    };
+    });
     for addr in expand(&servers).await {
         let req = RemotingCommand::request_with_header(RequestCode::UNREGISTER_BROKER, &header);
         if let Err(e) = inner

@@ -1,7 +1,6 @@
 //! Slave side metadata: the master's topic configs, subscription groups, consumer offsets and
 //! delay progress follow it every few seconds (RocketMQ's `SlaveSynchronize`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ pub async fn sync_metadata(inner: Arc<BrokerInner>, stop: CancellationToken) {
         if !inner.role.is_slave() {
             return; // promoted
         }
-        let master = inner.ha.master_addr.read().clone();
+        let master = inner.ha.master();
         if let Some(master) = master.filter(|m| !m.is_empty()) {
             if let Err(e) = sync_once(&inner, &master).await {
                 tracing::debug!(%master, error = %e, "metadata sync with the master failed");
@@ -48,16 +47,9 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
     use rmq_remoting::protocol::topic::TopicConfigSerializeWrapper;
     use rmq_remoting::{JsonBody, RequestCode};
 
-    if inner
-        .ha
-        .offsets_committed_here
-        .swap(false, Ordering::AcqRel)
-    {
+    if inner.ha.take_offsets_committed() {
         if let Err(e) = hand_offsets_to_master(inner, master).await {
-            inner
-                .ha
-                .offsets_committed_here
-                .store(true, Ordering::Release);
+            inner.ha.note_offset_committed();
             return Err(e);
         }
     }

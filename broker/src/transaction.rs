@@ -219,13 +219,9 @@ pub async fn end_transaction(
 
 /// One pass of the checker.
 async fn check_once(inner: &Arc<BrokerInner>) {
-    let (timeout, check_max) = {
-        let s = inner.settings.read();
-        (
-            s.broker.transaction_time_out as i64,
-            s.broker.transaction_check_max,
-        )
-    };
+    let (timeout, check_max) = inner
+        .settings
+        .broker(|b| (b.transaction_time_out as i64, b.transaction_check_max));
     let store = &inner.store;
     let tx = &inner.transactions;
     tx.refresh(inner);
@@ -350,9 +346,7 @@ pub async fn run(inner: Arc<BrokerInner>, stop: CancellationToken) {
         let interval = Duration::from_millis(
             inner
                 .settings
-                .read()
-                .broker
-                .transaction_check_interval
+                .broker(|b| b.transaction_check_interval)
                 .max(100),
         );
         tokio::select! {

@@ -125,11 +125,7 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
     put(&master, 600, 700).await;
     let slave = Broker::start(slave_settings).await.unwrap();
     caught_up(&master, &slave).await;
-    assert_eq!(
-        master.inner().ha.slaves.lock().len(),
-        1,
-        "one slave connection"
-    );
+    assert_eq!(master.inner().ha.slave_count(), 1, "one slave connection");
 
     // Topic configs, groups, consumer offsets follow the master.
     let m = master.inner();
@@ -576,7 +572,7 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while master.inner().ha.slaves.lock().is_empty() {
+    while master.inner().ha.slave_count() == 0 {
         assert!(Instant::now() < deadline, "fake slave not seen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -126,14 +126,10 @@ async fn admin_commands_against_the_real_broker() {
     ])
     .await;
     assert!(ok, "{out}");
-    assert!(
-        !broker
-            .inner()
-            .settings
-            .read()
-            .broker
-            .auto_create_topic_enable
-    );
+    assert!(!broker
+        .inner()
+        .settings
+        .broker(|b| b.auto_create_topic_enable));
     let (ok, out) = mqadmin(&[
         "updateSubGroup",
         "-n",

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             "The broker[{}, {}] boot success. serializeType=JSON and name server is {}",
             broker.inner().broker_name(),
             broker.inner().broker_addr,
-            broker.inner().settings.read().broker.namesrv_addr
+            broker.inner().settings.broker(|b| b.namesrv_addr.clone())
         );
         wait_for_signal().await;
         tracing::info!("shutdown signal received");

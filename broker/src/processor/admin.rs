@@ -1,7 +1,6 @@
 //! Admin requests: topics, subscription groups, stats, runtime info, config, message lookup.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -197,21 +196,16 @@ pub fn consumer_connections(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> 
 
 pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     let mut t = HashMap::new();
-    let s = &inner.stats;
+    let traffic = &inner.traffic;
+    let (put_total, get_total) = traffic.totals();
     let store = &inner.store;
     t.insert("brokerVersionDesc".into(), "V5_3_3".into());
     t.insert(
         "brokerVersion".into(),
         rmq_remoting::code::version::CURRENT.to_string(),
     );
-    t.insert(
-        "msgPutTotalTodayNow".into(),
-        s.put_messages.load(Ordering::Relaxed).to_string(),
-    );
-    t.insert(
-        "msgGetTotalTodayNow".into(),
-        s.get_messages.load(Ordering::Relaxed).to_string(),
-    );
+    t.insert("msgPutTotalTodayNow".into(), put_total.to_string());
+    t.insert("msgGetTotalTodayNow".into(), get_total.to_string());
     t.insert(
         "commitLogMinOffset".into(),
         store.min_phy_offset().to_string(),
@@ -228,17 +222,17 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     );
     t.insert(
         "bootTimestamp".into(),
-        (rmq_remoting::util::now_millis() - inner.started.elapsed().as_millis() as i64).to_string(),
+        (rmq_remoting::util::now_millis() - traffic.uptime().as_millis() as i64).to_string(),
     );
     t.insert(
         "runtime".into(),
-        format!("[ {} seconds ]", inner.started.elapsed().as_secs()),
+        format!("[ {} seconds ]", traffic.uptime().as_secs()),
     );
     t.insert(
         "pullThreadPoolQueueSize".into(),
         inner.holds.held_count().to_string(),
     );
-    let (put_tps, get_tps) = s.tps();
+    let (put_tps, get_tps) = traffic.tps();
     t.insert("putTps".into(), put_tps);
     t.insert("getTransferredTps".into(), get_tps);
     // No page-cache lock or thread-pool queues here: writes go through one writer thread
@@ -246,7 +240,7 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     t.insert("pageCacheLockTimeMills".into(), "0".into());
     t.insert(
         "sendThreadPoolQueueSize".into(),
-        (inner.send_permits_in_use()).to_string(),
+        traffic.sends_in_flight().to_string(),
     );
     t.insert("sendThreadPoolQueueHeadWaitTimeMills".into(), "0".into());
     t.insert("pullThreadPoolQueueHeadWaitTimeMills".into(), "0".into());
@@ -261,26 +255,28 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     let role = inner.role.snapshot();
     t.insert("brokerRole".into(), role.role.to_string());
     let max = store.max_phy_offset();
-    let slaves = inner.ha.slaves.lock().clone();
+    let slaves = inner.ha.slaves();
     t.insert("haSlaveCount".into(), slaves.len().to_string());
     let mut list: Vec<String> = slaves
-        .values()
-        .map(|(addr, acked, seen)| {
+        .iter()
+        .map(|s| {
             format!(
-                "{addr}:{acked}:{}:{}",
-                (max - acked).max(0),
-                seen.elapsed().as_millis()
+                "{}:{}:{}:{}",
+                s.addr,
+                s.acked,
+                (max - s.acked).max(0),
+                s.last_report.elapsed().as_millis()
             )
         })
         .collect();
     list.sort();
     // address:ackOffset:lagBytes:msSinceReport, comma-separated.
     t.insert("haSlaves".into(), list.join(","));
-    if let Some(m) = inner.ha.connected_master.read().clone() {
+    if let Some(m) = inner.ha.connected_master() {
         t.insert("haMasterAddress".into(), m);
     }
     // A slave's master as the name servers name it (mqadmin promote switches from it).
-    if let Some(m) = inner.ha.master_addr.read().clone() {
+    if let Some(m) = inner.ha.master() {
         t.insert("masterAddr".into(), m);
     }
     t.insert("brokerId".into(), role.broker_id.to_string());
@@ -323,7 +319,7 @@ pub async fn update_config_drained(inner: &Arc<BrokerInner>, req: &RemotingComma
     let read_only = !inner.role.snapshot().permission.is_writeable();
     if r.code == ResponseCode::SUCCESS && read_only {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while inner.send_permits_in_use() > 0 && tokio::time::Instant::now() < deadline {
+        while inner.traffic.sends_in_flight() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
@@ -349,22 +345,17 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
     }
     // The permission is the role's (a promotion or a fence changes it too); the other keys
     // are settings. All are checked before any is applied.
-    let perm_changed = {
-        let mut current = inner.settings.write();
-        let mut updated = current.clone();
-        if let Err(e) = updated.apply(&props) {
+    let updated = match inner.settings.update(&props) {
+        Ok(u) => u,
+        Err(e) => {
             return Ok(RemotingCommand::error(
                 ResponseCode::INVALID_PARAMETER,
                 e.to_string(),
-            ));
+            ))
         }
-        let perm = props
-            .contains_key("brokerPermission")
-            .then_some(updated.broker.broker_permission);
-        *current = updated;
-        drop(current);
-        perm.is_some_and(|p| inner.role.set_permission(p))
     };
+    let perm_changed = props.contains_key("brokerPermission")
+        && inner.role.set_permission(updated.broker.broker_permission);
     tracing::info!(?props, "broker config updated");
     if perm_changed {
         crate::namesrv::register_soon(inner);

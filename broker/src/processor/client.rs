@@ -23,7 +23,7 @@ pub async fn heartbeat(
     req: &RemotingCommand,
 ) -> Response {
     let hb = HeartbeatData::decode(&req.body)?;
-    let auto_group = inner.settings.read().broker.auto_create_subscription_group;
+    let auto_group = inner.settings.broker(|b| b.auto_create_subscription_group);
     let channel = |id: &str| ClientChannel {
         conn: conn.clone(),
         client_id: id.to_string(),
@@ -146,7 +146,7 @@ pub fn check_client_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> R
     if kind.is_empty() || kind.eq_ignore_ascii_case("TAG") {
         return Ok(RemotingCommand::success());
     }
-    if !inner.settings.read().broker.enable_property_filter {
+    if !inner.settings.broker(|b| b.enable_property_filter) {
         return Ok(RemotingCommand::error(
             ResponseCode::SYSTEM_ERROR,
             format!("The broker does not support consumer to filter message by {kind}"),

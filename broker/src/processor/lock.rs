@@ -10,7 +10,7 @@ use super::Response;
 use crate::broker::BrokerInner;
 
 fn max_live(inner: &BrokerInner) -> Duration {
-    Duration::from_millis(inner.settings.read().broker.rebalance_lock_max_live_time)
+    Duration::from_millis(inner.settings.broker(|b| b.rebalance_lock_max_live_time))
 }
 
 /// LOCK_BATCH_MQ (41): the body lists the queues wanted; the answer, those now held.

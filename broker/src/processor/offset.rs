@@ -44,10 +44,7 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
 pub fn update_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: UpdateConsumerOffsetRequestHeader = req.decode_header()?;
     if inner.role.is_slave() {
-        inner
-            .ha
-            .offsets_committed_here
-            .store(true, std::sync::atomic::Ordering::Release);
+        inner.ha.note_offset_committed();
     }
     inner
         .offsets

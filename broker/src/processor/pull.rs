@@ -1,7 +1,6 @@
 //! PULL_MESSAGE: subscription and permission checks, tag filtering by hash, long polling, and
 //! RocketMQ's status mapping (PULL_NOT_FOUND, PULL_RETRY_IMMEDIATELY, PULL_OFFSET_MOVED).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,13 +103,9 @@ pub async fn pull(inner: &Arc<BrokerInner>, _conn: &Connection, req: &RemotingCo
         PullOutcome::Suspend(r) => r,
     };
     // Nothing yet: hold the request until a message reaches the queue or time runs out.
-    let (long_polling, short) = {
-        let s = inner.settings.read();
-        (
-            s.broker.long_polling_enable,
-            s.broker.short_polling_time_mills,
-        )
-    };
+    let (long_polling, short) = inner
+        .settings
+        .broker(|b| (b.long_polling_enable, b.short_polling_time_mills));
     let wait = if long_polling {
         h.suspend_timeout_millis.max(0) as u64
     } else {
@@ -141,14 +136,13 @@ async fn pull_once(
     let done = |r: RemotingCommand| Ok(PullOutcome::Done(r));
     let role = inner.role.snapshot();
     let (broker_perm, is_slave) = (role.permission, role.is_slave());
-    let (auto_group, max_count, max_bytes) = {
-        let s = inner.settings.read();
+    let (auto_group, max_count, max_bytes) = inner.settings.broker(|b| {
         (
-            s.broker.auto_create_subscription_group,
-            s.broker.max_transfer_count_on_message_in_memory,
-            s.broker.max_transfer_bytes_on_message_in_memory,
+            b.auto_create_subscription_group,
+            b.max_transfer_count_on_message_in_memory,
+            b.max_transfer_bytes_on_message_in_memory,
         )
-    };
+    });
     if !broker_perm.is_readable() {
         return done(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
@@ -230,7 +224,7 @@ async fn pull_once(
         sub
     };
     let sql = if sub.expression_type.eq_ignore_ascii_case("SQL92") {
-        if !inner.settings.read().broker.enable_property_filter {
+        if !inner.settings.broker(|b| b.enable_property_filter) {
             return done(RemotingCommand::error(
                 ResponseCode::SYSTEM_ERROR,
                 "The broker does not support consumer to filter message by SQL92",
@@ -304,10 +298,10 @@ async fn pull_once(
     // slaveReadEnable, a consumer this far behind is sent to a slave (the data it needs has
     // left the master's page cache); a slave sends consumers back to a connected master
     // unless slave reads are allowed, and serves them when the master is gone.
-    let slave_read = inner.settings.read().broker.slave_read_enable;
+    let slave_read = inner.settings.broker(|b| b.slave_read_enable);
     let mut code = code;
     let suggest = if is_slave {
-        let master_up = inner.ha.connected_master.read().is_some();
+        let master_up = inner.ha.connected_master().is_some();
         if !slave_read && master_up && code == ResponseCode::SUCCESS {
             code = ResponseCode::PULL_RETRY_IMMEDIATELY;
             0
@@ -337,14 +331,7 @@ async fn pull_once(
         for m in &result.messages {
             body.extend_from_slice(m);
         }
-        inner
-            .stats
-            .get_messages
-            .fetch_add(result.messages.len() as u64, Ordering::Relaxed);
-        inner
-            .stats
-            .get_bytes
-            .fetch_add(result.total_bytes as u64, Ordering::Relaxed);
+        inner.traffic.delivered(result.messages.len() as u64);
         let labels = [h.topic.as_str(), h.consumer_group.as_str()];
         inner
             .metrics

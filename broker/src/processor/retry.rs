@@ -62,7 +62,7 @@ pub async fn consumer_send_msg_back(
             ),
         ));
     }
-    let auto_create = inner.settings.read().broker.auto_create_subscription_group;
+    let auto_create = inner.settings.broker(|b| b.auto_create_subscription_group);
     let Some(group) = inner.groups.find_or_create(&h.group, auto_create) else {
         return Ok(RemotingCommand::error(
             ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,

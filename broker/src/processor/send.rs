@@ -6,7 +6,6 @@
 //! parsed once into [`Properties`]; retry, half and delay routing edit that, and the record is
 //! encoded once, by the store), [`append`] and [`answer`].
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,12 +49,12 @@ struct SendSettings {
 impl SendSettings {
     fn read(inner: &BrokerInner) -> SendSettings {
         let role = inner.role.snapshot();
-        let s = inner.settings.read();
+        let s = inner.settings.snapshot();
         SendSettings {
             writable: role.writable(),
             auto_create: s.broker.auto_create_topic_enable,
-            cluster: s.broker.broker_cluster_name.clone(),
-            broker_name: s.broker.broker_name.clone(),
+            cluster: s.broker.broker_cluster_name,
+            broker_name: s.broker.broker_name,
             reject_transactions: s.broker.reject_transaction_message,
             sync_master: role.sync_master(),
             slave_timeout: Duration::from_millis(s.store.sync_flush_timeout.max(1)),
@@ -66,7 +65,7 @@ impl SendSettings {
 pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCommand) -> Response {
     let mut h = decode_header(req)?;
     // Back-pressure: too many sends in flight is SYSTEM_BUSY, which clients retry.
-    let Ok(_permit) = inner.send_permits.clone().try_acquire_owned() else {
+    let Some(_permit) = inner.traffic.admit_send() else {
         return Ok(RemotingCommand::error(
             ResponseCode::SYSTEM_BUSY,
             "[REJECTREQUEST]system busy, start flow control for a while",
@@ -358,8 +357,7 @@ async fn append(
         };
         return Err(Refusal::new(code, remark));
     };
-    inner.stats.put_messages.fetch_add(count, Ordering::Relaxed);
-    inner.stats.put_bytes.fetch_add(bytes, Ordering::Relaxed);
+    inner.traffic.stored(count);
     inner
         .metrics
         .messages_in
