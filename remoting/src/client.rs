@@ -16,6 +16,8 @@ use crate::error::{RemotingError, Result};
 pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub connection: ConnectionConfig,
+    /// Signs every request (RocketMQ's ACL hook) when set.
+    pub credentials: Option<crate::auth::Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -23,6 +25,7 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(3),
             connection: ConnectionConfig::default(),
+            credentials: None,
         }
     }
 }
@@ -101,9 +104,10 @@ impl RemotingClient {
     pub async fn invoke(
         &self,
         addr: &str,
-        request: RemotingCommand,
+        mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        self.sign(&mut request);
         let conn = self.connection(addr).await?;
         conn.invoke(request, timeout).await.map_err(|e| match e {
             RemotingError::Timeout { timeout, .. } => RemotingError::Timeout {
@@ -116,8 +120,23 @@ impl RemotingClient {
     }
 
     /// Sends `request` to `addr` flagged oneway.
-    pub async fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
+    pub async fn invoke_oneway(&self, addr: &str, mut request: RemotingCommand) -> Result<()> {
+        self.sign(&mut request);
         self.connection(addr).await?.invoke_oneway(request).await
+    }
+
+    /// A client that signs its requests with `credentials` (and shares no connection with
+    /// this one).
+    pub fn with_credentials(&self, credentials: Option<crate::auth::Credentials>) -> Self {
+        let mut config = self.inner.config.clone();
+        config.credentials = credentials;
+        Self::new(config, self.inner.processor.clone())
+    }
+
+    fn sign(&self, request: &mut RemotingCommand) {
+        if let Some(c) = &self.inner.config.credentials {
+            c.sign(request);
+        }
     }
 
     /// Closes the connection to `addr`, if any.

@@ -6,6 +6,7 @@
 //! encodes stored messages, and [`connection`], [`client`] and [`server`] move commands over
 //! TCP.
 
+pub mod auth;
 pub mod client;
 pub mod code;
 pub mod codec;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod topic;
 pub mod util;
 
+pub use auth::Credentials;
 pub use client::{ClientConfig, RemotingClient};
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use codec::RemotingCodec;
