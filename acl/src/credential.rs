@@ -50,6 +50,20 @@ struct File {
     secret_key: String,
 }
 
+/// The credential a server or tool signs with, from its settings: the configured file (which
+/// must exist: a credential invented on one host would not match the others'), else the local
+/// default — created if control-plane authentication is on, used if present otherwise.
+pub fn resolve(auth_enabled: bool, configured: &str) -> Result<Option<Credentials>, CredentialError> {
+    let configured = configured.trim();
+    if !configured.is_empty() {
+        return load(Path::new(configured)).map(Some);
+    }
+    if auth_enabled {
+        return load_or_create(&default_path()).map(Some);
+    }
+    Ok(load(&default_path()).ok())
+}
+
 /// Reads the credential at `path`.
 pub fn load(path: &Path) -> Result<Credentials, CredentialError> {
     let text = std::fs::read_to_string(path).map_err(|source| CredentialError::Read {
@@ -94,7 +108,12 @@ pub fn load_or_create(path: &Path) -> Result<Credentials, CredentialError> {
         secret_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
     };
     let text = serde_yaml::to_string(&file).map_err(|e| create(std::io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    // Unique per call: threads of one process may race here too.
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -120,6 +139,19 @@ pub fn load_or_create(path: &Path) -> Result<Credentials, CredentialError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_racing_to_create_end_with_one_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.yml");
+        let all: Vec<Credentials> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_create(&path).unwrap()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(all.windows(2).all(|w| w[0] == w[1]));
+    }
 
     #[test]
     fn created_once_then_read_back_by_everyone() {

@@ -235,6 +235,14 @@ pub enum Denied {
 }
 
 impl Denied {
+    /// For metrics: `acl` or `control_plane`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denied::Acl(_) => "acl",
+            Denied::ControlPlane { .. } => "control_plane",
+        }
+    }
+
     pub fn response(&self) -> RemotingCommand {
         match self {
             Denied::Acl(e) => RemotingCommand::error(
@@ -279,6 +287,11 @@ impl Gate {
     /// Lets everything through (tests of other parts, tools' own fake servers).
     pub fn open() -> Gate {
         Gate::new(None, None, |_| false)
+    }
+
+    /// The admin credential requests must carry, if the control plane is authenticated.
+    pub fn admin(&self) -> Option<&Credentials> {
+        self.admin.as_ref()
     }
 
     pub fn acl(&self) -> Option<&Arc<PlainAcl>> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rmq_remoting::{ConnectionConfig, RemotingClient, RemotingServer};
+use rmq_remoting::{ClientConfig, ConnectionConfig, RemotingClient, RemotingServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -69,8 +69,13 @@ pub struct BrokerInner {
     pub offsets: ConsumerOffsetManager,
     pub clients: ClientManager,
     pub holds: PullRequestHoldService,
-    /// Talks to name servers.
+    /// Talks to name servers and the other brokers of the group, signing with the admin
+    /// credential.
     pub namesrv: RemotingClient,
+    /// Who may send what: the plain ACL and the control plane.
+    pub gate: rmq_acl::Gate,
+    /// The admin credential, if there is one (signs outgoing requests and the HA handshake).
+    pub admin: Option<rmq_remoting::Credentials>,
     /// The address stored in every record (`brokerIP1:listenPort`).
     pub store_host: SocketAddr,
     pub broker_addr: String,
@@ -147,6 +152,7 @@ impl Broker {
             ..Default::default()
         };
         let bind: IpAddr = b.bind_address.parse().context("bindAddress")?;
+        let (admin, gate) = security(b)?;
         let listen_port = b.listen_port;
         let fast_port = b.fast_listen_port();
         let inner = Arc::new(BrokerInner {
@@ -162,7 +168,15 @@ impl Broker {
             offsets,
             clients: ClientManager::default(),
             holds: PullRequestHoldService::default(),
-            namesrv: RemotingClient::default(),
+            namesrv: RemotingClient::new(
+                ClientConfig {
+                    credentials: admin.clone(),
+                    ..Default::default()
+                },
+                None,
+            ),
+            gate,
+            admin,
             schedule,
             locks: Default::default(),
             transactions: Default::default(),
@@ -326,6 +340,32 @@ pub fn start_slave_services(inner: &Arc<BrokerInner>) {
         .spawn(crate::slave_sync::sync_metadata(inner.clone(), stop));
 }
 
+/// The admin credential and the gate built from the security settings.
+fn security(
+    b: &crate::config::BrokerConfig,
+) -> anyhow::Result<(Option<rmq_remoting::Credentials>, rmq_acl::Gate)> {
+    let admin = rmq_acl::credential::resolve(b.control_plane_auth_enable, &b.admin_credential_file)
+        .context("the admin credential (adminCredentialFile)")?;
+    let acl = if b.acl_enable {
+        let (main, dir) = b.acl_paths();
+        let acl = rmq_acl::PlainAcl::load(main.clone(), dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("aclEnable=true but the ACL does not load ({})", main.display()))?;
+        Some(Arc::new(acl))
+    } else {
+        None
+    };
+    if !b.control_plane_auth_enable {
+        tracing::warn!("controlPlaneAuthEnable=false: anyone who reaches this broker can change its role, config and topics");
+    }
+    let gate = rmq_acl::Gate::new(
+        admin.clone().filter(|_| b.control_plane_auth_enable),
+        acl,
+        rmq_acl::broker_control_plane,
+    );
+    Ok((admin, gate))
+}
+
 /// The IP written into every stored message as its store host (and so into every
 /// `offsetMsgId`). `brokerIP1` may be a host name (a cloud load balancer's): resolve it, and
 /// fall back to this host's address if it does not resolve.
@@ -387,7 +427,13 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
             _ = tokio::time::sleep(interval) => {}
         }
         let i = inner.clone();
-        let _ = tokio::task::spawn_blocking(move || i.offsets.persist()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            i.offsets.persist();
+            if let Some(acl) = i.gate.acl() {
+                acl.reload_if_changed();
+            }
+        })
+        .await;
         let timeout = inner.settings.broker(|b| b.channel_expired_timeout) as i64;
         for conn in inner
             .clients

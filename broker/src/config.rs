@@ -110,6 +110,17 @@ java_config! {
         metrics_port: u16 = 0 => "metricsPort",
         /// Frames longer than this are refused and their connection closed.
         frame_max_length: usize = rmq_remoting::codec::DEFAULT_MAX_FRAME_LEN => "frameMaxLength",
+        /// RocketMQ's plain ACL: accounts and permissions from `plain_acl.yml`.
+        acl_enable: bool = false => "aclEnable",
+        /// The ACL file, relative to `rocketmqHome` unless absolute (RocketMQ's
+        /// `-Drocketmq.acl.plain.file`); every YAML file below `conf/acl/` is read too.
+        acl_plain_file: String = "conf/plain_acl.yml".into() => "rocketmq.acl.plain.file",
+        /// Role changes, config updates, deletions and the HA handshake need the cluster's admin
+        /// credential (ours; on by default, off only by choice).
+        control_plane_auth_enable: bool = true => "controlPlaneAuthEnable",
+        /// The admin credential (`accessKey:` / `secretKey:` YAML, RocketMQ's tools.yml shape).
+        /// Empty: `~/.rocketmq/admin-credential.yml`, created on first start.
+        admin_credential_file: String = String::new() => "adminCredentialFile",
     }
 }
 
@@ -194,6 +205,15 @@ impl BrokerConfig {
 
     pub fn is_slave(&self) -> bool {
         self.broker_role.is_slave()
+    }
+
+    /// The plain ACL's main file and its directory of further files.
+    pub fn acl_paths(&self) -> (std::path::PathBuf, std::path::PathBuf) {
+        let home = std::path::Path::new(&self.rocketmq_home);
+        (
+            home.join(&self.acl_plain_file),
+            home.join("conf").join("acl"),
+        )
     }
 }
 

@@ -14,6 +14,7 @@ pub struct BrokerMetrics {
     pub messages_out: IntCounterVec,
     pub bytes_out: IntCounterVec,
     pub pulls: IntCounterVec,
+    pub denied: IntCounterVec,
     pub requests: HistogramVec,
     pub flush: Histogram,
     lag: IntGaugeVec,
@@ -61,6 +62,11 @@ impl BrokerMetrics {
                 "pull_requests_total",
                 "Pull requests, by consumer group.",
                 &["group"],
+            ),
+            denied: counter(
+                "requests_denied_total",
+                "Requests refused by the ACL or the control-plane check, by request code and reason.",
+                &["code", "reason"],
             ),
             requests: HistogramVec::new(
                 HistogramOpts::new(
@@ -122,6 +128,7 @@ impl BrokerMetrics {
             &m.messages_out,
             &m.bytes_out,
             &m.pulls,
+            &m.denied,
         ] {
             m.registry.register(Box::new(c.clone())).expect("register");
         }

@@ -10,7 +10,7 @@ use rmq_remoting::header::*;
 use rmq_remoting::message::{encode_properties, MessageExt};
 use rmq_remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, SubscriptionData};
 use rmq_remoting::protocol::route::TopicRouteData;
-use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
 use rmq_testkit::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -97,7 +97,7 @@ async fn send_errors_are_the_codes_clients_expect() {
     s.broker.auto_create_topic_enable = false;
     let broker = Broker::start(s).await.unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
 
     // Auto-create off: unknown topic.
     let r = c
@@ -234,7 +234,7 @@ async fn long_polling_offsets_and_restart() {
     let s = settings(dir.path(), &ns.local_addr().to_string(), port);
     let broker = Broker::start(s.clone()).await.unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
     c.invoke(&addr, create_topic("LP", 1, 6), T)
         .await
         .unwrap()
@@ -390,7 +390,7 @@ async fn long_polling_offsets_and_restart() {
 
     broker.shutdown().await;
     let broker = Broker::start(s).await.unwrap();
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
     let r = c
         .invoke(&addr, q("g1"), T)
         .await
@@ -426,7 +426,7 @@ async fn heartbeat_groups_and_garbage() {
         .await
         .unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
     let hb = HeartbeatData {
         client_id: "127.0.0.1@test".into(),
         consumer_data_set: vec![ConsumerData {
@@ -518,7 +518,7 @@ async fn runtime_info_reports_real_rates() {
         .await
         .unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
     c.invoke(&addr, create_topic("Rates", 1, 6), T)
         .await
         .unwrap()
@@ -573,7 +573,7 @@ async fn advertised_host_name_and_port() {
     s.broker.broker_advertised_port = 30911;
     let broker = Broker::start(s).await.unwrap();
     let addr = format!("127.0.0.1:{port}");
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
     c.invoke(&addr, create_topic("Nat", 1, 6), T)
         .await
         .unwrap()

@@ -105,7 +105,7 @@ async fn replay(file: &str) {
         ns_addr: namesrv.local_addr().to_string(),
         wire: Wire::connect(&broker_addr).await,
         broker_addr,
-        admin: RemotingClient::default(),
+        admin: rmq_testkit::admin_client(),
         stored: Vec::new(),
         failures: Vec::new(),
         done: vec![false; n],

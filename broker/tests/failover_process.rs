@@ -13,7 +13,7 @@ use rmq_remoting::header::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
     ViewMessageRequestHeader,
 };
-use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use rmq_testkit::free_port;
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
@@ -81,7 +81,7 @@ async fn kill_9_the_sync_master_promote_and_lose_nothing_acknowledged() {
     let master = start(dir.path(), &ns_addr, mport, 0, "SYNC_MASTER");
     let _slave = start(dir.path(), &ns_addr, sport, 1, "SLAVE");
     let (maddr, saddr) = (format!("127.0.0.1:{mport}"), format!("127.0.0.1:{sport}"));
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let t = Duration::from_secs(3);
 
     // Sends until the slave is in: then every SUCCESS is on both.
@@ -282,7 +282,7 @@ async fn unchanged_clients_carry_on_after_the_master_is_killed_and_its_slave_pro
     ] {
         promote.ext_fields.insert(k.into(), v);
     }
-    let r = RemotingClient::default()
+    let r = rmq_testkit::admin_client()
         .invoke(&saddr, promote, Duration::from_secs(3))
         .await
         .unwrap();

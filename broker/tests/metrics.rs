@@ -10,7 +10,7 @@ use std::time::Duration;
 use rmq_broker::Broker;
 use rmq_remoting::header::*;
 use rmq_remoting::message::encode_properties;
-use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode};
+use rmq_remoting::{RemotingCommand, RequestCode};
 use rmq_testkit::free_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -148,7 +148,7 @@ async fn broker_and_name_server_metrics_pass_promtool() {
     s.store.flush_commit_log_least_pages = 0;
     let broker = Broker::start(s.clone()).await.unwrap();
     let addr = format!("127.0.0.1:{}", s.broker.listen_port);
-    let c = RemotingClient::default();
+    let c = rmq_testkit::admin_client();
 
     // Traffic: 10 sends, one pull by group "mg" committing offset 4.
     let mut props = HashMap::new();

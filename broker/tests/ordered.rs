@@ -9,7 +9,7 @@ use std::time::Duration;
 use rmq_remoting::protocol::heartbeat::{
     LockBatchRequestBody, LockBatchResponseBody, MessageQueue as Mq,
 };
-use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode};
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeOrderlyContext, ConsumeOrderlyStatus, DefaultMQProducer,
     DefaultMQPushConsumer, MQPushConsumer, MessageListenerOrderly,
@@ -161,7 +161,7 @@ async fn each_queue_in_order_while_consumers_come_and_go() {
 
     // The locks themselves, on the wire: one holder per queue; the holder may renew;
     // release lets another in.
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let addr = c.broker.local_addr().to_string();
     let lock = |who: &str, code: i32| {
         let body = LockBatchRequestBody {

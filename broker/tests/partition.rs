@@ -325,7 +325,7 @@ async fn sync_master_cut_off_from_its_slave_refuses_acks_then_recovers() {
     let ns_addr = ns.local_addr().to_string();
     let _master = net.broker(dir.path(), true, "SYNC_MASTER", &ns_addr);
     let _slave = net.broker(dir.path(), false, "SLAVE", &ns_addr);
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let maddr = net.master_addr();
 
     wait_for(
@@ -395,7 +395,7 @@ async fn async_master_cut_off_keeps_writing_then_steps_down_with_its_tail_cut() 
     let ns_addr = ns.local_addr().to_string();
     let _master = net.broker(dir.path(), true, "ASYNC_MASTER", &ns_addr);
     let _slave = net.broker(dir.path(), false, "SLAVE", &ns_addr);
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let (maddr, saddr) = (net.master_addr(), net.slave_addr());
 
     wait_for("the master takes sends", 30, dir.path(), async || {

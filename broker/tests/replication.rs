@@ -204,7 +204,7 @@ async fn slave_follows_the_master_and_resumes_after_a_restart() {
             commit_offset: 99,
         },
     );
-    rmq_remoting::RemotingClient::default()
+    rmq_testkit::admin_client()
         .invoke(
             &slave.local_addr().to_string(),
             commit,
@@ -259,14 +259,14 @@ fn send_req(topic: &str, body: &str) -> rmq_remoting::RemotingCommand {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_master_acknowledges_what_a_slave_holds() {
     use rmq_remoting::header::SendMessageResponseHeader;
-    use rmq_remoting::{RemotingClient, ResponseCode};
+    use rmq_remoting::{ResponseCode};
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
     let ms = settings(&dir.path().join("m"), &ns_addr, 0, "SYNC_MASTER");
     let master = Broker::start(ms.clone()).await.unwrap();
     let addr = format!("127.0.0.1:{}", ms.broker.listen_port);
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let t = Duration::from_secs(10);
 
     let r = client
@@ -342,7 +342,7 @@ async fn pull(addr: &str) -> rmq_remoting::RemotingCommand {
             ..Default::default()
         },
     );
-    rmq_remoting::RemotingClient::default()
+    rmq_testkit::admin_client()
         .invoke(addr, req, Duration::from_secs(5))
         .await
         .unwrap()
@@ -374,7 +374,7 @@ fn promote(epoch: i32, master_addr: &str) -> rmq_remoting::RemotingCommand {
 async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     use rmq_remoting::header::{GetRouteInfoRequestHeader, SendMessageResponseHeader};
     use rmq_remoting::protocol::route::TopicRouteData;
-    use rmq_remoting::{JsonBody, RemotingClient, RequestCode, ResponseCode};
+    use rmq_remoting::{JsonBody, RequestCode, ResponseCode};
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
@@ -383,7 +383,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
     let ss = settings(&dir.path().join("s"), &ns_addr, 1, "SLAVE");
     let slave = Broker::start(ss.clone()).await.unwrap();
     caught_up_offsets(&master, &slave).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let t = Duration::from_secs(10);
     let maddr = format!("127.0.0.1:{}", ms.broker.listen_port);
     let saddr = format!("127.0.0.1:{}", ss.broker.listen_port);
@@ -479,7 +479,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
 /// replicates the new master's term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn former_master_rejoins_with_its_divergent_tail_cut() {
-    use rmq_remoting::{RemotingClient, ResponseCode};
+    use rmq_remoting::{ResponseCode};
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
@@ -509,7 +509,7 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
     b_settings.broker.ha_master_address.clear();
     let b = Broker::start(b_settings.clone()).await.unwrap();
     let baddr = format!("127.0.0.1:{}", b_settings.broker.listen_port);
-    let r = RemotingClient::default()
+    let r = rmq_testkit::admin_client()
         .invoke(&baddr, promote(2, &baddr), Duration::from_secs(5))
         .await
         .unwrap();
@@ -547,8 +547,8 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     use rmq_remoting::header::SendMessageResponseHeader;
-    use rmq_remoting::{RemotingClient, ResponseCode};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use rmq_remoting::{ResponseCode};
+    use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let mut ms = settings(
@@ -563,11 +563,13 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     let mut fake = tokio::net::TcpStream::connect(("127.0.0.1", ms.broker.ha_listen_port()))
         .await
         .unwrap();
-    let mut h = [0u8; 12];
-    fake.read_exact(&mut h).await.unwrap();
-    let len = i32::from_be_bytes([h[8], h[9], h[10], h[11]]) as usize;
-    let mut epochs = vec![0u8; len];
-    fake.read_exact(&mut epochs).await.unwrap();
+    use rmq_broker::ha::handshake;
+    let (_, nonce) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
+    let admin = rmq_testkit::admin_credential();
+    let hello = handshake::Hello::new(ms.broker.broker_name.clone(), 1, 0, &nonce, Some(&admin));
+    handshake::send_hello(&mut fake, &hello).await.unwrap();
+    let (tag, _epochs) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
+    assert_eq!(tag, handshake::EPOCHS);
     fake.write_i64(master.inner().store.max_phy_offset())
         .await
         .unwrap();
@@ -578,7 +580,7 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     }
     let addr = format!("127.0.0.1:{}", ms.broker.listen_port);
     let started = Instant::now();
-    let r = RemotingClient::default()
+    let r = rmq_testkit::admin_client()
         .invoke(&addr, send_req("Stalled", "waits"), Duration::from_secs(5))
         .await
         .unwrap();

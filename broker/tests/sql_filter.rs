@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmq_remoting::protocol::heartbeat::{CheckClientRequestBody, SubscriptionData};
-use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
     DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
@@ -120,7 +120,7 @@ async fn sql92_selects_exactly_the_matching_messages() {
     producer.shutdown().await;
 
     // The client's pre-start check: good and bad expressions.
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let addr = c.broker.local_addr().to_string();
     let t = Duration::from_secs(5);
     let r = client
@@ -137,7 +137,7 @@ async fn sql92_selects_exactly_the_matching_messages() {
 
     // A broker without enablePropertyFilter refuses SQL92, as RocketMQ's does.
     let c = start_cluster(|_| {}).await;
-    let r = RemotingClient::default()
+    let r = rmq_testkit::admin_client()
         .invoke(
             &c.broker.local_addr().to_string(),
             check_request("a > 1"),

@@ -40,6 +40,12 @@ java_config! {
         metrics_port: u16 = 0 => "metricsPort",
         /// Frames longer than this are refused and their connection closed.
         frame_max_length: usize = rmq_remoting::codec::DEFAULT_MAX_FRAME_LEN => "frameMaxLength",
+        /// Broker registrations, route and KV changes need the cluster's admin credential
+        /// (ours; on by default, off only by choice).
+        control_plane_auth_enable: bool = true => "controlPlaneAuthEnable",
+        /// The admin credential (`accessKey:` / `secretKey:` YAML). Empty:
+        /// `~/.rocketmq/admin-credential.yml`, created on first start.
+        admin_credential_file: String = String::new() => "adminCredentialFile",
     }
 }
 

@@ -48,7 +48,20 @@ impl NameServer {
             },
             ..Default::default()
         };
-        let processor = Arc::new(NamesrvProcessor::new(config, kv));
+        let admin = rmq_acl::credential::resolve(
+            config.control_plane_auth_enable,
+            &config.admin_credential_file,
+        )
+        .context("the admin credential (adminCredentialFile)")?;
+        if !config.control_plane_auth_enable {
+            tracing::warn!("controlPlaneAuthEnable=false: anyone who reaches this name server can register brokers and change routes");
+        }
+        let gate = rmq_acl::Gate::new(
+            admin.filter(|_| config.control_plane_auth_enable),
+            None,
+            rmq_acl::namesrv_control_plane,
+        );
+        let processor = Arc::new(NamesrvProcessor::new(config, kv).with_gate(gate));
         let server = RemotingServer::bind(
             addr,
             Arc::new(NamesrvService(processor.clone())),

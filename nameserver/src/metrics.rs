@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::processor::NamesrvProcessor;
 
 pub struct NamesrvMetrics {
     pub registry: Registry,
     pub requests: HistogramVec,
+    pub denied: IntCounterVec,
     live_brokers: IntGauge,
     topics: IntGauge,
 }
@@ -26,6 +27,17 @@ impl NamesrvMetrics {
             &["code"],
         )
         .expect("valid metric");
+        let denied = IntCounterVec::new(
+            Opts::new(
+                "requests_denied_total",
+                "Requests refused by the control-plane check, by request code and reason.",
+            ),
+            &["code", "reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(denied.clone()))
+            .expect("register");
         let live_brokers = IntGauge::new("live_brokers", "Broker addresses registered and alive.")
             .expect("valid metric");
         let topics =
@@ -42,6 +54,7 @@ impl NamesrvMetrics {
         Arc::new(NamesrvMetrics {
             registry,
             requests,
+            denied,
             live_brokers,
             topics,
         })

@@ -27,6 +27,8 @@ pub struct NamesrvProcessor {
     pub kv: KvConfigManager,
     pub config: RwLock<NamesrvConfig>,
     pub metrics: std::sync::Arc<crate::metrics::NamesrvMetrics>,
+    /// Who may change routes and registrations.
+    gate: rmq_acl::Gate,
     started: Instant,
 }
 
@@ -39,8 +41,15 @@ impl NamesrvProcessor {
             kv,
             config: RwLock::new(config),
             metrics: crate::metrics::NamesrvMetrics::new(),
+            gate: rmq_acl::Gate::open(),
             started: Instant::now(),
         }
+    }
+
+    /// Applies `gate` to every request that arrives over the network.
+    pub fn with_gate(mut self, gate: rmq_acl::Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Answers one request (never a panic: bad input becomes an error response).
@@ -420,6 +429,16 @@ impl RequestProcessor for NamesrvService {
         request: RemotingCommand,
     ) -> BoxFuture<'static, Option<RemotingCommand>> {
         let started = Instant::now();
+        if let Err(denied) = self.0.gate.check(&request, conn.peer_addr().ip()) {
+            tracing::warn!(code = request.code, name = request.code_name(), peer = %conn.peer_addr(), ?denied, "request refused");
+            self.0
+                .metrics
+                .denied
+                .with_label_values(&[request.code_name(), denied.kind()])
+                .inc();
+            let resp = (!request.is_oneway()).then(|| denied.response());
+            return Box::pin(async move { resp });
+        }
         let resp = self.0.handle(Some(&conn), &request);
         self.0
             .metrics

@@ -43,7 +43,7 @@ async fn still_serves(client: &RemotingClient, addr: &str) {
 #[tokio::test]
 async fn bad_frames_close_only_their_connection() {
     let ns = start_namesrv(|c| c.frame_max_length = 64 * 1024).await;
-    let good = RemotingClient::default();
+    let good = rmq_testkit::admin_client();
     register(
         &good,
         &ns.addr,
@@ -118,7 +118,7 @@ async fn bad_frames_close_only_their_connection() {
 #[tokio::test]
 async fn bad_requests_get_errors_and_the_connection_lives_on() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
 
     // Unknown request code.
     let resp = client

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use cheetah_string::CheetahString;
 use common::*;
-use rmq_remoting::RemotingClient;
 use rocketmq_client_rust::{
     BrokerAdmin, ClientRuntime, ClientRuntimeConfig, DefaultMQAdminExt, RouteAdmin,
     TelemetryHandle, TopicAdmin,
@@ -38,7 +37,7 @@ fn client_runtime() -> Arc<ClientRuntime> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_admin_client_reads_and_administers() {
     let ns = start_namesrv(|c| c.order_message_enable = true).await;
-    let ours = RemotingClient::default();
+    let ours = rmq_testkit::admin_client();
     register(
         &ours,
         &ns.addr,
@@ -71,10 +70,13 @@ async fn foreign_admin_client_reads_and_administers() {
     .await;
 
     let rt = client_runtime();
-    let mut admin = DefaultMQAdminExt::with_admin_ext_group_and_timeout(
+    // Its own ACL hook signs with the cluster's admin credential: KV writes and broker
+    // permission changes are the control plane.
+    let admin_key = rmq_testkit::admin_credential();
+    let mut admin = DefaultMQAdminExt::with_admin_ext_group_and_rpc_hook(
         rt.clone(),
         "interop_admin_group",
-        Duration::from_secs(3),
+        rmq_testkit::client::acl_hook(&admin_key.access_key, &admin_key.secret_key),
     );
     admin.set_namesrv_addr(ns.addr.as_str());
     admin

@@ -27,7 +27,7 @@ async fn route(client: &RemotingClient, ns: &str, topic: &str) -> RemotingComman
 #[tokio::test]
 async fn register_route_cluster_unregister() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let master = register(
         &client,
         &ns.addr,
@@ -179,7 +179,7 @@ async fn register_route_cluster_unregister() {
 #[tokio::test]
 async fn old_clients_get_bare_broker_addr_keys() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     register(
         &client,
         &ns.addr,
@@ -228,7 +228,7 @@ async fn old_clients_get_bare_broker_addr_keys() {
 #[tokio::test]
 async fn binary_header_requests_get_binary_answers() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let mut req = common::register_request(
         "C1",
         "broker-a",
@@ -264,7 +264,7 @@ async fn binary_header_requests_get_binary_answers() {
 #[tokio::test]
 async fn compressed_registration_and_crc_check() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let mut req = common::register_request(
         "C1",
         "broker-z",
@@ -304,7 +304,7 @@ async fn compressed_registration_and_crc_check() {
 #[tokio::test]
 async fn kv_config_and_order_topic_conf_in_routes() {
     let ns = start_namesrv(|c| c.order_message_enable = true).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let put = |ns: &str, key: &str, value: &str| {
         RemotingCommand::request_with_header(
             RequestCode::PUT_KV_CONFIG,
@@ -404,7 +404,7 @@ async fn kv_config_and_order_topic_conf_in_routes() {
 #[tokio::test]
 async fn data_version_write_perm_topic_admin_and_config() {
     let ns = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     register(
         &client,
         &ns.addr,
@@ -608,7 +608,7 @@ async fn silent_broker_expires_and_closed_connection_removes_at_once() {
     .await;
     let processor = ns.server.processor().clone();
     // Broker A registers on its own connection and then goes silent (connection kept open).
-    let a = RemotingClient::default();
+    let a = rmq_testkit::admin_client();
     register(
         &a,
         &ns.addr,
@@ -620,7 +620,7 @@ async fn silent_broker_expires_and_closed_connection_removes_at_once() {
     )
     .await;
     // Broker B keeps heartbeating.
-    let b = RemotingClient::default();
+    let b = rmq_testkit::admin_client();
     register(
         &b,
         &ns.addr,
@@ -685,7 +685,7 @@ async fn silent_broker_expires_and_closed_connection_removes_at_once() {
 async fn several_name_servers_are_independent() {
     let ns1 = start_namesrv(|_| {}).await;
     let ns2 = start_namesrv(|_| {}).await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     register(
         &client,
         &ns1.addr,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cheetah_string::CheetahString;
 use common::*;
 use rmq_remoting::header::PutKvConfigRequestHeader;
-use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode};
+use rmq_remoting::{RemotingCommand, RequestCode};
 use rmq_testkit::free_port;
 use rocketmq_client_rust::{
     ClientRuntime, ClientRuntimeConfig, DefaultMQAdminExt, RouteAdmin, TelemetryHandle, TopicAdmin,
@@ -138,7 +138,7 @@ async fn sigterm_stops_gracefully_and_keeps_kv_config() {
     let conf = write_namesrv_conf(dir.path(), port);
     let mut ns = start_mqnamesrv(&conf, port);
     let addr = format!("127.0.0.1:{port}");
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let put = RemotingCommand::request_with_header(
         RequestCode::PUT_KV_CONFIG,
         &PutKvConfigRequestHeader {
@@ -169,7 +169,7 @@ async fn sigterm_stops_gracefully_and_keeps_kv_config() {
             key: "T".into(),
         },
     );
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let resp = client
         .invoke(&addr, get, TIMEOUT)
         .await
@@ -213,6 +213,11 @@ async fn foreign_broker_registers_and_admin_tool_sees_it() {
     let dir = tempfile::tempdir().unwrap();
     let ns_port = free_port();
     let conf = write_namesrv_conf(dir.path(), ns_port);
+    // That broker cannot sign its registrations with our admin credential: a name server
+    // serving it opens its control plane, by choice (what the README tells such users).
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("controlPlaneAuthEnable=false\n");
+    std::fs::write(&conf, text).unwrap();
     let mut ns = start_mqnamesrv(&conf, ns_port);
     let ns_addr = format!("127.0.0.1:{ns_port}");
 

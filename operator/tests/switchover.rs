@@ -288,7 +288,7 @@ async fn annotation_switches_a_live_master_then_scale_down_switches_back() {
         format!("127.0.0.1:{}", base + 2),
         format!("127.0.0.1:{}", base + 5),
     );
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let first = write(&client, &a0, 30).await;
 
     // 1. Annotation on a live master: read-only, catch up, promote, step down.
@@ -383,7 +383,7 @@ async fn a_pending_roll_waits_and_brings_the_master_back_to_ordinal_0_first() {
     // After an earlier failover: ordinal 1 leads, ordinal 0 follows as broker 5.
     let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
     let b0 = broker(&ns_addr, dir.path(), base + 2, 5, "SLAVE").await;
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let written = write(&client, &format!("127.0.0.1:{}", base + 5), 30).await;
     follows(&b1, &b0).await;
 
@@ -449,7 +449,7 @@ async fn a_second_master_is_told_to_step_down() {
     }
     assert!(!b1.inner().role.is_slave());
     // It now refuses writes and follows the recorded master.
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let r = client
         .invoke(
             &format!("127.0.0.1:{}", base + 2),

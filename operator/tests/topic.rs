@@ -148,7 +148,7 @@ async fn delete_if_empty_refuses_while_messages_wait() {
     let (client, mut handle) = mock();
     let ctx = Arc::new(Context::new(client));
     // The topic exists with one unconsumed message.
-    let remoting = rmq_remoting::RemotingClient::default();
+    let remoting = rmq_testkit::admin_client();
     let create = rmq_remoting::RemotingCommand::request_with_header(
         rmq_remoting::RequestCode::UPDATE_AND_CREATE_TOPIC,
         &rmq_remoting::header::CreateTopicRequestHeader {

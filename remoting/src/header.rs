@@ -818,7 +818,9 @@ command_header!(
     /// (`masterAddress`, `masterBrokerId`) from `masterEpoch` on. Ours besides: the role the
     /// promoted broker takes (`brokerRole`), the id its former master takes when it steps down
     /// (`formerMasterBrokerId`), the id a demoted master takes (`brokerId`), where it follows
-    /// (`masterHaAddress`), and the group it is meant for (`brokerName`, refused elsewhere).
+    /// (`masterHaAddress`), the group it is meant for (`brokerName`, refused elsewhere), and
+    /// whether a demoted master may cut records it acknowledged to SYNC_MASTER producers
+    /// (`forceTruncate`).
     NotifyBrokerRoleChangedRequestHeader {
         master_address: Option<String> => "masterAddress",
         master_epoch: Option<crate::role::Epoch> => "masterEpoch",
@@ -829,6 +831,7 @@ command_header!(
         former_master_broker_id: Option<i64> => "formerMasterBrokerId",
         broker_id: Option<i64> => "brokerId",
         broker_name: Option<String> => "brokerName",
+        force_truncate: Option<bool> => "forceTruncate",
     }
 );
 

@@ -51,3 +51,10 @@ pub fn message(topic: &str, tag: &str, body: String) -> Message {
         .body_slice(body.as_bytes())
         .build_unchecked()
 }
+
+/// The client's own ACL hook (`AclClientRPCHook`) signing with `ak`/`sk`, as its users set it.
+pub fn acl_hook(ak: &str, sk: &str) -> Arc<dyn rocketmq_transport::api::RPCHook> {
+    Arc::new(rocketmq_client_rust::AclClientRPCHook::new(
+        rocketmq_client_rust::SessionCredentials::with_keys(ak.to_string(), sk.to_string()),
+    ))
+}

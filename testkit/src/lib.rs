@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 use rmq_broker::{Broker, BrokerSettings};
 use rmq_nameserver::{NameServer, NamesrvConfig};
 
+/// The admin credential every name server and broker started here uses (they leave
+/// `adminCredentialFile` at its default): created on first use.
+pub fn admin_credential() -> rmq_remoting::Credentials {
+    rmq_acl::credential::load_or_create(&rmq_acl::credential::default_path())
+        .expect("the local admin credential")
+}
+
+/// A client that signs every request with [`admin_credential`], as mqadmin, the operator
+/// and other brokers do: control-plane requests from it are accepted.
+pub fn admin_client() -> rmq_remoting::RemotingClient {
+    rmq_remoting::RemotingClient::default().with_credentials(Some(admin_credential()))
+}
+
 /// A free port on 127.0.0.1 for a broker: the ports it also takes — the VIP channel
 /// (`port - 2`) and the HA port (`port + 1`) — are free too.
 pub fn free_port() -> u16 {

@@ -405,8 +405,8 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
             use rmq_remoting::header::{
                 SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
             };
-            use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
-            let client = RemotingClient::default();
+            use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
+            let client = rmq_testkit::admin_client();
             let mut acked = Vec::new();
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -53,6 +53,15 @@ impl BrokerProcessor {
 
     async fn handle(&self, conn: &Connection, req: &RemotingCommand) -> Option<RemotingCommand> {
         let started = std::time::Instant::now();
+        if let Err(denied) = self.inner.gate.check(req, conn.peer_addr().ip()) {
+            tracing::warn!(code = req.code, name = req.code_name(), peer = %conn.peer_addr(), ?denied, "request refused");
+            self.inner
+                .metrics
+                .denied
+                .with_label_values(&[req.code_name(), denied.kind()])
+                .inc();
+            return (!req.is_oneway()).then(|| denied.response());
+        }
         let resp = self.route(conn, req).await;
         self.inner
             .metrics

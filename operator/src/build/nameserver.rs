@@ -78,6 +78,11 @@ fn conf(spec: &NameServerSpec) -> String {
         "/home/rocketmq/namesrv/namesrv.properties".into(),
     );
     props.insert("metricsPort".into(), spec.metrics_port.to_string());
+    // As for brokers: open inside the cluster until the operator distributes the admin
+    // credential through a Secret.
+    props
+        .entry("controlPlaneAuthEnable".into())
+        .or_insert_with(|| "false".into());
     properties(&props)
 }
 

@@ -42,6 +42,19 @@ pub struct Context {
     pub recorder: Recorder,
 }
 
+/// The admin credential the operator signs its broker and name-server calls with:
+/// `ROCKETMQ_ADMIN_CREDENTIAL_FILE`, else `~/.rocketmq/admin-credential.yml` if present.
+fn admin_credential() -> Option<rmq_remoting::Credentials> {
+    let file = std::env::var("ROCKETMQ_ADMIN_CREDENTIAL_FILE").unwrap_or_default();
+    match rmq_acl::credential::resolve(false, &file) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin credential: broker and name-server calls go unsigned");
+            None
+        }
+    }
+}
+
 impl Context {
     pub fn new(client: Client) -> Context {
         let reporter = Reporter {
@@ -52,7 +65,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            remoting: rmq_remoting::RemotingClient::default(),
+            remoting: rmq_remoting::RemotingClient::default().with_credentials(admin_credential()),
         }
     }
 

@@ -25,6 +25,40 @@ pub struct Common {
     /// Request timeout in milliseconds
     #[arg(long = "timeout", value_name = "MS", default_value_t = 3000)]
     pub timeout_ms: u64,
+    /// Sign requests with this ACL access key (with --secretKey)
+    #[arg(long = "accessKey", value_name = "AK", requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// The access key's secret
+    #[arg(long = "secretKey", value_name = "SK", requires = "access_key")]
+    pub secret_key: Option<String>,
+    /// Sign requests with the credential in this file (`accessKey:` / `secretKey:` YAML).
+    /// Default: $ROCKETMQ_HOME/conf/tools.yml, else ~/.rocketmq/admin-credential.yml, if present
+    #[arg(long = "credentialFile", value_name = "FILE")]
+    pub credential_file: Option<std::path::PathBuf>,
+}
+
+impl Common {
+    /// The credential to sign with: given keys, the given file, then RocketMQ's tools.yml,
+    /// then the local cluster's admin credential; none if none of them exists.
+    pub fn credentials(&self) -> anyhow::Result<Option<rmq_remoting::Credentials>> {
+        if let (Some(ak), Some(sk)) = (&self.access_key, &self.secret_key) {
+            return Ok(Some(rmq_remoting::Credentials::new(ak, sk)));
+        }
+        if let Some(f) = &self.credential_file {
+            return Ok(Some(rmq_acl::credential::load(f)?));
+        }
+        let tools_yml = std::env::var_os("ROCKETMQ_HOME")
+            .map(|h| std::path::Path::new(&h).join("conf").join("tools.yml"));
+        for path in tools_yml
+            .into_iter()
+            .chain([rmq_acl::credential::default_path()])
+        {
+            if path.exists() {
+                return Ok(Some(rmq_acl::credential::load(&path)?));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[derive(Subcommand, Debug)]

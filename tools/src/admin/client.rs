@@ -74,6 +74,13 @@ impl Admin {
         }
     }
 
+    /// Signs every request with `credentials` (the cluster's admin credential or an ACL
+    /// account).
+    pub fn with_credentials(mut self, credentials: Option<rmq_remoting::Credentials>) -> Self {
+        self.client = self.client.with_credentials(credentials);
+        self
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -31,7 +31,8 @@ pub type Out<'a> = &'a mut dyn Write;
 pub async fn run(command: &Command, namesrv_env: Option<&str>, out: Out<'_>) -> Result<()> {
     let common = command.common();
     let namesrv = common.namesrv_addr.as_deref().or(namesrv_env);
-    let admin = Admin::new(namesrv, Duration::from_millis(common.timeout_ms.max(1)));
+    let admin = Admin::new(namesrv, Duration::from_millis(common.timeout_ms.max(1)))
+        .with_credentials(common.credentials()?);
     let result = match command {
         Command::ClusterList(a) => cluster::cluster_list(&admin, a, out).await,
         Command::TopicList(a) => topic::topic_list(&admin, a, out).await,

@@ -105,7 +105,7 @@ impl FakeBroker {
             Arc::new(Processor(state.clone())),
             ConnectionConfig::default(),
         );
-        let registrar = RemotingClient::default();
+        let registrar = rmq_testkit::admin_client();
         for ns in namesrvs {
             register(&registrar, ns, cluster, name, id, &addr, topics).await;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_remoting::header::GetRouteInfoRequestHeader;
 use rmq_remoting::protocol::route::TopicRouteData;
-use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode};
+use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
 
 use crate::fake_broker::FakeBroker;
 
@@ -123,7 +123,7 @@ pub async fn mqadmin_env(args: &[&str], namesrv_env: Option<&str>) -> Run {
 
 /// Sends `req` to `addr` and returns the answer (whatever its code).
 pub async fn invoke(addr: &str, req: RemotingCommand) -> RemotingCommand {
-    RemotingClient::default()
+    rmq_testkit::admin_client()
         .invoke(addr, req, TIMEOUT)
         .await
         .expect("answered")

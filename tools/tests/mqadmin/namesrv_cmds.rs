@@ -77,7 +77,7 @@ async fn cluster_list_shows_every_broker_and_tolerates_silent_ones() {
 /// Registers `broker-z` at `127.0.0.1:1`, where nothing listens; the returned client holds
 /// the registration.
 async fn register_dead_broker(namesrv: &str) -> RemotingClient {
-    let client = RemotingClient::default();
+    let client = rmq_testkit::admin_client();
     let header = RegisterBrokerRequestHeader {
         broker_name: "broker-z".into(),
         broker_addr: "127.0.0.1:1".into(),

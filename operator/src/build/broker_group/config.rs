@@ -83,6 +83,11 @@ pub fn broker_conf(
     p.insert("listenPort".into(), BROKER_PORT.to_string());
     p.insert("haListenPort".into(), HA_PORT.to_string());
     p.insert("storePathRootDir".into(), STORE.into());
+    // Until the operator distributes the cluster's admin credential through a Secret, each
+    // pod would invent its own and no broker could register: the control plane stays open
+    // inside the cluster (NetworkPolicy still limits who reaches the ports).
+    p.entry("controlPlaneAuthEnable".into())
+        .or_insert_with(|| "false".into());
     p.insert(
         "metricsPort".into(),
         if spec.metrics.enabled {

@@ -52,6 +52,24 @@ pub struct Common {
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout: u64,
+    /// Sign requests with this ACL access key (with --secretKey). Default: the local
+    /// cluster's admin credential (~/.rocketmq/admin-credential.yml), if present, which
+    /// may also create the topic.
+    #[arg(long = "accessKey", requires = "secret_key")]
+    pub access_key: Option<String>,
+    #[arg(long = "secretKey", requires = "access_key")]
+    pub secret_key: Option<String>,
+}
+
+impl Common {
+    /// A client signing with the chosen credential.
+    pub fn client(&self) -> rmq_remoting::RemotingClient {
+        let credentials = match (&self.access_key, &self.secret_key) {
+            (Some(ak), Some(sk)) => Some(rmq_remoting::Credentials::new(ak, sk)),
+            _ => rmq_acl::credential::load(&rmq_acl::credential::default_path()).ok(),
+        };
+        rmq_remoting::RemotingClient::default().with_credentials(credentials)
+    }
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rmq_remoting::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
 use rmq_remoting::message::{encode_batch, encode_properties, BatchItem, Properties};
-use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use tokio_util::sync::CancellationToken;
 
 use crate::route::{queues, route_or_create, Queue};
@@ -72,7 +72,7 @@ fn request(q: &Queue, topic: &str, body: &Bytes, n: u64, o: &Options) -> Remotin
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(o.common.timeout);
-    let client = RemotingClient::default();
+    let client = o.common.client();
     let route = route_or_create(
         &client,
         &o.common.namesrv,

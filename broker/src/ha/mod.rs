@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::BrokerInner;
+
+pub mod handshake;
 
 /// Most record bytes in one frame.
 const FRAME_BYTES: usize = 256 * 1024;
@@ -59,6 +61,11 @@ pub struct HaState {
     master_addr: RwLock<Option<String>>,
     /// Slave side: consumers committed offsets here since the last hand-over to the master.
     offsets_committed_here: AtomicBool,
+    /// The end of what a SYNC_MASTER send was answered for: a slave held it. A step-down
+    /// never cuts below it unless forced.
+    acknowledged: AtomicI64,
+    /// Set by a forced step-down: the next cut may go below `acknowledged`.
+    force_truncate: AtomicBool,
 }
 
 impl HaState {
@@ -154,6 +161,25 @@ impl HaState {
         self.offsets_committed_here.store(true, Ordering::Release);
     }
 
+    /// A SYNC_MASTER send up to `end` was answered as replicated.
+    pub fn acknowledged_to_producers(&self, end: i64) {
+        self.acknowledged.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// The end of what SYNC_MASTER producers were told is replicated (0: nothing).
+    pub fn acknowledged(&self) -> i64 {
+        self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// Whether the next step-down may cut below what was acknowledged.
+    pub fn set_force_truncate(&self, force: bool) {
+        self.force_truncate.store(force, Ordering::Release);
+    }
+
+    fn take_force_truncate(&self) -> bool {
+        self.force_truncate.swap(false, Ordering::AcqRel)
+    }
+
     /// Slave side: whether offsets were committed here since the last call.
     pub fn take_offsets_committed(&self) -> bool {
         self.offsets_committed_here.swap(false, Ordering::AcqRel)
@@ -173,6 +199,7 @@ pub async fn wait_for_slave(inner: &BrokerInner, end: i64, timeout: Duration) ->
         let notified = inner.ha.acked.notified();
         let best = inner.ha.max_slave_offset();
         if best >= end {
+            inner.ha.acknowledged_to_producers(end);
             return Ok(());
         }
         if best < 0 || end - best > MAX_GAP_IN_SYNC {
@@ -222,16 +249,30 @@ async fn serve_slave(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let (mut rd, mut wr) = sock.into_split();
-    // First our epochs (a control frame, offset -1), so a former master can cut what this
-    // master never had; then the slave says where it is.
+    // Who is there: a slave of this group, holding the admin credential, not from a newer
+    // term.
+    let nonce = handshake::challenge(&mut wr).await?;
+    let hello = tokio::time::timeout(HEARTBEAT * 5, handshake::read_hello(&mut rd))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))??;
+    let epoch = inner.role.snapshot().epoch;
+    if let Err(reason) = hello.check(&nonce, inner.gate.admin(), &inner.broker_name(), epoch.0) {
+        let _ = handshake::write_frame(&mut wr, handshake::REFUSED, reason.as_bytes()).await;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("refused: {reason}"),
+        ));
+    }
+    // Then our epochs, so a former master can cut what this master never had; then the
+    // slave says where it is.
     let epochs = serde_json::to_vec(&inner.role.epochs().list()).unwrap_or_default();
-    let mut frame = BytesMut::with_capacity(12 + epochs.len());
-    frame.put_i64(-1);
-    frame.put_i32(epochs.len() as i32);
-    frame.put_slice(&epochs);
-    wr.write_all(&frame).await?;
+    handshake::write_frame(&mut wr, handshake::EPOCHS, &epochs).await?;
     let first = rd.read_i64().await?;
-    inner.ha.slave_connected(id, peer, first);
+    // Never count more than this master has: what the slave held before (at most our end),
+    // then what was sent to it.
+    let sent = Arc::new(AtomicI64::new(first.min(inner.store.max_phy_offset()).max(0)));
+    inner.ha.slave_connected(id, peer, sent.load(Ordering::Acquire));
+    tracing::info!(%peer, broker_id = hello.broker_id, offset = first, "slave authenticated");
     // A partition leaves no reset behind: a slave silent past `haHousekeepingInterval` is
     // dropped, so SYNC_MASTER sends get SLAVE_NOT_AVAILABLE rather than timing out forever.
     let silence = Duration::from_millis(
@@ -242,6 +283,7 @@ async fn serve_slave(
     );
     let reports = {
         let inner = inner.clone();
+        let sent = sent.clone();
         async move {
             loop {
                 let offset = tokio::time::timeout(silence, rd.read_i64())
@@ -252,7 +294,11 @@ async fn serve_slave(
                             format!("no report from the slave for {silence:?}"),
                         )
                     })??;
-                inner.ha.slave_reported(id, offset);
+                let held = sent.load(Ordering::Acquire);
+                if offset > held {
+                    tracing::debug!(%peer, offset, held, "slave reported more than it was sent; counting what was sent");
+                }
+                inner.ha.slave_reported(id, offset.min(held));
             }
             #[allow(unreachable_code)]
             Ok::<(), std::io::Error>(())
@@ -291,6 +337,7 @@ async fn serve_slave(
             wr.write_all(&frame).await?;
             last_sent = Instant::now();
             next = after;
+            sent.fetch_max(after, Ordering::AcqRel);
         }
     };
     tokio::select! {
@@ -356,20 +403,32 @@ async fn follow(
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = sock.set_nodelay(true);
     let (mut rd, mut wr) = sock.into_split();
-    // The master's epochs come first: anything here past where the master's history
-    // diverges from ours is cut before we say where we are.
-    let mut h = [0u8; 12];
-    tokio::time::timeout(HEARTBEAT * 5, rd.read_exact(&mut h))
-        .await
-        .map_err(|_| "no handshake from the master".to_string())?
-        .map_err(|e| e.to_string())?;
-    let mut hb = &h[..];
-    let (tag, len) = (hb.get_i64(), hb.get_i32());
-    if tag != -1 || !(0..=MAX_FRAME as i32).contains(&len) {
-        return Err(format!("bad handshake from the master ({tag}, {len})"));
+    // The master's challenge; we answer with who we are, signed.
+    let (tag, nonce) = handshake_frame(&mut rd).await?;
+    if tag != handshake::CHALLENGE {
+        return Err(format!("bad handshake from the master (frame {tag})"));
     }
-    let mut body = vec![0u8; len as usize];
-    rd.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+    let role = inner.role.snapshot();
+    let hello = handshake::Hello::new(
+        inner.broker_name(),
+        role.broker_id,
+        role.epoch.0,
+        &nonce,
+        inner.admin.as_ref(),
+    );
+    handshake::send_hello(&mut wr, &hello).await?;
+    // Then the master's epochs: anything here past where the master's history diverges from
+    // ours is cut before we say where we are.
+    let (tag, body) = handshake_frame(&mut rd).await?;
+    if tag == handshake::REFUSED {
+        return Err(format!(
+            "the master refused this slave: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    if tag != handshake::EPOCHS {
+        return Err(format!("bad handshake from the master (frame {tag})"));
+    }
     let theirs: Vec<crate::role::EpochEntry> =
         serde_json::from_slice(&body).map_err(|e| format!("master epochs: {e}"))?;
     let mine = inner.role.epochs().list();
@@ -381,6 +440,14 @@ async fn follow(
         )
     })?;
     if keep < ours_max {
+        let acknowledged = inner.ha.acknowledged();
+        if keep < acknowledged && !inner.ha.take_force_truncate() {
+            return Err(format!(
+                "{addr} would have this broker cut to {keep}, below {acknowledged}, which it \
+                 acknowledged to SYNC_MASTER producers as replicated: not following it (a step-down \
+                 with forceTruncate=true allows it)"
+            ));
+        }
         tracing::warn!(master = %addr, keep, had = ours_max, "cutting the tail the new master never had");
         inner.store.truncate_replica(keep).await?;
     }
@@ -421,6 +488,13 @@ async fn follow(
             last_report = Instant::now();
         }
     }
+}
+
+/// A handshake frame from the master, within the handshake's time.
+async fn handshake_frame(rd: &mut tokio::net::tcp::OwnedReadHalf) -> Result<(i64, Vec<u8>), String> {
+    tokio::time::timeout(HEARTBEAT * 5, handshake::read_frame(rd, MAX_FRAME))
+        .await
+        .map_err(|_| "no handshake from the master".to_string())?
 }
 
 /// `[i64 offset][record]…` → records; each record starts with its own total size.
