@@ -53,7 +53,10 @@ struct File {
 /// The credential a server or tool signs with, from its settings: the configured file (which
 /// must exist: a credential invented on one host would not match the others'), else the local
 /// default — created if control-plane authentication is on, used if present otherwise.
-pub fn resolve(auth_enabled: bool, configured: &str) -> Result<Option<Credentials>, CredentialError> {
+pub fn resolve(
+    auth_enabled: bool,
+    configured: &str,
+) -> Result<Option<Credentials>, CredentialError> {
     let configured = configured.trim();
     if !configured.is_empty() {
         return load(Path::new(configured)).map(Some);

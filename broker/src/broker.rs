@@ -350,7 +350,12 @@ fn security(
         let (main, dir) = b.acl_paths();
         let acl = rmq_acl::PlainAcl::load(main.clone(), dir)
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("aclEnable=true but the ACL does not load ({})", main.display()))?;
+            .with_context(|| {
+                format!(
+                    "aclEnable=true but the ACL does not load ({})",
+                    main.display()
+                )
+            })?;
         Some(Arc::new(acl))
     } else {
         None

@@ -90,7 +90,9 @@ pub async fn role_changed(
             ));
         };
         inner.role.step_down(&change, epoch, id);
-        inner.ha.set_force_truncate(h.force_truncate.unwrap_or(false));
+        inner
+            .ha
+            .set_force_truncate(h.force_truncate.unwrap_or(false));
         let ha = h.master_ha_address.clone().filter(|a| !a.is_empty());
         // Without `ha`, the name servers' answer at the next registration says where to follow.
         inner.ha.follow_master(master_addr.clone(), ha);

@@ -259,7 +259,7 @@ fn send_req(topic: &str, body: &str) -> rmq_remoting::RemotingCommand {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_master_acknowledges_what_a_slave_holds() {
     use rmq_remoting::header::SendMessageResponseHeader;
-    use rmq_remoting::{ResponseCode};
+    use rmq_remoting::ResponseCode;
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
@@ -479,7 +479,7 @@ async fn promoted_slave_holds_every_acknowledged_message_and_takes_writes() {
 /// replicates the new master's term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn former_master_rejoins_with_its_divergent_tail_cut() {
-    use rmq_remoting::{ResponseCode};
+    use rmq_remoting::ResponseCode;
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let ns_addr = ns.local_addr().to_string();
@@ -547,7 +547,7 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     use rmq_remoting::header::SendMessageResponseHeader;
-    use rmq_remoting::{ResponseCode};
+    use rmq_remoting::ResponseCode;
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;

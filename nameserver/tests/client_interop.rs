@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
 use cheetah_string::CheetahString;
 use common::*;

@@ -270,8 +270,12 @@ async fn serve_slave(
     let first = rd.read_i64().await?;
     // Never count more than this master has: what the slave held before (at most our end),
     // then what was sent to it.
-    let sent = Arc::new(AtomicI64::new(first.min(inner.store.max_phy_offset()).max(0)));
-    inner.ha.slave_connected(id, peer, sent.load(Ordering::Acquire));
+    let sent = Arc::new(AtomicI64::new(
+        first.min(inner.store.max_phy_offset()).max(0),
+    ));
+    inner
+        .ha
+        .slave_connected(id, peer, sent.load(Ordering::Acquire));
     tracing::info!(%peer, broker_id = hello.broker_id, offset = first, "slave authenticated");
     // A partition leaves no reset behind: a slave silent past `haHousekeepingInterval` is
     // dropped, so SYNC_MASTER sends get SLAVE_NOT_AVAILABLE rather than timing out forever.
@@ -491,7 +495,9 @@ async fn follow(
 }
 
 /// A handshake frame from the master, within the handshake's time.
-async fn handshake_frame(rd: &mut tokio::net::tcp::OwnedReadHalf) -> Result<(i64, Vec<u8>), String> {
+async fn handshake_frame(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+) -> Result<(i64, Vec<u8>), String> {
     tokio::time::timeout(HEARTBEAT * 5, handshake::read_frame(rd, MAX_FRAME))
         .await
         .map_err(|_| "no handshake from the master".to_string())?
