@@ -67,8 +67,26 @@ pub fn resolve(
     Ok(load(&default_path()).ok())
 }
 
-/// Reads the credential at `path`.
+/// Reads the credential at `path`: a YAML file, or a directory holding the files `accessKey`
+/// and `secretKey` (a Kubernetes Secret mounted as a volume).
 pub fn load(path: &Path) -> Result<Credentials, CredentialError> {
+    if path.is_dir() {
+        let read = |name: &str| {
+            std::fs::read_to_string(path.join(name)).map_err(|source| CredentialError::Read {
+                path: path.join(name),
+                source,
+            })
+        };
+        let (ak, sk) = (read("accessKey")?, read("secretKey")?);
+        let (ak, sk) = (ak.trim(), sk.trim());
+        if ak.is_empty() || sk.is_empty() {
+            return Err(CredentialError::Format {
+                path: path.into(),
+                reason: "accessKey and secretKey must not be empty".into(),
+            });
+        }
+        return Ok(Credentials::new(ak, sk));
+    }
     let text = std::fs::read_to_string(path).map_err(|source| CredentialError::Read {
         path: path.into(),
         source,
@@ -170,6 +188,12 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // A mounted Secret: one file per key.
+        let secret = dir.path().join("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("accessKey"), "ops\n").unwrap();
+        std::fs::write(secret.join("secretKey"), "s3cret").unwrap();
+        assert_eq!(load(&secret).unwrap(), Credentials::new("ops", "s3cret"));
         // Java's tools.yml shape.
         std::fs::write(&path, "accessKey: ops\nsecretKey: s3cret\n").unwrap();
         assert_eq!(load(&path).unwrap(), Credentials::new("ops", "s3cret"));

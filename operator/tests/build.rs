@@ -502,3 +502,108 @@ fn after_a_failover_the_promoted_ordinal_is_configured_as_master() {
         "SYNC_MASTER"
     );
 }
+
+#[test]
+fn the_admin_credential_reaches_every_pod_through_a_secret() {
+    use rmq_operator::build::admin;
+    use rmq_operator::validate;
+    let docs = docs(&examples_dir().join("2m-2s-sync.yaml"));
+    let ns: NameServer = serde_yaml::from_value(docs[0].clone()).unwrap();
+    let bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let cred = rmq_remoting::Credentials::new("rocketmq-admin", "s3cret-from-the-chart");
+    let bg_owner = owner("BrokerGroup", "broker-a");
+    let group = validate::broker_group::validate(&bg, "broker-a", "ns:9876").unwrap();
+    let ns_owner = owner("NameServer", "rocketmq");
+    let ns_valid = validate::nameserver::validate(&ns).unwrap();
+
+    let with = broker_group::objects(&group, &bg_owner, Some(&cred));
+    let secret = with.admin_secret.as_ref().expect("a Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("broker-a-admin-credential")
+    );
+    assert_eq!(
+        secret.metadata.owner_references.as_ref().unwrap()[0].name,
+        "broker-a",
+        "removed with its group"
+    );
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["accessKey"].0, b"rocketmq-admin");
+    assert_eq!(data["secretKey"].0, b"s3cret-from-the-chart");
+    let c = conf(&with.config, "broker-0.conf");
+    assert_eq!(c["adminCredentialFile"], admin::MOUNT);
+    assert!(!c.contains_key("controlPlaneAuthEnable"), "on by default");
+    let pod = pod_spec(&with);
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "admin-credential")
+        .unwrap();
+    assert_eq!(
+        vol.secret.unwrap().secret_name.as_deref(),
+        Some("broker-a-admin-credential")
+    );
+    assert!(pod.containers.iter().all(|c| c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.mount_path == admin::MOUNT && m.read_only == Some(true))));
+    let ns_with = nameserver::objects(&ns_valid, &ns_owner, Some(&cred));
+    assert!(ns_with.admin_secret.is_some());
+    let text = &ns_with.config.data.as_ref().unwrap()["namesrv.conf"];
+    assert!(
+        text.contains("adminCredentialFile=/etc/rocketmq-admin"),
+        "{text}"
+    );
+
+    // An operator without a credential says so in the config instead of letting each pod
+    // invent its own key; a choice written in the spec is kept.
+    let without = broker_group::objects(&group, &bg_owner, None);
+    assert!(without.admin_secret.is_none());
+    assert_eq!(
+        conf(&without.config, "broker-0.conf")["controlPlaneAuthEnable"],
+        "false"
+    );
+    let mut chosen = bg.clone();
+    chosen
+        .spec
+        .config
+        .insert("controlPlaneAuthEnable".into(), "true".into());
+    let g = validate::broker_group::validate(&chosen, "broker-a", "ns:9876").unwrap();
+    let o = broker_group::objects(&g, &bg_owner, None);
+    assert_eq!(
+        conf(&o.config, "broker-0.conf")["controlPlaneAuthEnable"],
+        "true"
+    );
+    // The Secret and the pods that mount it pass the Kubernetes schemas too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secured.yaml");
+    let mut yaml = String::new();
+    for doc in [
+        serde_yaml::to_string(secret).unwrap(),
+        serde_yaml::to_string(&with.stateful_set).unwrap(),
+        serde_yaml::to_string(ns_with.admin_secret.as_ref().unwrap()).unwrap(),
+        serde_yaml::to_string(&ns_with.stateful_set).unwrap(),
+    ] {
+        yaml.push_str("---\n");
+        yaml.push_str(&doc);
+    }
+    std::fs::write(&path, yaml).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("operator/tests/validate.py"))
+        .arg(root.join("crds"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("validated 4 objects, 0 failures"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

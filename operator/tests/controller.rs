@@ -111,6 +111,37 @@ async fn nameserver_applies_objects_in_order_and_reports_ready() {
 }
 
 #[tokio::test]
+async fn with_a_credential_the_secret_is_applied_before_the_pods_that_mount_it() {
+    let (client, mut handle) = mock();
+    let ns = nameserver_obj(1, json!({}), json!({}));
+    let cred = rmq_remoting::Credentials::new("rocketmq-admin", "from-the-chart");
+    let ctx = Arc::new(Context::new(client).with_admin(Some(cred)));
+    let task = tokio::spawn(nameserver::reconcile(Arc::new(ns), ctx));
+    let h = &mut handle;
+    let secret = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/secrets/rocketmq-admin-credential",
+        echo,
+    )
+    .await;
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    assert_eq!(secret["data"]["secretKey"], "ZnJvbS10aGUtY2hhcnQ=");
+    let cm = expect(
+        h,
+        Method::PATCH,
+        "/api/v1/namespaces/default/configmaps/rocketmq-config",
+        echo,
+    )
+    .await;
+    assert!(cm["data"]["namesrv.conf"]
+        .as_str()
+        .unwrap()
+        .contains("adminCredentialFile=/etc/rocketmq-admin"));
+    task.abort();
+}
+
+#[tokio::test]
 async fn invalid_spec_is_reported_not_applied() {
     let (client, mut handle) = mock();
     let ns = nameserver_obj(2, json!({}), json!({ "listenPort": "1" }));

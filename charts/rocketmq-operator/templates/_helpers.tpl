@@ -26,3 +26,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The Secret holding the cluster's admin credential (keys accessKey and secretKey).
+*/}}
+{{- define "rocketmq-operator.adminSecretName" -}}
+{{- .Values.adminCredential.existingSecret | default (printf "%s-admin-credential" (include "rocketmq-operator.fullname" .)) }}
+{{- end }}

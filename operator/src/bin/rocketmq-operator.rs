@@ -293,7 +293,11 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
         .parse()?;
     let client = Client::try_default().await?;
-    let ctx = Arc::new(Context::new(client.clone()));
+    let admin = rmq_operator::controller::admin_credential();
+    if admin.is_none() {
+        tracing::warn!("no admin credential (ROCKETMQ_ADMIN_CREDENTIAL_FILE): clusters run with controlPlaneAuthEnable=false");
+    }
+    let ctx = Arc::new(Context::new(client.clone()).with_admin(admin));
     let m = metrics();
 
     // Health and metrics answer from the start, while this replica waits to lead.

@@ -2,6 +2,7 @@
 //! talks to the API server, so every example can be checked without a cluster; the
 //! reconcilers apply what these return.
 
+pub mod admin;
 pub mod broker_group;
 pub mod failover;
 pub mod nameserver;

@@ -24,6 +24,8 @@ pub struct NameServerObjects {
     pub service: Service,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
+    /// The admin credential the pods mount; `None` without one (see [`crate::build::admin`]).
+    pub admin_secret: Option<k8s_openapi::api::core::v1::Secret>,
 }
 
 const COMPONENT: &str = "nameserver";
@@ -44,30 +46,41 @@ pub fn address(name: &str, namespace: &str, replicas: i32) -> String {
 }
 
 /// Validates, then builds.
+/// Validates, then builds (without an admin credential: see [`objects`]).
 pub fn build(ns: &NameServer, owner: &Owner) -> Result<NameServerObjects, SpecError> {
-    Ok(objects(&validate(ns)?, owner))
+    Ok(objects(&validate(ns)?, owner, None))
 }
 
-/// Every object of a validated `NameServer`.
-pub fn objects(v: &ValidatedNameServer, owner: &Owner) -> NameServerObjects {
+/// Every object of a validated `NameServer`; `admin`: the credential its pods get.
+pub fn objects(
+    v: &ValidatedNameServer,
+    owner: &Owner,
+    admin: Option<&rmq_remoting::Credentials>,
+) -> NameServerObjects {
     let spec = &v.name_server.spec;
     let labels = labels(&owner.name, COMPONENT);
-    let conf = conf(spec);
+    let conf = conf(spec, &crate::build::admin::properties(admin, &spec.config));
+    // A config change rolls the pods.
+    let mut stateful_set = stateful_set(spec, owner, &labels, fnv(conf.as_bytes()));
+    if admin.is_some() {
+        crate::build::admin::mount(&mut stateful_set, owner);
+    }
     NameServerObjects {
         config: config_map(owner, &labels, &conf),
         headless: headless(owner, &labels),
         service: service(spec, owner, &labels),
-        // A config change rolls the pods.
-        stateful_set: stateful_set(spec, owner, &labels, fnv(conf.as_bytes())),
+        stateful_set,
         pdb: pdb(owner, &labels),
+        admin_secret: admin.map(|a| crate::build::admin::secret(owner, &labels, a)),
     }
 }
 
 const CONF: &str = "namesrv.conf";
 
 /// `namesrv.conf`: the spec's properties and the ones the operator manages.
-fn conf(spec: &NameServerSpec) -> String {
+fn conf(spec: &NameServerSpec, security: &BTreeMap<String, String>) -> String {
     let mut props = spec.config.clone();
+    props.extend(security.clone());
     props.insert("listenPort".into(), NAMESRV_PORT.to_string());
     props.insert(
         "kvConfigPath".into(),
@@ -78,11 +91,6 @@ fn conf(spec: &NameServerSpec) -> String {
         "/home/rocketmq/namesrv/namesrv.properties".into(),
     );
     props.insert("metricsPort".into(), spec.metrics_port.to_string());
-    // As for brokers: open inside the cluster until the operator distributes the admin
-    // credential through a Secret.
-    props
-        .entry("controlPlaneAuthEnable".into())
-        .or_insert_with(|| "false".into());
     properties(&props)
 }
 

@@ -40,11 +40,15 @@ pub struct Context {
     pub remoting: rmq_remoting::RemotingClient,
     /// Kubernetes Events (events.k8s.io) about the objects we reconcile.
     pub recorder: Recorder,
+    /// The cluster's admin credential handed to the pods through a Secret (see
+    /// [`crate::build::admin`]); `None`: pods run with the control plane open.
+    pub admin: Option<rmq_remoting::Credentials>,
 }
 
 /// The admin credential the operator signs its broker and name-server calls with:
-/// `ROCKETMQ_ADMIN_CREDENTIAL_FILE`, else `~/.rocketmq/admin-credential.yml` if present.
-fn admin_credential() -> Option<rmq_remoting::Credentials> {
+/// `ROCKETMQ_ADMIN_CREDENTIAL_FILE` (a file, or a directory of `accessKey` and `secretKey`
+/// files, as a mounted Secret), else `~/.rocketmq/admin-credential.yml` if present.
+pub fn admin_credential() -> Option<rmq_remoting::Credentials> {
     let file = std::env::var("ROCKETMQ_ADMIN_CREDENTIAL_FILE").unwrap_or_default();
     match rmq_acl::credential::resolve(false, &file) {
         Ok(c) => c,
@@ -66,7 +70,17 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             remoting: rmq_remoting::RemotingClient::default().with_credentials(admin_credential()),
+            admin: None,
         }
+    }
+
+    /// Hands `admin` to the pods (and signs with it): what the operator process does.
+    pub fn with_admin(mut self, admin: Option<rmq_remoting::Credentials>) -> Context {
+        if admin.is_some() {
+            self.remoting = self.remoting.with_credentials(admin.clone());
+        }
+        self.admin = admin;
+        self
     }
 
     /// Publishes a Warning event about `obj`.

@@ -41,8 +41,11 @@ pub async fn reconcile(ns: Arc<NameServer>, ctx: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
     };
-    let objects = objects(&valid, &owner);
+    let objects = objects(&valid, &owner, ctx.admin.as_ref());
     let c = &ctx.client;
+    if let Some(secret) = &objects.admin_secret {
+        apply::<k8s_openapi::api::core::v1::Secret>(c, &namespace, secret).await?;
+    }
     apply::<ConfigMap>(c, &namespace, &objects.config).await?;
     apply::<Service>(c, &namespace, &objects.headless).await?;
     apply::<Service>(c, &namespace, &objects.service).await?;

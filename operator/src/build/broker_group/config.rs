@@ -10,7 +10,12 @@ use crate::crd::broker_group::ExternalType;
 use crate::crd::BrokerGroup;
 use crate::validate::broker_group::ValidatedBrokerGroup;
 
-pub(super) fn config_map(g: &ValidatedBrokerGroup, owner: &Owner, labels: &Labels) -> ConfigMap {
+pub(super) fn config_map(
+    g: &ValidatedBrokerGroup,
+    owner: &Owner,
+    labels: &Labels,
+    security: &BTreeMap<String, String>,
+) -> ConfigMap {
     let node_port = g
         .addresses
         .external
@@ -19,6 +24,7 @@ pub(super) fn config_map(g: &ValidatedBrokerGroup, owner: &Owner, labels: &Label
     for i in 0..g.replicas {
         let mut conf = broker_conf(g.group, &g.broker_name, i, &g.namesrv_addr);
         conf.extend(g.addresses.props.clone());
+        conf.extend(security.clone());
         if let Some(ext) = node_port {
             let port = external::node_port(ext.node_port_base.unwrap_or_default(), i);
             conf.insert("brokerAdvertisedPort".into(), port.to_string());
@@ -83,11 +89,6 @@ pub fn broker_conf(
     p.insert("listenPort".into(), BROKER_PORT.to_string());
     p.insert("haListenPort".into(), HA_PORT.to_string());
     p.insert("storePathRootDir".into(), STORE.into());
-    // Until the operator distributes the cluster's admin credential through a Secret, each
-    // pod would invent its own and no broker could register: the control plane stays open
-    // inside the cluster (NetworkPolicy still limits who reaches the ports).
-    p.entry("controlPlaneAuthEnable".into())
-        .or_insert_with(|| "false".into());
     p.insert(
         "metricsPort".into(),
         if spec.metrics.enabled {

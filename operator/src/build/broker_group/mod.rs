@@ -54,27 +54,43 @@ pub struct BrokerGroupObjects {
     pub pdb: PodDisruptionBudget,
     /// Per-pod Services for clients outside the cluster (`External` NodePort/LoadBalancer).
     pub external: Vec<Service>,
+    /// The admin credential the pods mount; `None` without one (see [`crate::build::admin`]).
+    pub admin_secret: Option<k8s_openapi::api::core::v1::Secret>,
 }
 
-/// Validates, then builds.
+/// Validates, then builds (without an admin credential: see [`objects`]).
 pub fn build(
     bg: &BrokerGroup,
     owner: &Owner,
     namesrv_addr: &str,
 ) -> Result<BrokerGroupObjects, SpecError> {
-    Ok(objects(&validate(bg, &owner.name, namesrv_addr)?, owner))
+    Ok(objects(
+        &validate(bg, &owner.name, namesrv_addr)?,
+        owner,
+        None,
+    ))
 }
 
-/// Every object of a validated group.
-pub fn objects(g: &ValidatedBrokerGroup, owner: &Owner) -> BrokerGroupObjects {
+/// Every object of a validated group; `admin`: the credential its pods get.
+pub fn objects(
+    g: &ValidatedBrokerGroup,
+    owner: &Owner,
+    admin: Option<&rmq_remoting::Credentials>,
+) -> BrokerGroupObjects {
     let labels = group_labels(g);
-    let config = config::config_map(g, owner, &labels);
+    let security = crate::build::admin::properties(admin, &g.spec().config);
+    let config = config::config_map(g, owner, &labels, &security);
     let config_hash = config::roll_hash(&config);
+    let mut stateful_set = stateful_set::stateful_set(g, owner, &labels, &config_hash);
+    if admin.is_some() {
+        crate::build::admin::mount(&mut stateful_set, owner);
+    }
     BrokerGroupObjects {
         headless: services::headless(g, owner, &labels),
         master: services::master(g, owner, &labels),
         network_policy: network_policy::network_policy(g, owner, &labels),
-        stateful_set: stateful_set::stateful_set(g, owner, &labels, &config_hash),
+        stateful_set,
+        admin_secret: admin.map(|a| crate::build::admin::secret(owner, &labels, a)),
         pdb: max_one_unavailable(meta(owner, g.name.clone(), labels.clone()), pod_selector(g)),
         external: g
             .addresses

@@ -31,6 +31,10 @@ pub async fn apply_objects(
     group: &ValidatedBrokerGroup<'_>,
     objects: &BrokerGroupObjects,
 ) -> Result<Applied, Error> {
+    // The credential before the pods that mount it.
+    if let Some(secret) = &objects.admin_secret {
+        apply::<k8s_openapi::api::core::v1::Secret>(c, namespace, secret).await?;
+    }
     apply::<ConfigMap>(c, namespace, &objects.config).await?;
     apply::<Service>(c, namespace, &objects.headless).await?;
     let mut lb_hosts = Vec::new();

@@ -51,7 +51,7 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         Ok(g) => g,
         Err(e) => return reject(&ctx, &bg, &previous, generation, e).await,
     };
-    let objects = objects(&group, &owner);
+    let objects = objects(&group, &owner, ctx.admin.as_ref());
     let applied = apply::apply_objects(c, &namespace, &owner, &group, &objects).await?;
 
     let pods = group_pods(c, &namespace, &group.name).await?;
