@@ -10,6 +10,7 @@
 
 pub mod address;
 pub mod credential;
+pub mod edit;
 pub mod plain;
 pub mod resource;
 
@@ -46,6 +47,14 @@ pub enum Grant {
     Signed { admin: bool },
 }
 
+/// Response codes of the ACL admin requests (RocketMQ's `ResponseCode`; the same numbers
+/// name other codes in RocketMQ 5's table, so they are not in ours).
+pub mod code {
+    pub const UPDATE_AND_CREATE_ACL_CONFIG_FAILED: i32 = 209;
+    pub const DELETE_ACL_CONFIG_FAILED: i32 = 210;
+    pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED: i32 = 211;
+}
+
 /// Request codes only admin accounts may send (RocketMQ 4.9.8's list with 5.x's additions).
 pub fn needs_admin(code: i32) -> bool {
     matches!(
@@ -72,6 +81,8 @@ pub struct PlainAcl {
     config: RwLock<Arc<AclConfig>>,
     /// Each file and its modification time at the last load.
     stamps: Mutex<Vec<(PathBuf, Option<SystemTime>)>>,
+    /// Serializes the admin requests' edits.
+    edit: Mutex<()>,
 }
 
 impl PlainAcl {
@@ -91,6 +102,7 @@ impl PlainAcl {
             dir,
             config: Default::default(),
             stamps: Default::default(),
+            edit: Mutex::new(()),
         };
         acl.reload()?;
         Ok(acl)

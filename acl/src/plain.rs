@@ -128,6 +128,11 @@ impl AclConfig {
         Ok(config)
     }
 
+    /// Whether `file` would load.
+    pub fn check(file: &PlainAclFile) -> Result<(), AclError> {
+        AclConfig::default().merge(Path::new(""), file.clone())
+    }
+
     fn merge(&mut self, path: &Path, file: PlainAclFile) -> Result<(), AclError> {
         for w in &file.global_white_remote_addresses {
             self.global_white

@@ -469,3 +469,182 @@ async fn promote_switches_over_from_a_live_master_with_nothing_cut() {
     slave.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_accounts_and_white_lists_through_mqadmin() {
+    use rmq_remoting::{Credentials, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let ns_addr = ns.local_addr().to_string();
+    let mut s = rmq_testkit::broker_settings(dir.path(), &ns_addr, "acl-broker");
+    s.broker.acl_enable = true;
+    s.broker.rocketmq_home = dir.path().join("home").display().to_string();
+    let broker = Broker::start(s.clone()).await.unwrap();
+    let addr = format!("127.0.0.1:{}", s.broker.listen_port);
+    assert!(
+        rmq_testkit::wait_until(std::time::Duration::from_secs(5), || {
+            ns.processor().route.live_broker_count() > 0
+        })
+        .await
+    );
+    let probe = |ak: &str, sk: &str| {
+        let client = RemotingClient::default().with_credentials(Some(Credentials::new(ak, sk)));
+        let addr = addr.clone();
+        async move {
+            // A request any account may send: only the ACL's answer matters.
+            let req = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO);
+            let r = client
+                .invoke(&addr, req, std::time::Duration::from_secs(3))
+                .await
+                .unwrap();
+            (r.code, r.remark.unwrap_or_default())
+        }
+    };
+    let (code, remark) = probe("app-account", "app-secret-1").await;
+    assert_eq!(code, ResponseCode::SYSTEM_ERROR);
+    assert!(
+        remark.ends_with("No acl config for app-account"),
+        "{remark}"
+    );
+
+    // mqadmin signs with the local admin credential: the account is created.
+    let (ok, out) = mqadmin(&[
+        "updateAclConfig",
+        "-n",
+        &ns_addr,
+        "-c",
+        "DefaultCluster",
+        "-a",
+        "app-account",
+        "-s",
+        "app-secret-1",
+        "-u",
+        "SUB",
+        "-t",
+        "Orders=PUB",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "create or update plain access config to {addr} success."
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("app-secret-1"),
+        "the secret is not printed: {out}"
+    );
+    let (code, remark) = probe("app-account", "app-secret-1").await;
+    assert_eq!(code, ResponseCode::SUCCESS, "{remark}");
+    let file = std::fs::read_to_string(dir.path().join("home/conf/plain_acl.yml")).unwrap();
+    assert!(
+        file.contains("app-account") && file.contains("Orders=PUB"),
+        "{file}"
+    );
+
+    let (ok, out) = mqadmin(&[
+        "clusterAclConfigVersion",
+        "-n",
+        &ns_addr,
+        "-c",
+        "DefaultCluster",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("#AclConfigVersionNum") && out.contains("plain_acl.yml"),
+        "{out}"
+    );
+    assert!(
+        out.contains("get cluster's plain access config version success."),
+        "{out}"
+    );
+
+    // An ACL account that is not admin cannot change the ACL.
+    let (ok, out) = mqadmin(&[
+        "updateAclConfig",
+        "-n",
+        &ns_addr,
+        "-b",
+        &addr,
+        "-a",
+        "sneaky-account",
+        "-s",
+        "sneaky-secret",
+        "-m",
+        "true",
+        "--authAccessKey",
+        "app-account",
+        "--authSecretKey",
+        "app-secret-1",
+    ])
+    .await;
+    assert!(
+        !ok && out.contains(
+            "Need admin permission for request code=50, but accessKey=app-account is not"
+        ),
+        "{out}"
+    );
+
+    let (ok, out) = mqadmin(&[
+        "updateGlobalWhiteAddr",
+        "-n",
+        &ns_addr,
+        "-b",
+        &addr,
+        "-g",
+        "10.0.0.*,192.168.1.1-5",
+    ])
+    .await;
+    assert!(
+        ok && out.contains("update global white remote addresses to"),
+        "{out}"
+    );
+    let (ok, out) = mqadmin(&[
+        "updateGlobalWhiteAddr",
+        "-n",
+        &ns_addr,
+        "-b",
+        &addr,
+        "-g",
+        "1.2.3",
+    ])
+    .await;
+    assert!(
+        !ok && out.contains("211"),
+        "a bad pattern is refused: {out}"
+    );
+
+    let (ok, out) = mqadmin(&[
+        "deleteAccessConfig",
+        "-n",
+        &ns_addr,
+        "-b",
+        &addr,
+        "-a",
+        "app-account",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    assert!(out.contains("account's accesskey is:app-account"), "{out}");
+    let (code, remark) = probe("app-account", "app-secret-1").await;
+    assert_eq!(code, ResponseCode::SYSTEM_ERROR);
+    assert!(
+        remark.ends_with("No acl config for app-account"),
+        "{remark}"
+    );
+    let (ok, out) = mqadmin(&[
+        "deleteAclConfig",
+        "-n",
+        &ns_addr,
+        "-b",
+        &addr,
+        "-a",
+        "app-account",
+    ])
+    .await;
+    assert!(!ok && out.contains("has been deleted failed"), "{out}");
+    broker.shutdown().await;
+    ns.shutdown().await;
+}

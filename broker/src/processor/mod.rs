@@ -1,5 +1,6 @@
 //! Request processors, one module per family; [`BrokerProcessor`] routes by request code.
 
+mod acl;
 mod admin;
 mod client;
 mod lock;
@@ -116,6 +117,10 @@ impl BrokerProcessor {
             RequestCode::END_TRANSACTION => crate::transaction::end_transaction(i, req).await,
             RequestCode::LOCK_BATCH_MQ => lock::lock_batch(i, req),
             RequestCode::UNLOCK_BATCH_MQ => lock::unlock_batch(i, req),
+            RequestCode::UPDATE_AND_CREATE_ACL_CONFIG => acl::update_account(i, req),
+            RequestCode::DELETE_ACL_CONFIG => acl::delete_account(i, req),
+            RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => acl::update_global_white(i, req),
+            RequestCode::GET_BROKER_CLUSTER_ACL_INFO => acl::versions(i),
             RequestCode::GET_ALL_DELAY_OFFSET => {
                 Ok(RemotingCommand::success().with_body(i.schedule.encode().into_bytes()))
             }

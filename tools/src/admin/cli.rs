@@ -25,12 +25,21 @@ pub struct Common {
     /// Request timeout in milliseconds
     #[arg(long = "timeout", value_name = "MS", default_value_t = 3000)]
     pub timeout_ms: u64,
-    /// Sign requests with this ACL access key (with --secretKey)
-    #[arg(long = "accessKey", value_name = "AK", requires = "secret_key")]
-    pub access_key: Option<String>,
-    /// The access key's secret
-    #[arg(long = "secretKey", value_name = "SK", requires = "access_key")]
-    pub secret_key: Option<String>,
+    /// Sign requests with this access key (with --authSecretKey); -a/-s of the ACL
+    /// subcommands name the account they change
+    #[arg(
+        long = "authAccessKey",
+        value_name = "AK",
+        requires = "auth_secret_key"
+    )]
+    pub auth_access_key: Option<String>,
+    /// The signing access key's secret
+    #[arg(
+        long = "authSecretKey",
+        value_name = "SK",
+        requires = "auth_access_key"
+    )]
+    pub auth_secret_key: Option<String>,
     /// Sign requests with the credential in this file (`accessKey:` / `secretKey:` YAML).
     /// Default: $ROCKETMQ_HOME/conf/tools.yml, else ~/.rocketmq/admin-credential.yml, if present
     #[arg(long = "credentialFile", value_name = "FILE")]
@@ -41,7 +50,7 @@ impl Common {
     /// The credential to sign with: given keys, the given file, then RocketMQ's tools.yml,
     /// then the local cluster's admin credential; none if none of them exists.
     pub fn credentials(&self) -> anyhow::Result<Option<rmq_remoting::Credentials>> {
-        if let (Some(ak), Some(sk)) = (&self.access_key, &self.secret_key) {
+        if let (Some(ak), Some(sk)) = (&self.auth_access_key, &self.auth_secret_key) {
             return Ok(Some(rmq_remoting::Credentials::new(ak, sk)));
         }
         if let Some(f) = &self.credential_file {
@@ -129,6 +138,18 @@ pub enum Command {
     /// Update configs of name server
     #[command(name = "updateNamesrvConfig")]
     UpdateNamesrvConfig(KeyValueArgs),
+    /// Update acl config yaml file in broker
+    #[command(name = "updateAclConfig")]
+    UpdateAclConfig(UpdateAclConfigArgs),
+    /// Delete Acl Config Account in broker
+    #[command(name = "deleteAclConfig", alias = "deleteAccessConfig")]
+    DeleteAclConfig(DeleteAclConfigArgs),
+    /// Update global white address for acl Config File in broker
+    #[command(name = "updateGlobalWhiteAddr")]
+    UpdateGlobalWhiteAddr(UpdateGlobalWhiteAddrArgs),
+    /// List all of acl config version information in cluster
+    #[command(name = "clusterAclConfigVersion")]
+    ClusterAclConfigVersion(BrokerOrClusterArgs),
 }
 
 impl Command {
@@ -154,6 +175,10 @@ impl Command {
             Command::WipeWritePerm(a) | Command::AddWritePerm(a) => &a.common,
             Command::GetNamesrvConfig(a) => &a.common,
             Command::UpdateNamesrvConfig(a) => &a.common,
+            Command::UpdateAclConfig(a) => &a.target.common,
+            Command::DeleteAclConfig(a) => &a.target.common,
+            Command::UpdateGlobalWhiteAddr(a) => &a.target.common,
+            Command::ClusterAclConfigVersion(a) => &a.common,
         }
     }
 
@@ -182,6 +207,10 @@ impl Command {
             Command::AddWritePerm(_) => "addWritePerm",
             Command::GetNamesrvConfig(_) => "getNamesrvConfig",
             Command::UpdateNamesrvConfig(_) => "updateNamesrvConfig",
+            Command::UpdateAclConfig(_) => "updateAclConfig",
+            Command::DeleteAclConfig(_) => "deleteAclConfig",
+            Command::UpdateGlobalWhiteAddr(_) => "updateGlobalWhiteAddr",
+            Command::ClusterAclConfigVersion(_) => "clusterAclConfigVersion",
         }
     }
 }
@@ -555,4 +584,69 @@ mod tests {
         assert!(Cli::try_parse_from(["mqadmin", "updateTopic", "-t", "T"]).is_err());
         assert!(Cli::try_parse_from(["mqadmin", "brokerStatus", "-b", "a:1", "-c", "C"]).is_err());
     }
+}
+
+/// `-b brokerAddr` or `-c clusterName`, one of them.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker_addr", "cluster"])))]
+pub struct BrokerOrClusterArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The broker's address
+    #[arg(short = 'b', long = "brokerAddr")]
+    pub broker_addr: Option<String>,
+    /// Every broker of this cluster
+    #[arg(short = 'c', long = "clusterName")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateAclConfigArgs {
+    #[command(flatten)]
+    pub target: BrokerOrClusterArgs,
+    /// Access key
+    #[arg(short = 'a', long = "accessKey")]
+    pub access_key: String,
+    /// Secret key
+    #[arg(short = 's', long = "secretKey")]
+    pub secret_key: String,
+    /// White remote address
+    #[arg(short = 'w', long = "whiteRemoteAddress")]
+    pub white_remote_address: Option<String>,
+    /// Default topic perm
+    #[arg(short = 'i', long = "defaultTopicPerm")]
+    pub default_topic_perm: Option<String>,
+    /// Default group perm
+    #[arg(short = 'u', long = "defaultGroupPerm")]
+    pub default_group_perm: Option<String>,
+    /// Topic perms, e.g. topicA=PUB,topicB=SUB
+    #[arg(short = 't', long = "topicPerms")]
+    pub topic_perms: Option<String>,
+    /// Group perms, e.g. groupA=SUB
+    #[arg(short = 'g', long = "groupPerms")]
+    pub group_perms: Option<String>,
+    /// Is admin
+    #[arg(short = 'm', long = "admin", value_parser = parse_bool)]
+    pub admin: Option<bool>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteAclConfigArgs {
+    #[command(flatten)]
+    pub target: BrokerOrClusterArgs,
+    /// Access key to delete
+    #[arg(short = 'a', long = "accessKey")]
+    pub access_key: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateGlobalWhiteAddrArgs {
+    #[command(flatten)]
+    pub target: BrokerOrClusterArgs,
+    /// Global white remote addresses, comma-separated
+    #[arg(short = 'g', long = "globalWhiteRemoteAddresses")]
+    pub addrs: String,
+    /// The ACL file to change (default: the broker's main file)
+    #[arg(short = 'p', long = "aclFileFullPath")]
+    pub file: Option<String>,
 }

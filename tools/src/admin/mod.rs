@@ -3,6 +3,7 @@
 //! [`cli`] parses the command line, [`client::Admin`] talks to name servers and brokers, and
 //! one module per area runs the subcommands and prints what Java's mqadmin prints.
 
+pub mod acl;
 pub mod bodies;
 pub mod broker;
 pub mod cli;
@@ -56,6 +57,12 @@ pub async fn run(command: &Command, namesrv_env: Option<&str>, out: Out<'_>) -> 
         Command::AddWritePerm(a) => namesrv::write_perm(&admin, a, true, out).await,
         Command::GetNamesrvConfig(_) => namesrv::get_namesrv_config(&admin, out).await,
         Command::UpdateNamesrvConfig(a) => namesrv::update_namesrv_config(&admin, a, out).await,
+        Command::UpdateAclConfig(a) => acl::update_acl_config(&admin, a, out).await,
+        Command::DeleteAclConfig(a) => acl::delete_acl_config(&admin, a, out).await,
+        Command::UpdateGlobalWhiteAddr(a) => acl::update_global_white_addr(&admin, a, out).await,
+        Command::ClusterAclConfigVersion(a) => {
+            acl::cluster_acl_config_version(&admin, a, out).await
+        }
     };
     out.flush()?;
     result
