@@ -153,6 +153,10 @@ impl Broker {
         };
         let bind: IpAddr = b.bind_address.parse().context("bindAddress")?;
         let (admin, gate) = security(b)?;
+        let server_tls = rmq_remoting::tls::ServerTls::new(&settings.tls)
+            .context("TLS settings for the listening ports")?;
+        let client_tls = rmq_remoting::tls::ClientTls::new(&settings.tls)
+            .context("TLS settings for the broker's own connections (tls.enable)")?;
         let listen_port = b.listen_port;
         let fast_port = b.fast_listen_port();
         let inner = Arc::new(BrokerInner {
@@ -171,6 +175,7 @@ impl Broker {
             namesrv: RemotingClient::new(
                 ClientConfig {
                     credentials: admin.clone(),
+                    tls: client_tls,
                     ..Default::default()
                 },
                 None,
@@ -219,17 +224,23 @@ impl Broker {
         };
         let processor = Arc::new(BrokerProcessor::new(inner.clone()));
         let mut servers = Vec::new();
-        let main = RemotingServer::bind(
+        let main = RemotingServer::bind_tls(
             SocketAddr::new(bind, listen_port),
             processor.clone(),
             conn_config.clone(),
+            server_tls.clone(),
         )
         .await
         .with_context(|| format!("cannot listen on port {listen_port}"))?;
         servers.push(main);
         if let Some(port) = fast_port.filter(|p| *p != 0 && *p != listen_port) {
-            match RemotingServer::bind(SocketAddr::new(bind, port), processor.clone(), conn_config)
-                .await
+            match RemotingServer::bind_tls(
+                SocketAddr::new(bind, port),
+                processor.clone(),
+                conn_config,
+                server_tls.clone(),
+            )
+            .await
             {
                 Ok(s) => servers.push(s),
                 Err(e) => {

@@ -222,6 +222,8 @@ impl BrokerConfig {
 pub struct BrokerSettings {
     pub broker: BrokerConfig,
     pub store: MessageStoreConfig,
+    /// RocketMQ's `tls.*` keys: the listening ports and the broker's own connections.
+    pub tls: rmq_remoting::tls::TlsConfig,
 }
 
 impl BrokerSettings {
@@ -231,7 +233,8 @@ impl BrokerSettings {
         for (k, v) in props {
             let a = self.broker.set_property(k, v)?;
             let b = self.store.set_property(k, v)?;
-            if !a && !b {
+            let c = self.tls.set_property(k, v)?;
+            if !a && !b && !c {
                 unknown.push(k.clone());
             }
         }
@@ -246,6 +249,7 @@ impl BrokerSettings {
     pub fn properties(&self) -> BTreeMap<String, String> {
         let mut p = self.broker.properties();
         p.extend(self.store.properties());
+        p.extend(self.tls.properties());
         p
     }
 }

@@ -36,6 +36,16 @@ pub struct NameServer {
 impl NameServer {
     /// Loads KV config, binds `bindAddress:listenPort` and starts the broker expiry scan.
     pub async fn start(config: NamesrvConfig) -> anyhow::Result<NameServer> {
+        Self::start_with_tls(config, rmq_remoting::tls::TlsConfig::default()).await
+    }
+
+    /// As [`NameServer::start`], with RocketMQ's `tls.*` settings for the listening port.
+    pub async fn start_with_tls(
+        config: NamesrvConfig,
+        tls: rmq_remoting::tls::TlsConfig,
+    ) -> anyhow::Result<NameServer> {
+        let server_tls = rmq_remoting::tls::ServerTls::new(&tls)
+            .context("TLS settings for the listening port")?;
         let kv = KvConfigManager::load(&config.kv_config_path)?;
         let addr: SocketAddr = format!("{}:{}", config.bind_address, config.listen_port)
             .parse()
@@ -62,10 +72,11 @@ impl NameServer {
             rmq_acl::namesrv_control_plane,
         );
         let processor = Arc::new(NamesrvProcessor::new(config, kv).with_gate(gate));
-        let server = RemotingServer::bind(
+        let server = RemotingServer::bind_tls(
             addr,
             Arc::new(NamesrvService(processor.clone())),
             conn_config,
+            server_tls,
         )
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

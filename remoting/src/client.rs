@@ -18,6 +18,8 @@ pub struct ClientConfig {
     pub connection: ConnectionConfig,
     /// Signs every request (RocketMQ's ACL hook) when set.
     pub credentials: Option<crate::auth::Credentials>,
+    /// Connects over TLS when set (`tls.enable=true`).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -26,6 +28,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(3),
             connection: ConnectionConfig::default(),
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -90,12 +93,37 @@ impl RemotingClient {
                     addr: addr.to_string(),
                     source,
                 })?;
-        let conn = Connection::spawn(
-            stream,
-            self.inner.processor.clone(),
-            &self.inner.config.connection,
-            None,
-        )?;
+        let conn = match &self.inner.config.tls {
+            None => Connection::spawn(
+                stream,
+                self.inner.processor.clone(),
+                &self.inner.config.connection,
+                None,
+            )?,
+            Some(tls) => {
+                let (peer, local) = (stream.peer_addr()?, stream.local_addr()?);
+                let _ = stream.set_nodelay(true);
+                let timeout = self.inner.config.connect_timeout;
+                let session = tokio::time::timeout(timeout, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| RemotingError::Timeout {
+                        addr: addr.to_string(),
+                        timeout,
+                    })?
+                    .map_err(|source| RemotingError::Connect {
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+                Connection::spawn_stream(
+                    session,
+                    peer,
+                    local,
+                    self.inner.processor.clone(),
+                    &self.inner.config.connection,
+                    None,
+                )
+            }
+        };
         *guard = Some(conn.clone());
         Ok(conn)
     }

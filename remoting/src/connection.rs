@@ -105,6 +105,40 @@ impl Connection {
         let local = stream.local_addr()?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
+        Ok(Self::spawn_halves(
+            read, write, peer, local, processor, config, parent,
+        ))
+    }
+
+    /// Like [`Connection::spawn`], over any stream (a TLS session over TCP).
+    pub fn spawn_stream<S>(
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+        processor: Option<Arc<dyn RequestProcessor>>,
+        config: &ConnectionConfig,
+        parent: Option<&CancellationToken>,
+    ) -> Connection
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        Self::spawn_halves(read, write, peer, local, processor, config, parent)
+    }
+
+    fn spawn_halves<R, W>(
+        read: R,
+        write: W,
+        peer: SocketAddr,
+        local: SocketAddr,
+        processor: Option<Arc<dyn RequestProcessor>>,
+        config: &ConnectionConfig,
+        parent: Option<&CancellationToken>,
+    ) -> Connection
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let cancel = parent.map(|p| p.child_token()).unwrap_or_default();
         let conn = Connection {
@@ -130,7 +164,7 @@ impl Connection {
             processor,
             config.idle_timeout,
         ));
-        Ok(conn)
+        conn
     }
 
     pub fn id(&self) -> u64 {
@@ -219,8 +253,8 @@ impl Connection {
     }
 }
 
-async fn write_loop(
-    mut sink: FramedWrite<tokio::net::tcp::OwnedWriteHalf, RemotingCodec>,
+async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, RemotingCodec>,
     mut rx: mpsc::Receiver<RemotingCommand>,
     cancel: CancellationToken,
     peer: SocketAddr,
@@ -268,8 +302,8 @@ async fn write_loop(
 
 use tokio::io::AsyncWriteExt;
 
-async fn feed(
-    sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, RemotingCodec>,
+async fn feed<W: tokio::io::AsyncWrite + Unpin>(
+    sink: &mut FramedWrite<W, RemotingCodec>,
     cmd: RemotingCommand,
     peer: SocketAddr,
 ) -> Result<()> {
@@ -284,9 +318,9 @@ async fn feed(
     }
 }
 
-async fn read_loop(
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
     conn: Connection,
-    mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, RemotingCodec>,
+    mut frames: FramedRead<R, RemotingCodec>,
     processor: Option<Arc<dyn RequestProcessor>>,
     idle: Option<Duration>,
 ) {

@@ -21,6 +21,7 @@ pub mod properties;
 pub mod protocol;
 pub mod role;
 pub mod server;
+pub mod tls;
 pub mod topic;
 pub mod util;
 

@@ -9,6 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Connection, ConnectionConfig, RequestProcessor};
 use crate::error::Result;
+use crate::tls::{ServerTls, TlsMode, HANDSHAKE_RECORD};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running server.
 pub struct RemotingServer {
@@ -18,11 +22,21 @@ pub struct RemotingServer {
 }
 
 impl RemotingServer {
-    /// Binds `addr` (port 0 picks a free port) and starts accepting.
+    /// Binds `addr` (port 0 picks a free port) and starts accepting, in plaintext.
     pub async fn bind(
         addr: SocketAddr,
         processor: Arc<dyn RequestProcessor>,
         config: ConnectionConfig,
+    ) -> Result<RemotingServer> {
+        Self::bind_tls(addr, processor, config, None).await
+    }
+
+    /// Binds `addr` and starts accepting, with TLS as `tls` says (`None`: plaintext only).
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        processor: Arc<dyn RequestProcessor>,
+        config: ConnectionConfig,
+        tls: Option<Arc<ServerTls>>,
     ) -> Result<RemotingServer> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -32,14 +46,24 @@ impl RemotingServer {
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         let listener = socket.listen(1024)?;
-        Ok(Self::serve(listener, processor, config))
+        Ok(Self::serve_tls(listener, processor, config, tls))
     }
 
-    /// Serves an already bound listener.
+    /// Serves an already bound listener, in plaintext.
     pub fn serve(
         listener: TcpListener,
         processor: Arc<dyn RequestProcessor>,
         config: ConnectionConfig,
+    ) -> RemotingServer {
+        Self::serve_tls(listener, processor, config, None)
+    }
+
+    /// Serves an already bound listener, with TLS as `tls` says.
+    pub fn serve_tls(
+        listener: TcpListener,
+        processor: Arc<dyn RequestProcessor>,
+        config: ConnectionConfig,
+        tls: Option<Arc<ServerTls>>,
     ) -> RemotingServer {
         let local_addr = listener
             .local_addr()
@@ -53,6 +77,18 @@ impl RemotingServer {
                     a = listener.accept() => a,
                 };
                 match accepted {
+                    Ok((stream, peer)) if tls.is_some() => {
+                        // The handshake runs in its own task: a slow or silent peer must not
+                        // hold up the accept loop.
+                        tokio::spawn(accept_tls(
+                            stream,
+                            peer,
+                            tls.clone().expect("checked"),
+                            processor.clone(),
+                            config.clone(),
+                            token.clone(),
+                        ));
+                    }
                     Ok((stream, peer)) => {
                         match Connection::spawn(
                             stream,
@@ -96,5 +132,57 @@ impl RemotingServer {
     /// A token cancelled when the server shuts down.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// One accepted connection on a TLS-capable port: in permissive mode the first byte tells a
+/// TLS handshake (0x16) from a plaintext RocketMQ frame; in enforcing mode everything must be
+/// TLS, and a plaintext peer is closed when its handshake fails.
+async fn accept_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Arc<ServerTls>,
+    processor: Arc<dyn RequestProcessor>,
+    config: ConnectionConfig,
+    token: CancellationToken,
+) {
+    let use_tls = match tls.mode() {
+        TlsMode::Enforcing => true,
+        TlsMode::Disabled => false,
+        TlsMode::Permissive => {
+            let mut first = [0u8; 1];
+            let wait = config.idle_timeout.unwrap_or(HANDSHAKE_TIMEOUT);
+            match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+                Ok(Ok(1)) => first[0] == HANDSHAKE_RECORD,
+                // Closed, failed or silent before its first byte: nothing to serve.
+                _ => return,
+            }
+        }
+    };
+    if !use_tls {
+        if let Err(e) = Connection::spawn(stream, Some(processor), &config, Some(&token)) {
+            tracing::warn!(%peer, error = %e, "could not set up connection");
+        }
+        return;
+    }
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(session)) => {
+            let conn = Connection::spawn_stream(
+                session,
+                peer,
+                local,
+                Some(processor),
+                &config,
+                Some(&token),
+            );
+            tracing::debug!(%peer, id = conn.id(), "TLS connection accepted");
+        }
+        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
+        Err(_) => tracing::warn!(%peer, "TLS handshake timed out; connection closed"),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod store;
+pub mod tls;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

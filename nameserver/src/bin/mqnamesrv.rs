@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_remoting::config::{parse_properties, JavaConfig};
+use rmq_remoting::tls::TlsConfig;
 
 /// RocketMQ-compatible name server.
 #[derive(Parser, Debug)]
@@ -22,21 +23,25 @@ struct Args {
     namesrv_addr: Option<String>,
 }
 
-fn load_config(args: &Args) -> anyhow::Result<NamesrvConfig> {
+fn load_config(args: &Args) -> anyhow::Result<(NamesrvConfig, TlsConfig)> {
     let mut config = NamesrvConfig::default();
+    let mut tls = TlsConfig::default();
     if let Some(path) = &args.config_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         let props = parse_properties(&text)?;
-        let unknown = config
-            .apply(&props)
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-        for key in unknown {
+        let bad = |e| anyhow::anyhow!("config file {}: {e}", path.display());
+        let unknown = config.apply(&props).map_err(bad)?;
+        let rest = unknown
+            .into_iter()
+            .filter_map(|k| props.get_key_value(&k).map(|(k, v)| (k.clone(), v.clone())))
+            .collect();
+        for key in tls.apply(&rest).map_err(bad)? {
             tracing::warn!(key, "unknown config key ignored");
         }
         tracing::info!(path = %path.display(), "load config properties file OK");
     }
-    Ok(config)
+    Ok((config, tls))
 }
 
 fn main() -> ExitCode {
@@ -48,7 +53,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let config = match load_config(&args) {
+    let (config, tls) = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mqnamesrv: {e:#}");
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
     };
     if args.print_config {
         print!("{}", config.to_properties_text());
+        print!("{}", tls.to_properties_text());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Runtime::new() {
@@ -67,7 +73,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match NameServer::start(config).await {
+        let server = match NameServer::start_with_tls(config, tls).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("mqnamesrv: {e:#}");
