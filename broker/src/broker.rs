@@ -76,6 +76,10 @@ pub struct BrokerInner {
     pub gate: rmq_acl::Gate,
     /// The admin credential, if there is one (signs outgoing requests and the HA handshake).
     pub admin: Option<rmq_remoting::Credentials>,
+    /// TLS of the listening ports (remoting, VIP, HA); `None`: plaintext only.
+    pub server_tls: Option<Arc<rmq_remoting::tls::ServerTls>>,
+    /// TLS of the broker's own connections (`tls.enable`); `None`: plaintext.
+    pub client_tls: Option<rmq_remoting::tls::ClientTls>,
     /// The address stored in every record (`brokerIP1:listenPort`).
     pub store_host: SocketAddr,
     pub broker_addr: String,
@@ -175,13 +179,15 @@ impl Broker {
             namesrv: RemotingClient::new(
                 ClientConfig {
                     credentials: admin.clone(),
-                    tls: client_tls,
+                    tls: client_tls.clone(),
                     ..Default::default()
                 },
                 None,
             ),
             gate,
             admin,
+            server_tls: server_tls.clone(),
+            client_tls,
             schedule,
             locks: Default::default(),
             transactions: Default::default(),
@@ -215,9 +221,13 @@ impl Broker {
                     .unwrap_or_default()
             });
             Some(
-                rmq_metrics::MetricsServer::start(SocketAddr::new(bind, metrics_port), gather)
-                    .await
-                    .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
+                rmq_metrics::MetricsServer::start_tls(
+                    SocketAddr::new(bind, metrics_port),
+                    gather,
+                    server_tls.clone(),
+                )
+                .await
+                .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
             )
         } else {
             None

@@ -13,6 +13,7 @@ use rmq_remoting::{
     RequestCode, RequestProcessor, ResponseCode,
 };
 use rmq_testkit::tls::{Ca, Pem};
+use rustls::pki_types::pem::PemObject;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -253,4 +254,125 @@ async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
     }
     assert!(rotated, "the new certificate is served");
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_and_metrics_over_tls_and_plaintext_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster-ca");
+    let trust = ca.write(&dir.path().join("ca.crt"));
+    let pem = ca.issue(dir.path(), "broker", false);
+    let ns = rmq_testkit::start_namesrv(dir.path()).await;
+    let ns_addr = ns.local_addr().to_string();
+    let tls = |s: &mut rmq_broker::BrokerSettings| {
+        s.tls = server_tls(TlsMode::Enforcing, &pem);
+        s.tls.client_enable = true;
+        s.tls.client_trust_cert_path = trust.display().to_string();
+    };
+    let mut ms = rmq_testkit::broker_settings(&dir.path().join("m"), &ns_addr, "broker-r");
+    ms.broker.ha_listen_port = rmq_testkit::free_port();
+    ms.broker.metrics_port = rmq_testkit::free_port();
+    tls(&mut ms);
+    let master = rmq_broker::Broker::start(ms.clone()).await.unwrap();
+    let mut ss = rmq_testkit::broker_settings(&dir.path().join("s"), &ns_addr, "broker-r");
+    ss.broker.broker_id = 1;
+    ss.broker.broker_role = rmq_remoting::role::BrokerRole::Slave;
+    ss.broker.ha_listen_port = rmq_testkit::free_port();
+    ss.broker.ha_master_address = format!("127.0.0.1:{}", ms.broker.ha_listen_port());
+    tls(&mut ss);
+    let slave = rmq_broker::Broker::start(ss).await.unwrap();
+
+    // Messages reach the slave over the TLS HA connection.
+    let client = tls_client(&trust, None).with_credentials(Some(rmq_testkit::admin_credential()));
+    let maddr = master.local_addr().to_string();
+    for i in 0..20 {
+        let mut props = std::collections::HashMap::new();
+        props.insert("TAGS".to_string(), "A".to_string());
+        let h = rmq_remoting::header::SendMessageRequestHeaderV2::from_v1(
+            rmq_remoting::header::SendMessageRequestHeader {
+                producer_group: "pg".into(),
+                topic: "Secured".into(),
+                default_topic: "TBW102".into(),
+                default_topic_queue_nums: 4,
+                born_timestamp: rmq_remoting::util::now_millis(),
+                properties: Some(rmq_remoting::message::encode_properties(&props)),
+                ..Default::default()
+            },
+        );
+        let req = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h)
+            .with_body(format!("m{i}").into_bytes());
+        let r = client.invoke(&maddr, req, T).await.unwrap();
+        assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    }
+    let want = master.inner().store.max_phy_offset();
+    assert!(
+        rmq_testkit::wait_until(Duration::from_secs(20), || {
+            slave.inner().store.max_phy_offset() >= want
+        })
+        .await,
+        "replicated over TLS"
+    );
+    assert_eq!(master.inner().ha.slave_count(), 1);
+
+    // A plaintext peer on the HA port gets no handshake and is closed.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", ms.broker.ha_listen_port()))
+        .await
+        .unwrap();
+    plain.write_all(&[0u8; 64]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(T, plain.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    // Nothing but, at most, a TLS alert record (0x15): no challenge, no log.
+    assert!(n == 0 || buf[0] == 0x15, "{:?}", &buf[..n]);
+    assert_eq!(master.inner().ha.slave_count(), 1);
+
+    // /metrics over HTTPS; plain HTTP is closed.
+    let metrics = master.metrics_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&trust).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    let mut https = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    https
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    https.read_to_string(&mut body).await.ok();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("rocketmq_commitlog_max_offset_bytes"),
+        "{body}"
+    );
+    let mut plain = tokio::net::TcpStream::connect(metrics).await.unwrap();
+    plain
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(T, plain.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert!(
+        n == 0 || buf[0] == 0x15,
+        "plain HTTP is closed under enforcing: {:?}",
+        &buf[..n]
+    );
+    slave.shutdown().await;
+    master.shutdown().await;
+    ns.shutdown().await;
 }

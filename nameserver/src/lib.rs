@@ -72,6 +72,7 @@ impl NameServer {
             rmq_acl::namesrv_control_plane,
         );
         let processor = Arc::new(NamesrvProcessor::new(config, kv).with_gate(gate));
+        let metrics_tls = server_tls.clone();
         let server = RemotingServer::bind_tls(
             addr,
             Arc::new(NamesrvService(processor.clone())),
@@ -86,7 +87,7 @@ impl NameServer {
             let gather: rmq_metrics::Gather = Arc::new(move || p.metrics.gather(&p));
             let maddr = SocketAddr::new(addr.ip(), metrics_port);
             Some(
-                rmq_metrics::MetricsServer::start(maddr, gather)
+                rmq_metrics::MetricsServer::start_tls(maddr, gather, metrics_tls)
                     .await
                     .with_context(|| format!("cannot listen on metricsPort {metrics_port}"))?,
             )

@@ -161,6 +161,13 @@ impl RemotingClient {
         Self::new(config, self.inner.processor.clone())
     }
 
+    /// A client that connects over `tls` (and shares no connection with this one).
+    pub fn with_tls(&self, tls: Option<crate::tls::ClientTls>) -> Self {
+        let mut config = self.inner.config.clone();
+        config.tls = tls;
+        Self::new(config, self.inner.processor.clone())
+    }
+
     fn sign(&self, request: &mut RemotingCommand) {
         if let Some(c) = &self.inner.config.credentials {
             c.sign(request);

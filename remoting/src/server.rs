@@ -9,10 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Connection, ConnectionConfig, RequestProcessor};
 use crate::error::Result;
-use crate::tls::{ServerTls, TlsMode, HANDSHAKE_RECORD};
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::tls::{MaybeTls, ServerTls, HANDSHAKE_TIMEOUT};
 
 /// A running server.
 pub struct RemotingServer {
@@ -135,9 +132,8 @@ impl RemotingServer {
     }
 }
 
-/// One accepted connection on a TLS-capable port: in permissive mode the first byte tells a
-/// TLS handshake (0x16) from a plaintext RocketMQ frame; in enforcing mode everything must be
-/// TLS, and a plaintext peer is closed when its handshake fails.
+/// One accepted connection on a TLS-capable port: plaintext or TLS as the mode and the
+/// first byte say ([`ServerTls::accept`]); a failed handshake closes it.
 async fn accept_tls(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -146,34 +142,20 @@ async fn accept_tls(
     config: ConnectionConfig,
     token: CancellationToken,
 ) {
-    let use_tls = match tls.mode() {
-        TlsMode::Enforcing => true,
-        TlsMode::Disabled => false,
-        TlsMode::Permissive => {
-            let mut first = [0u8; 1];
-            let wait = config.idle_timeout.unwrap_or(HANDSHAKE_TIMEOUT);
-            match tokio::time::timeout(wait, stream.peek(&mut first)).await {
-                Ok(Ok(1)) => first[0] == HANDSHAKE_RECORD,
-                // Closed, failed or silent before its first byte: nothing to serve.
-                _ => return,
-            }
-        }
-    };
-    if !use_tls {
-        if let Err(e) = Connection::spawn(stream, Some(processor), &config, Some(&token)) {
-            tracing::warn!(%peer, error = %e, "could not set up connection");
-        }
-        return;
-    }
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
-    let _ = stream.set_nodelay(true);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-        Ok(Ok(session)) => {
+    let wait = config.idle_timeout.unwrap_or(HANDSHAKE_TIMEOUT);
+    match tls.accept(stream, wait).await {
+        Ok(MaybeTls::Plain(stream)) => {
+            if let Err(e) = Connection::spawn(stream, Some(processor), &config, Some(&token)) {
+                tracing::warn!(%peer, error = %e, "could not set up connection");
+            }
+        }
+        Ok(MaybeTls::Tls(session)) => {
             let conn = Connection::spawn_stream(
-                session,
+                *session,
                 peer,
                 local,
                 Some(processor),
@@ -182,7 +164,10 @@ async fn accept_tls(
             );
             tracing::debug!(%peer, id = conn.id(), "TLS connection accepted");
         }
-        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
-        Err(_) => tracing::warn!(%peer, "TLS handshake timed out; connection closed"),
+        // Health probes connect and close: not worth a warning.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, "closed before its first byte")
+        }
+        Err(e) => tracing::warn!(%peer, error = %e, "connection closed before it was served (TLS)"),
     }
 }

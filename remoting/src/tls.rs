@@ -394,6 +394,25 @@ impl ClientTls {
         }))
     }
 
+    /// A tool's TLS (`--tls`, `--tlsConfigFile`): `None` unless asked for; the file's
+    /// `tls.client.*` keys apply (default file: /etc/rocketmq/tls.properties, if present).
+    pub fn for_tool(enable: bool, file: Option<&Path>) -> Result<Option<ClientTls>, TlsError> {
+        if !enable && file.is_none() {
+            return Ok(None);
+        }
+        if let Some(f) = file.filter(|f| !f.exists()) {
+            return Err(file_err(f, "no such file"));
+        }
+        let mut c = TlsConfig {
+            client_enable: true,
+            ..Default::default()
+        };
+        if let Some(f) = file {
+            c.config_file = f.display().to_string();
+        }
+        ClientTls::new(&c)
+    }
+
     /// TLS over `stream` to `addr` (`host:port`): the host is checked against the server's
     /// certificate.
     pub async fn connect(
@@ -416,3 +435,104 @@ impl ClientTls {
 
 /// The first byte of a TLS connection (a handshake record).
 pub const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// An accepted connection: TLS or, on a permissive port, plaintext.
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl MaybeTls {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            MaybeTls::Plain($s) => $e,
+            MaybeTls::Tls($s) => $e,
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for MaybeTls {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for MaybeTls {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        delegate!(self, s => std::pin::Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// How long a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ServerTls {
+    /// Takes an accepted connection as the mode says: in permissive mode the first byte
+    /// (waited for up to `wait`) tells a TLS handshake from plaintext; in enforcing mode it
+    /// must be TLS. An error closes the connection.
+    pub async fn accept(&self, stream: TcpStream, wait: Duration) -> std::io::Result<MaybeTls> {
+        let use_tls = match self.mode {
+            TlsMode::Enforcing => true,
+            TlsMode::Disabled => false,
+            TlsMode::Permissive => {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+                    Ok(Ok(1)) => first[0] == HANDSHAKE_RECORD,
+                    Ok(Ok(_)) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "closed before its first byte",
+                        ))
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "silent before its first byte",
+                        ))
+                    }
+                }
+            }
+        };
+        if !use_tls {
+            return Ok(MaybeTls::Plain(stream));
+        }
+        let _ = stream.set_nodelay(true);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor().accept(stream)).await {
+            Ok(Ok(s)) => Ok(MaybeTls::Tls(Box::new(s))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        }
+    }
+}

@@ -648,3 +648,57 @@ async fn acl_accounts_and_white_lists_through_mqadmin() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqadmin_over_tls_with_rocketmqs_tls_properties() {
+    use rmq_remoting::tls::{TlsConfig, TlsMode};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rmq_testkit::tls::Ca::new("cluster-ca");
+    let trust = ca.write(&dir.path().join("ca.crt"));
+    let pem = ca.issue(dir.path(), "server", false);
+    let server = TlsConfig {
+        server_mode: TlsMode::Enforcing,
+        server_cert_path: pem.cert.display().to_string(),
+        server_key_path: pem.key.display().to_string(),
+        client_enable: true,
+        client_trust_cert_path: trust.display().to_string(),
+        config_file: String::new(),
+        ..Default::default()
+    };
+    let ns = rmq_nameserver::NameServer::start_with_tls(
+        rmq_testkit::namesrv_config(dir.path()),
+        server.clone(),
+    )
+    .await
+    .unwrap();
+    let ns_addr = ns.local_addr().to_string();
+    let mut s = rmq_testkit::broker_settings(dir.path(), &ns_addr, "tls-broker");
+    s.tls = server;
+    let broker = Broker::start(s).await.unwrap();
+    assert!(
+        rmq_testkit::wait_until(std::time::Duration::from_secs(5), || {
+            ns.processor().route.live_broker_count() > 0
+        })
+        .await
+    );
+    // RocketMQ's tls.properties shape.
+    let props = dir.path().join("tls.properties");
+    std::fs::write(
+        &props,
+        format!("tls.client.trustCertPath={}\n", trust.display()),
+    )
+    .unwrap();
+    let (ok, out) = mqadmin(&[
+        "clusterList",
+        "-n",
+        &ns_addr,
+        "--tlsConfigFile",
+        props.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok && out.contains("tls-broker"), "{out}");
+    let (ok, out) = mqadmin(&["clusterList", "-n", &ns_addr]).await;
+    assert!(!ok, "plaintext is refused under enforcing: {out}");
+    broker.shutdown().await;
+    ns.shutdown().await;
+}

@@ -229,8 +229,19 @@ pub async fn serve(inner: Arc<BrokerInner>, listener: TcpListener, stop: Cancell
         let inner = inner.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            // The HA port speaks TLS as the remoting ports do (tls.server.mode).
+            let sock = match &inner.server_tls {
+                None => rmq_remoting::tls::MaybeTls::Plain(sock),
+                Some(tls) => match tls.accept(sock, HEARTBEAT * 5).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "HA connection closed before the handshake (TLS)");
+                        return;
+                    }
+                },
+            };
             let id = inner.ha.next_id.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "slave connected to the HA port");
+            tracing::info!(%peer, tls = sock.is_tls(), "slave connected to the HA port");
             let r = serve_slave(&inner, sock, peer, id, stop).await;
             inner.ha.slave_gone(id);
             match r {
@@ -243,12 +254,12 @@ pub async fn serve(inner: Arc<BrokerInner>, listener: TcpListener, stop: Cancell
 
 async fn serve_slave(
     inner: &Arc<BrokerInner>,
-    sock: TcpStream,
+    sock: rmq_remoting::tls::MaybeTls,
     peer: SocketAddr,
     id: u64,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let (mut rd, mut wr) = sock.into_split();
+    let (mut rd, mut wr) = tokio::io::split(sock);
     // Who is there: a slave of this group, holding the admin credential, not from a newer
     // term.
     let nonce = handshake::challenge(&mut wr).await?;
@@ -406,7 +417,29 @@ async fn follow(
         .map_err(|_| format!("connect to {addr} timed out"))?
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = sock.set_nodelay(true);
-    let (mut rd, mut wr) = sock.into_split();
+    match &inner.client_tls {
+        None => follow_on(inner, addr, sock, stop).await,
+        Some(tls) => {
+            let session = tokio::time::timeout(Duration::from_secs(10), tls.connect(addr, sock))
+                .await
+                .map_err(|_| format!("TLS handshake with {addr} timed out"))?
+                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            follow_on(inner, addr, session, stop).await
+        }
+    }
+}
+
+/// Replicates from the master over `sock` (plaintext or TLS) until it ends.
+async fn follow_on<S>(
+    inner: &Arc<BrokerInner>,
+    addr: &str,
+    sock: S,
+    stop: &CancellationToken,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(sock);
     // The master's challenge; we answer with who we are, signed.
     let (tag, nonce) = handshake_frame(&mut rd).await?;
     if tag != handshake::CHALLENGE {
@@ -495,8 +528,8 @@ async fn follow(
 }
 
 /// A handshake frame from the master, within the handshake's time.
-async fn handshake_frame(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+async fn handshake_frame<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
 ) -> Result<(i64, Vec<u8>), String> {
     tokio::time::timeout(HEARTBEAT * 5, handshake::read_frame(rd, MAX_FRAME))
         .await

@@ -44,9 +44,22 @@ pub struct Common {
     /// Default: $ROCKETMQ_HOME/conf/tools.yml, else ~/.rocketmq/admin-credential.yml, if present
     #[arg(long = "credentialFile", value_name = "FILE")]
     pub credential_file: Option<std::path::PathBuf>,
+    /// Connect over TLS (RocketMQ's -Dtls.enable=true), with the tls.client.* keys of
+    /// --tlsConfigFile or /etc/rocketmq/tls.properties
+    #[arg(long = "tls")]
+    pub tls: bool,
+    /// A properties file of RocketMQ's tls.* keys (tls.client.trustCertPath, ...); implies --tls
+    #[arg(long = "tlsConfigFile", value_name = "FILE")]
+    pub tls_config_file: Option<std::path::PathBuf>,
 }
 
 impl Common {
+    /// TLS for the tool's connections, if asked for.
+    pub fn client_tls(&self) -> anyhow::Result<Option<rmq_remoting::tls::ClientTls>> {
+        rmq_remoting::tls::ClientTls::for_tool(self.tls, self.tls_config_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// The credential to sign with: given keys, the given file, then RocketMQ's tools.yml,
     /// then the local cluster's admin credential; none if none of them exists.
     pub fn credentials(&self) -> anyhow::Result<Option<rmq_remoting::Credentials>> {

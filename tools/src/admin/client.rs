@@ -81,6 +81,14 @@ impl Admin {
         self
     }
 
+    /// Connects over `tls`.
+    pub fn with_tls(mut self, tls: Option<rmq_remoting::tls::ClientTls>) -> Self {
+        if tls.is_some() {
+            self.client = self.client.with_tls(tls);
+        }
+        self
+    }
+
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

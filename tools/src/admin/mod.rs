@@ -33,7 +33,8 @@ pub async fn run(command: &Command, namesrv_env: Option<&str>, out: Out<'_>) -> 
     let common = command.common();
     let namesrv = common.namesrv_addr.as_deref().or(namesrv_env);
     let admin = Admin::new(namesrv, Duration::from_millis(common.timeout_ms.max(1)))
-        .with_credentials(common.credentials()?);
+        .with_credentials(common.credentials()?)
+        .with_tls(common.client_tls()?);
     let result = match command {
         Command::ClusterList(a) => cluster::cluster_list(&admin, a, out).await,
         Command::TopicList(a) => topic::topic_list(&admin, a, out).await,

@@ -59,6 +59,13 @@ pub struct Common {
     pub access_key: Option<String>,
     #[arg(long = "secretKey", requires = "access_key")]
     pub secret_key: Option<String>,
+    /// Connect over TLS, with the tls.client.* keys of --tlsConfigFile or
+    /// /etc/rocketmq/tls.properties.
+    #[arg(long = "tls")]
+    pub tls: bool,
+    /// A properties file of RocketMQ's tls.* keys; implies --tls.
+    #[arg(long = "tlsConfigFile")]
+    pub tls_config_file: Option<std::path::PathBuf>,
 }
 
 impl Common {
@@ -68,7 +75,14 @@ impl Common {
             (Some(ak), Some(sk)) => Some(rmq_remoting::Credentials::new(ak, sk)),
             _ => rmq_acl::credential::load(&rmq_acl::credential::default_path()).ok(),
         };
-        rmq_remoting::RemotingClient::default().with_credentials(credentials)
+        let tls = rmq_remoting::tls::ClientTls::for_tool(self.tls, self.tls_config_file.as_deref())
+            .unwrap_or_else(|e| {
+                eprintln!("mqbench: {e}");
+                std::process::exit(255)
+            });
+        rmq_remoting::RemotingClient::default()
+            .with_credentials(credentials)
+            .with_tls(tls)
     }
 }
 
