@@ -563,6 +563,9 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     let mut fake = tokio::net::TcpStream::connect(("127.0.0.1", ms.broker.ha_listen_port()))
         .await
         .unwrap();
+    fake.write_all(&rmq_broker::ha::handshake::MAGIC)
+        .await
+        .unwrap();
     use rmq_broker::ha::handshake;
     let (_, nonce) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
     let admin = rmq_testkit::admin_credential();

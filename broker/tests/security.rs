@@ -192,6 +192,7 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
 
     // Without the credential: refused before a byte of the log moves.
     let mut fake = tokio::net::TcpStream::connect(ha).await.unwrap();
+    fake.write_all(&handshake::MAGIC).await.unwrap();
     let (tag, nonce) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
     assert_eq!(tag, handshake::CHALLENGE);
     let hello = handshake::Hello::new("broker-a".into(), 1, 0, &nonce, None);
@@ -202,6 +203,7 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
     // Another group's slave, even signed.
     let admin = rmq_testkit::admin_credential();
     let mut other = tokio::net::TcpStream::connect(ha).await.unwrap();
+    other.write_all(&handshake::MAGIC).await.unwrap();
     let (_, nonce) = handshake::read_frame(&mut other, 1 << 20).await.unwrap();
     let hello = handshake::Hello::new("broker-z".into(), 1, 0, &nonce, Some(&admin));
     handshake::send_hello(&mut other, &hello).await.unwrap();
@@ -214,6 +216,7 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
     // A signed slave that claims to hold everything there will ever be: counted only up to
     // what it was sent, so a SYNC_MASTER send it never received is not "replicated".
     let mut liar = tokio::net::TcpStream::connect(ha).await.unwrap();
+    liar.write_all(&handshake::MAGIC).await.unwrap();
     let (_, nonce) = handshake::read_frame(&mut liar, 1 << 20).await.unwrap();
     let hello = handshake::Hello::new("broker-a".into(), 1, 0, &nonce, Some(&admin));
     handshake::send_hello(&mut liar, &hello).await.unwrap();

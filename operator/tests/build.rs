@@ -607,3 +607,94 @@ fn the_admin_credential_reaches_every_pod_through_a_secret() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn tls_from_a_cert_manager_secret_reaches_the_ports_and_the_brokers_connections() {
+    use rmq_operator::crd::{TlsModeSpec, TlsSpec};
+    let docs = docs(&examples_dir().join("2m-2s-sync.yaml"));
+    let mut ns: NameServer = serde_yaml::from_value(docs[0].clone()).unwrap();
+    let mut bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    let tls = TlsSpec {
+        secret_name: "rocketmq-tls".into(),
+        mode: TlsModeSpec::Enforcing,
+        require_client_certificate: true,
+    };
+    ns.spec.tls = Some(tls.clone());
+    bg.spec.tls = Some(tls);
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    let c = conf(&o.config, "broker-1.conf");
+    for (k, v) in [
+        ("tls.server.mode", "enforcing"),
+        ("tls.server.certPath", "/etc/rocketmq-tls/tls.crt"),
+        ("tls.server.keyPath", "/etc/rocketmq-tls/tls.key"),
+        ("tls.server.trustCertPath", "/etc/rocketmq-tls/ca.crt"),
+        ("tls.server.need.client.auth", "require"),
+        ("tls.test.mode.enable", "false"),
+        ("tls.enable", "true"),
+        ("tls.client.trustCertPath", "/etc/rocketmq-tls/ca.crt"),
+        ("tls.client.certPath", "/etc/rocketmq-tls/tls.crt"),
+    ] {
+        assert_eq!(c.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    let pod = pod_spec(&o);
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "tls")
+        .unwrap();
+    assert_eq!(
+        vol.secret.unwrap().secret_name.as_deref(),
+        Some("rocketmq-tls")
+    );
+    let n = nameserver::build(&ns, &owner("NameServer", "rocketmq")).unwrap();
+    let text = &n.config.data.as_ref().unwrap()["namesrv.conf"];
+    assert!(text.contains("tls.server.mode=enforcing"), "{text}");
+    assert!(
+        !text.contains("tls.enable"),
+        "name servers make no connections: {text}"
+    );
+
+    // Refused: a name that cannot be a Secret, tls.* keys written by hand.
+    let mut bad = bg.clone();
+    bad.spec.tls.as_mut().unwrap().secret_name = "Not_A_Secret".into();
+    let e = broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").unwrap_err();
+    assert!(e.to_string().contains("tls.secretName"), "{e}");
+    let mut bad = bg.clone();
+    bad.spec
+        .config
+        .insert("tls.server.mode".into(), "disabled".into());
+    let e = broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").unwrap_err();
+    assert!(e.to_string().contains("set by the operator"), "{e}");
+
+    // The objects pass the Kubernetes schemas, and the custom resources the CRDs'.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tls.yaml");
+    let mut yaml = String::new();
+    for doc in [
+        serde_yaml::to_string(&o.stateful_set).unwrap(),
+        serde_yaml::to_string(&o.config).unwrap(),
+        serde_yaml::to_string(&n.stateful_set).unwrap(),
+        serde_yaml::to_string(&bg).unwrap(),
+        serde_yaml::to_string(&ns).unwrap(),
+    ] {
+        yaml.push_str("---\n");
+        yaml.push_str(&doc);
+    }
+    std::fs::write(&path, yaml).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("operator/tests/validate.py"))
+        .arg(root.join("crds"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("validated 5 objects, 0 failures"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

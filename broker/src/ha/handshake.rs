@@ -4,6 +4,10 @@
 //! control plane is authenticated), that belongs to another group, or that has seen a newer
 //! term than the master's own (then the master is the stale one).
 //!
+//! The slave speaks first, with the 4 bytes `RMQH`: a permissive port tells TLS from
+//! plaintext by a connection's first byte, and a port that waited for the master to speak
+//! would wait for ever.
+//!
 //! Frames, master → slave: `[i64 tag][i32 length][body]` (tag -2: challenge, -3: refusal
 //! with its reason, -1: epochs, as before). Slave → master: `[i32 length][JSON hello]`.
 
@@ -12,6 +16,9 @@ use rand::RngCore;
 use rmq_remoting::Credentials;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// What a slave sends first.
+pub const MAGIC: [u8; 4] = *b"RMQH";
 
 pub const EPOCHS: i64 = -1;
 pub const CHALLENGE: i64 = -2;
@@ -129,6 +136,19 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     frame.put_i32(body.len() as i32);
     frame.put_slice(body);
     wr.write_all(&frame).await
+}
+
+/// Master: checks the slave's opening bytes.
+pub async fn expect_magic<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<()> {
+    let mut m = [0u8; 4];
+    rd.read_exact(&mut m).await?;
+    if m != MAGIC {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not one of our slaves (no RMQH opening)",
+        ));
+    }
+    Ok(())
 }
 
 /// Master: sends a fresh challenge and returns it.

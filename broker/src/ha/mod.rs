@@ -262,6 +262,9 @@ async fn serve_slave(
     let (mut rd, mut wr) = tokio::io::split(sock);
     // Who is there: a slave of this group, holding the admin credential, not from a newer
     // term.
+    tokio::time::timeout(HEARTBEAT * 5, handshake::expect_magic(&mut rd))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no opening"))??;
     let nonce = handshake::challenge(&mut wr).await?;
     let hello = tokio::time::timeout(HEARTBEAT * 5, handshake::read_hello(&mut rd))
         .await
@@ -440,6 +443,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut rd, mut wr) = tokio::io::split(sock);
+    wr.write_all(&handshake::MAGIC)
+        .await
+        .map_err(|e| e.to_string())?;
     // The master's challenge; we answer with who we are, signed.
     let (tag, nonce) = handshake_frame(&mut rd).await?;
     if tag != handshake::CHALLENGE {

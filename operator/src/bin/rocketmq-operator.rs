@@ -297,7 +297,14 @@ async fn main() -> anyhow::Result<()> {
     if admin.is_none() {
         tracing::warn!("no admin credential (ROCKETMQ_ADMIN_CREDENTIAL_FILE): clusters run with controlPlaneAuthEnable=false");
     }
-    let ctx = Arc::new(Context::new(client.clone()).with_admin(admin));
+    let tls = match rmq_operator::controller::operator_tls() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "ROCKETMQ_TLS_DIR does not hold a usable ca.crt");
+            return Err(anyhow::anyhow!("{e}"));
+        }
+    };
+    let ctx = Arc::new(Context::new(client.clone()).with_admin(admin).with_tls(tls));
     let m = metrics();
 
     // Health and metrics answer from the start, while this replica waits to lead.

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod broker_group;
 pub mod failover;
 pub mod nameserver;
+pub mod tls;
 
 pub use crate::validate::SpecError;
 pub use broker_group::external;

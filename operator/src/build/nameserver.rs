@@ -59,12 +59,15 @@ pub fn objects(
 ) -> NameServerObjects {
     let spec = &v.name_server.spec;
     let labels = labels(&owner.name, COMPONENT);
-    let conf = conf(spec, &crate::build::admin::properties(admin, &spec.config));
+    let mut security = crate::build::admin::properties(admin, &spec.config);
+    security.extend(crate::build::tls::properties(spec.tls.as_ref(), false));
+    let conf = conf(spec, &security);
     // A config change rolls the pods.
     let mut stateful_set = stateful_set(spec, owner, &labels, fnv(conf.as_bytes()));
     if admin.is_some() {
         crate::build::admin::mount(&mut stateful_set, owner);
     }
+    crate::build::tls::mount(&mut stateful_set, spec.tls.as_ref());
     NameServerObjects {
         config: config_map(owner, &labels, &conf),
         headless: headless(owner, &labels),

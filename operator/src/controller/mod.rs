@@ -45,6 +45,28 @@ pub struct Context {
     pub admin: Option<rmq_remoting::Credentials>,
 }
 
+/// The operator's TLS for its own connections: `ROCKETMQ_TLS_DIR`, a mounted Secret with
+/// `ca.crt` (checked against the servers) and, if present, `tls.crt` / `tls.key` (presented
+/// to servers that require client certificates). Unset: plaintext.
+pub fn operator_tls() -> Result<Option<rmq_remoting::tls::ClientTls>, rmq_remoting::tls::TlsError> {
+    let Some(dir) = std::env::var_os("ROCKETMQ_TLS_DIR").filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let path = |f: &str| dir.join(f).display().to_string();
+    let mut c = rmq_remoting::tls::TlsConfig {
+        client_enable: true,
+        client_trust_cert_path: path("ca.crt"),
+        config_file: String::new(),
+        ..Default::default()
+    };
+    if dir.join("tls.crt").exists() && dir.join("tls.key").exists() {
+        c.client_cert_path = path("tls.crt");
+        c.client_key_path = path("tls.key");
+    }
+    rmq_remoting::tls::ClientTls::new(&c)
+}
+
 /// The admin credential the operator signs its broker and name-server calls with:
 /// `ROCKETMQ_ADMIN_CREDENTIAL_FILE` (a file, or a directory of `accessKey` and `secretKey`
 /// files, as a mounted Secret), else `~/.rocketmq/admin-credential.yml` if present.
@@ -72,6 +94,15 @@ impl Context {
             remoting: rmq_remoting::RemotingClient::default().with_credentials(admin_credential()),
             admin: None,
         }
+    }
+
+    /// Connects to name servers and brokers over TLS (their `tls` specs in `Enforcing`
+    /// mode need it).
+    pub fn with_tls(mut self, tls: Option<rmq_remoting::tls::ClientTls>) -> Context {
+        if tls.is_some() {
+            self.remoting = self.remoting.with_tls(tls);
+        }
+        self
     }
 
     /// Hands `admin` to the pods (and signs with it): what the operator process does.

@@ -60,10 +60,14 @@ pub struct BrokerGroupSpec {
     /// Promoting a slave when the master stays down.
     #[serde(default)]
     pub failover: FailoverSpec,
-    /// A NetworkPolicy that lets only the group's own pods reach the HA port (replication is
-    /// unauthenticated: whoever reaches it can pose as a slave and acknowledge SYNC sends).
+    /// A NetworkPolicy that lets only the group's own pods reach the HA port (defence in
+    /// depth: the HA handshake is signed with the cluster's admin credential).
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// TLS on the remoting, VIP, HA and metrics ports, and on the brokers' own connections
+    /// (to the name servers, which should then have TLS too, and to the master).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::TlsSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

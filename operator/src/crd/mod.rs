@@ -28,6 +28,31 @@ pub const PAUSE_ANNOTATION: &str = "rocketmq.rs/paused";
 /// down); a master that is down is replaced at once, without waiting out the grace period.
 pub const PROMOTE_ANNOTATION: &str = "rocketmq.rs/promote";
 
+/// TLS on the pods' ports, from a Secret with `tls.crt`, `tls.key` and `ca.crt` (the layout
+/// cert-manager writes). The certificate must name the pods' DNS names; `ca.crt` is what
+/// peers are checked against.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// The Secret, in the object's namespace. A new certificate written to it is served
+    /// without a restart.
+    pub secret_name: String,
+    /// `Permissive` (TLS and plaintext on the same ports, RocketMQ's default) or
+    /// `Enforcing` (TLS only).
+    #[serde(default)]
+    pub mode: TlsModeSpec,
+    /// Accept only clients presenting a certificate signed by `ca.crt`.
+    #[serde(default)]
+    pub require_client_certificate: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TlsModeSpec {
+    #[default]
+    Permissive,
+    Enforcing,
+}
+
 /// Scheduling and metadata overrides for the pods an object creates.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

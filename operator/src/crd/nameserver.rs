@@ -45,6 +45,9 @@ pub struct NameServerSpec {
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 0, max = 65535))]
     pub metrics_port: i32,
+    /// TLS on the remoting and metrics ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<super::TlsSpec>,
 }
 
 fn default_replicas() -> i32 {

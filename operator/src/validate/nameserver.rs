@@ -33,5 +33,6 @@ pub fn validate(ns: &NameServer) -> Result<ValidatedNameServer<'_>, SpecError> {
             "config key `{key}` is managed by the operator"
         )));
     }
+    super::tls(spec.tls.as_ref(), &spec.config)?;
     Ok(ValidatedNameServer { name_server: ns })
 }

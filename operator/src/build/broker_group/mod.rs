@@ -78,13 +78,15 @@ pub fn objects(
     admin: Option<&rmq_remoting::Credentials>,
 ) -> BrokerGroupObjects {
     let labels = group_labels(g);
-    let security = crate::build::admin::properties(admin, &g.spec().config);
+    let mut security = crate::build::admin::properties(admin, &g.spec().config);
+    security.extend(crate::build::tls::properties(g.spec().tls.as_ref(), true));
     let config = config::config_map(g, owner, &labels, &security);
     let config_hash = config::roll_hash(&config);
     let mut stateful_set = stateful_set::stateful_set(g, owner, &labels, &config_hash);
     if admin.is_some() {
         crate::build::admin::mount(&mut stateful_set, owner);
     }
+    crate::build::tls::mount(&mut stateful_set, g.spec().tls.as_ref());
     BrokerGroupObjects {
         headless: services::headless(g, owner, &labels),
         master: services::master(g, owner, &labels),
