@@ -87,9 +87,10 @@ pub async fn switchover(client: &RemotingClient, s: &Switch) -> Result<Switched>
         }
         None => return Err(Error::OffsetsUnknown),
     }
-    set_permission(client, &s.master, Perm::READ_ONLY)
-        .await
-        .map_err(|e| Error::ReadOnly(Box::new(e)))?;
+    if let Err(e) = set_permission(client, &s.master, Perm::READ_ONLY).await {
+        // It may have become read-only with sends still in flight: give writes back.
+        return Err(called_off(client, s, Error::ReadOnly(Box::new(e))).await);
+    }
     let deadline = tokio::time::Instant::now() + s.catch_up;
     loop {
         let offsets = max_offset(client, &s.master)

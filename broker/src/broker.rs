@@ -19,6 +19,9 @@ use crate::manager::topics::TopicConfigManager;
 use crate::processor::BrokerProcessor;
 use crate::store::MessageStore;
 
+/// Where a master keeps the end of what it acknowledged to SYNC_MASTER producers.
+const ACKNOWLEDGED_FILE: &str = "haAcknowledged.json";
+
 /// The broker's background tasks: one stop for all of them, and the handles awaited at
 /// shutdown (those started at boot and those a promotion or step-down starts later).
 #[derive(Default)]
@@ -195,6 +198,9 @@ impl Broker {
             ha: Default::default(),
             tasks: Tasks::default(),
         });
+        inner
+            .ha
+            .load_acknowledged(&config_dir.join(ACKNOWLEDGED_FILE));
         {
             let weak = Arc::downgrade(&inner);
             inner
@@ -311,6 +317,10 @@ impl Broker {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || {
             inner.offsets.persist();
+            let config_dir = inner.store.config().root().join("config");
+            inner
+                .ha
+                .persist_acknowledged(&config_dir.join(ACKNOWLEDGED_FILE));
             inner.topics.persist();
             inner.groups.persist();
             inner.store.shutdown();
@@ -455,6 +465,13 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
         let i = inner.clone();
         let _ = tokio::task::spawn_blocking(move || {
             i.offsets.persist();
+            i.ha.persist_acknowledged(
+                &i.store
+                    .config()
+                    .root()
+                    .join("config")
+                    .join(ACKNOWLEDGED_FILE),
+            );
             if let Some(acl) = i.gate.acl() {
                 acl.reload_if_changed();
             }

@@ -78,6 +78,11 @@ pub async fn role_changed(
         // Another broker leads: a slave just notes it; a master steps down.
         if inner.role.is_slave() {
             inner.role.saw(epoch);
+            // An admin letting a slave that refuses to follow cut what it acknowledged as a
+            // master (it stays stuck otherwise).
+            if h.force_truncate == Some(true) {
+                inner.ha.set_force_truncate(true);
+            }
             return Ok(RemotingCommand::success());
         }
         if epoch <= known {

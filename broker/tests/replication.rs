@@ -542,6 +542,78 @@ async fn former_master_rejoins_with_its_divergent_tail_cut() {
     ns.shutdown().await;
 }
 
+/// A former master whose tail was acknowledged to SYNC_MASTER producers does not cut it to
+/// follow a master that lacks it — also after a restart — until an admin forces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_are_not_cut_without_force_even_after_a_restart() {
+    use rmq_remoting::ResponseCode;
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namesrv(dir.path()).await;
+    let ns_addr = ns.local_addr().to_string();
+    let mut a_settings = settings(&dir.path().join("a"), &ns_addr, 0, "SYNC_MASTER");
+    let a = Broker::start(a_settings.clone()).await.unwrap();
+    let mut b_settings = settings(&dir.path().join("b"), &ns_addr, 1, "SLAVE");
+    b_settings.broker.ha_master_address =
+        format!("127.0.0.1:{}", a_settings.broker.ha_listen_port());
+    let b = Broker::start(b_settings.clone()).await.unwrap();
+    put(&a, 0, 50).await;
+    caught_up(&a, &b).await;
+    while b.inner().role.snapshot().epoch != rmq_remoting::role::Epoch(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+    let shared = a.inner().store.max_phy_offset();
+    // A third replica (not started here) held these and they were acknowledged.
+    put(&a, 50, 80).await;
+    let a_max = a.inner().store.max_phy_offset();
+    a.inner().ha.acknowledged_to_producers(a_max);
+    a.shutdown().await;
+    let file = dir.path().join("a/config/haAcknowledged.json");
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains(&a_max.to_string()));
+
+    // B, which lacks them, is promoted.
+    b_settings.broker.ha_master_address.clear();
+    let b = Broker::start(b_settings.clone()).await.unwrap();
+    let baddr = format!("127.0.0.1:{}", b_settings.broker.listen_port);
+    let admin = rmq_testkit::admin_client();
+    let r = admin
+        .invoke(&baddr, promote(2, &baddr), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    assert_eq!(b.inner().store.max_phy_offset(), shared);
+
+    // A comes back as B's slave: it remembers what it acknowledged and cuts nothing.
+    a_settings.broker.broker_role = rmq_remoting::role::BrokerRole::Slave;
+    a_settings.broker.broker_id = 1;
+    a_settings.broker.ha_master_address =
+        format!("127.0.0.1:{}", b_settings.broker.ha_listen_port());
+    let a = Broker::start(a_settings.clone()).await.unwrap();
+    assert_eq!(a.inner().ha.acknowledged(), a_max);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.inner().store.max_phy_offset(), a_max, "nothing cut");
+    assert_eq!(b.inner().ha.slave_count(), 0, "it does not follow");
+
+    // An admin forces it: it cuts to where the terms parted and follows.
+    let aaddr = format!("127.0.0.1:{}", a_settings.broker.listen_port);
+    let mut force = promote(2, &baddr);
+    force
+        .ext_fields
+        .insert("forceTruncate".into(), "true".into());
+    let r = admin
+        .invoke(&aaddr, force, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    caught_up(&b, &a).await;
+    assert_eq!(a.inner().store.max_phy_offset(), shared);
+    a.shutdown().await;
+    b.shutdown().await;
+    ns.shutdown().await;
+}
+
 /// A slave that stops acknowledging (a stalled or cut-off link): SYNC_MASTER sends wait
 /// `syncFlushTimeout` and are answered FLUSH_SLAVE_TIMEOUT; the message is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,3 +246,43 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
     drop((fake, other, liar));
     c.stop().await;
 }
+
+/// A switch to read-only answers only once no send is being stored: otherwise a switchover
+/// could promote a slave while a message the old master then acknowledges is still being
+/// written, and cut it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_is_confirmed_only_when_no_send_is_in_flight() {
+    let c = rmq_testkit::start_cluster(|s| {
+        s.store.flush_disk_type = rmq_remoting::role::FlushDiskType::SyncFlush;
+        s.store.sync_flush_timeout = 30_000;
+    })
+    .await;
+    let inner = c.broker.inner().clone();
+    let addr = c.broker.local_addr().to_string();
+    let admin = rmq_testkit::admin_client();
+    let r = admin.invoke(&addr, send_req("Held"), T).await.unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    // A disk that does not finish: the next send stays in flight.
+    inner.store.set_flush_paused(true);
+    let held = {
+        let (admin, addr) = (admin.clone(), addr.clone());
+        tokio::spawn(async move {
+            admin
+                .invoke(&addr, send_req("Held"), Duration::from_secs(60))
+                .await
+        })
+    };
+    assert!(rmq_testkit::wait_until(T, || inner.traffic.sends_in_flight() == 1).await);
+    let read_only = RemotingCommand::request(RequestCode::UPDATE_BROKER_CONFIG)
+        .with_body(b"brokerPermission=4\n".to_vec());
+    let r = admin
+        .invoke(&addr, read_only, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::SYSTEM_BUSY, "{:?}", r.remark);
+    assert!(r.remark.unwrap_or_default().contains("still being stored"));
+    inner.store.set_flush_paused(false);
+    let r = held.await.unwrap().unwrap();
+    assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
+    c.stop().await;
+}

@@ -698,3 +698,42 @@ fn tls_from_a_cert_manager_secret_reaches_the_ports_and_the_brokers_connections(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn acl_from_a_secret_turns_on_rocketmqs_plain_acl() {
+    use rmq_operator::crd::AclSpec;
+    let docs = docs(&examples_dir().join("2m-2s-sync.yaml"));
+    let mut bg: BrokerGroup = serde_yaml::from_value(docs[1].clone()).unwrap();
+    bg.spec.acl = Some(AclSpec {
+        secret_name: "broker-acl".into(),
+        key: "plain_acl.yml".into(),
+    });
+    let o = broker_group::build(&bg, &owner("BrokerGroup", "broker-a"), "ns:9876").unwrap();
+    let c = conf(&o.config, "broker-0.conf");
+    assert_eq!(c["aclEnable"], "true");
+    assert_eq!(
+        c["rocketmq.acl.plain.file"],
+        "/etc/rocketmq-acl/plain_acl.yml"
+    );
+    let pod = pod_spec(&o);
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "acl")
+        .unwrap();
+    assert_eq!(
+        vol.secret.unwrap().secret_name.as_deref(),
+        Some("broker-acl")
+    );
+    let mut bad = bg.clone();
+    bad.spec.config.insert("aclEnable".into(), "false".into());
+    let e = broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").unwrap_err();
+    assert!(
+        e.to_string().contains("set by the operator from `acl`"),
+        "{e}"
+    );
+    let mut bad = bg.clone();
+    bad.spec.acl.as_mut().unwrap().key = "../etc/passwd".into();
+    assert!(broker_group::build(&bad, &owner("BrokerGroup", "b"), "ns:9876").is_err());
+}

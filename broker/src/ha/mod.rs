@@ -66,6 +66,8 @@ pub struct HaState {
     acknowledged: AtomicI64,
     /// Set by a forced step-down: the next cut may go below `acknowledged`.
     force_truncate: AtomicBool,
+    /// `acknowledged` as last written to disk.
+    persisted: AtomicI64,
 }
 
 impl HaState {
@@ -169,6 +171,42 @@ impl HaState {
     /// The end of what SYNC_MASTER producers were told is replicated (0: nothing).
     pub fn acknowledged(&self) -> i64 {
         self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// Takes what an earlier run acknowledged (`config/haAcknowledged.json`), so a master
+    /// restarted as a slave still refuses to cut it.
+    pub fn load_acknowledged(&self, path: &std::path::Path) {
+        let Ok(text) = std::fs::read(path) else {
+            return;
+        };
+        match serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["acknowledged"].as_i64())
+        {
+            Some(v) => {
+                self.acknowledged.fetch_max(v, Ordering::AcqRel);
+                self.persisted.store(v, Ordering::Release);
+            }
+            None => tracing::warn!(path = %path.display(), "unreadable; starting without it"),
+        }
+    }
+
+    /// Writes `acknowledged` if it moved since the last write (with the offsets' flush, and
+    /// at shutdown: after a crash it may be one interval behind).
+    pub fn persist_acknowledged(&self, path: &std::path::Path) {
+        let now = self.acknowledged();
+        if now == self.persisted.load(Ordering::Acquire) {
+            return;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::json!({ "acknowledged": now }).to_string();
+        let written = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, path));
+        match written {
+            Ok(()) => self.persisted.store(now, Ordering::Release),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the acknowledged offset")
+            }
+        }
     }
 
     /// Whether the next step-down may cut below what was acknowledged.

@@ -318,13 +318,29 @@ pub async fn update_config_drained(inner: &Arc<BrokerInner>, req: &RemotingComma
     let r = update_config(inner, req)?;
     let read_only = !inner.role.snapshot().permission.is_writeable();
     if r.code == ResponseCode::SUCCESS && read_only {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-        while inner.traffic.sends_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        // A send admitted before the permission changed is counted in flight, so once none
+        // is, every acknowledged message is below the offset a switchover reads next.
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while inner.traffic.sends_in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                // Saying "done" now would let a switchover cut a send that is still being
+                // stored, and acknowledged after: refuse, and let the caller back off.
+                return Ok(RemotingCommand::error(
+                    ResponseCode::SYSTEM_BUSY,
+                    format!(
+                        "brokerPermission is read-only now, but {} sends are still being stored after {DRAIN:?}: do not switch over yet",
+                        inner.traffic.sends_in_flight()
+                    ),
+                ));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
     Ok(r)
 }
+
+/// How long a change to read-only waits for the sends in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let text = String::from_utf8_lossy(&req.body);

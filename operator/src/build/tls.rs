@@ -13,6 +13,30 @@ use crate::crd::{TlsModeSpec, TlsSpec};
 /// Where the Secret is mounted.
 pub const MOUNT: &str = "/etc/rocketmq-tls";
 const VOLUME: &str = "tls";
+/// Where an ACL Secret is mounted.
+pub const ACL_MOUNT: &str = "/etc/rocketmq-acl";
+const ACL_VOLUME: &str = "acl";
+
+/// `aclEnable` and the file, from an `acl` spec.
+pub fn acl_properties(acl: Option<&crate::crd::AclSpec>) -> BTreeMap<String, String> {
+    acl.map(|a| {
+        BTreeMap::from([
+            ("aclEnable".to_string(), "true".to_string()),
+            (
+                "rocketmq.acl.plain.file".to_string(),
+                format!("{ACL_MOUNT}/{}", a.key),
+            ),
+        ])
+    })
+    .unwrap_or_default()
+}
+
+/// Mounts an ACL Secret into every container.
+pub fn mount_acl(sts: &mut StatefulSet, acl: Option<&crate::crd::AclSpec>) {
+    if let Some(a) = acl {
+        mount_secret(sts, ACL_VOLUME, &a.secret_name, ACL_MOUNT);
+    }
+}
 
 /// The `tls.*` properties; `outgoing`: the pods also connect over TLS (brokers).
 pub fn properties(tls: Option<&TlsSpec>, outgoing: bool) -> BTreeMap<String, String> {
@@ -56,16 +80,19 @@ pub fn properties(tls: Option<&TlsSpec>, outgoing: bool) -> BTreeMap<String, Str
 
 /// Mounts the Secret into every container of the StatefulSet's pods.
 pub fn mount(sts: &mut StatefulSet, tls: Option<&TlsSpec>) {
-    let Some(t) = tls else {
-        return;
-    };
+    if let Some(t) = tls {
+        mount_secret(sts, VOLUME, &t.secret_name, MOUNT);
+    }
+}
+
+fn mount_secret(sts: &mut StatefulSet, volume: &str, secret: &str, path: &str) {
     let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
         return;
     };
     pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: VOLUME.into(),
+        name: volume.into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(t.secret_name.clone()),
+            secret_name: Some(secret.to_string()),
             // Group-readable: the pods run as a non-root user whose fsGroup owns the files.
             default_mode: Some(0o440),
             ..Default::default()
@@ -76,8 +103,8 @@ pub fn mount(sts: &mut StatefulSet, tls: Option<&TlsSpec>) {
         c.volume_mounts
             .get_or_insert_with(Vec::new)
             .push(VolumeMount {
-                name: VOLUME.into(),
-                mount_path: MOUNT.into(),
+                name: volume.into(),
+                mount_path: path.into(),
                 read_only: Some(true),
                 ..Default::default()
             });

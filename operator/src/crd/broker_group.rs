@@ -68,6 +68,9 @@ pub struct BrokerGroupSpec {
     /// (to the name servers, which should then have TLS too, and to the master).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<super::TlsSpec>,
+    /// RocketMQ's plain ACL for clients, from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<super::AclSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -46,6 +46,23 @@ pub struct TlsSpec {
     pub require_client_certificate: bool,
 }
 
+/// RocketMQ's plain ACL (`aclEnable=true`) from a Secret holding a `plain_acl.yml`. The
+/// brokers apply a change to the Secret without a restart; the ACL admin requests cannot
+/// write to it (change the Secret instead).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AclSpec {
+    /// The Secret, in the object's namespace.
+    pub secret_name: String,
+    /// The key holding the file.
+    #[serde(default = "default_acl_key")]
+    pub key: String,
+}
+
+fn default_acl_key() -> String {
+    "plain_acl.yml".into()
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum TlsModeSpec {
     #[default]

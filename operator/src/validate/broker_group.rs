@@ -103,6 +103,7 @@ pub fn validate<'a>(
         )));
     }
     super::tls(spec.tls.as_ref(), &spec.config)?;
+    super::acl(spec.acl.as_ref(), &spec.config)?;
     if spec.broker_role == BrokerRole::SyncMaster && spec.replicas < 2 {
         return Err(invalid(
             "brokerRole SYNC_MASTER needs a slave to acknowledge sends: replicas must be at least 2 (or use ASYNC_MASTER)",

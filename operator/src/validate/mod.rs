@@ -21,14 +21,7 @@ pub fn tls(
         return Ok(());
     };
     let name = &t.secret_name;
-    let dns1123 = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !dns1123 {
+    if !secret_name(name) {
         return Err(invalid(format!(
             "tls.secretName `{name}` is not a Secret name (lower-case letters, digits, '-', '.')"
         )));
@@ -39,6 +32,49 @@ pub fn tls(
         )));
     }
     Ok(())
+}
+
+/// An `acl` spec names a Secret and a key, and leaves `aclEnable` to the operator.
+pub fn acl(
+    acl: Option<&crate::crd::AclSpec>,
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<(), SpecError> {
+    let Some(a) = acl else {
+        return Ok(());
+    };
+    if !secret_name(&a.secret_name) {
+        return Err(invalid(format!(
+            "acl.secretName `{}` is not a Secret name",
+            a.secret_name
+        )));
+    }
+    let key_ok = !a.key.is_empty()
+        && a.key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok {
+        return Err(invalid(format!("acl.key `{}` is not a Secret key", a.key)));
+    }
+    if let Some(k) = ["aclEnable", "rocketmq.acl.plain.file"]
+        .iter()
+        .find(|k| config.contains_key(**k))
+    {
+        return Err(invalid(format!(
+            "config key `{k}` is set by the operator from `acl`"
+        )));
+    }
+    Ok(())
+}
+
+/// A DNS-1123 subdomain, as Secret names are.
+fn secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// A refusal with `message`.

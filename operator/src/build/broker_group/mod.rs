@@ -80,6 +80,7 @@ pub fn objects(
     let labels = group_labels(g);
     let mut security = crate::build::admin::properties(admin, &g.spec().config);
     security.extend(crate::build::tls::properties(g.spec().tls.as_ref(), true));
+    security.extend(crate::build::tls::acl_properties(g.spec().acl.as_ref()));
     let config = config::config_map(g, owner, &labels, &security);
     let config_hash = config::roll_hash(&config);
     let mut stateful_set = stateful_set::stateful_set(g, owner, &labels, &config_hash);
@@ -87,6 +88,7 @@ pub fn objects(
         crate::build::admin::mount(&mut stateful_set, owner);
     }
     crate::build::tls::mount(&mut stateful_set, g.spec().tls.as_ref());
+    crate::build::tls::mount_acl(&mut stateful_set, g.spec().acl.as_ref());
     BrokerGroupObjects {
         headless: services::headless(g, owner, &labels),
         master: services::master(g, owner, &labels),
