@@ -511,3 +511,52 @@ async fn load_balancer_addresses_reach_the_pods_and_the_status() {
     assert!(status["status"]["replicas"][1].get("address").is_none());
     task.await.unwrap().expect("reconcile succeeds");
 }
+
+#[tokio::test]
+async fn without_a_mounted_credential_the_operator_keeps_one_in_a_secret() {
+    let (client, mut handle) = mock();
+    let task = tokio::spawn({
+        let client = client.clone();
+        async move { rmq_operator::controller::ensure_admin_secret(&client, "ops").await }
+    });
+    let h = &mut handle;
+    // None yet: kube's get_opt reads a 404 Status as "absent".
+    let (req, send) = h.next_request().await.unwrap();
+    assert_eq!(
+        req.uri().path(),
+        "/api/v1/namespaces/ops/secrets/rocketmq-operator-admin-credential"
+    );
+    send.send_response(
+        http::Response::builder()
+            .status(404)
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})).unwrap(),
+            ))
+            .unwrap(),
+    );
+    let created = expect(h, Method::POST, "/api/v1/namespaces/ops/secrets", echo).await;
+    let secret = created["data"]["secretKey"].as_str().unwrap().to_string();
+    let cred = task.await.unwrap().unwrap();
+    assert_eq!(cred.access_key, "rocketmq-admin");
+    assert!(cred.secret_key.len() >= 40);
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .unwrap(),
+        cred.secret_key.as_bytes()
+    );
+    // Next start: the same credential is read back.
+    let task =
+        tokio::spawn(
+            async move { rmq_operator::controller::ensure_admin_secret(&client, "ops").await },
+        );
+    expect(
+        h,
+        Method::GET,
+        "/api/v1/namespaces/ops/secrets/rocketmq-operator-admin-credential",
+        |_| created.clone(),
+    )
+    .await;
+    assert_eq!(task.await.unwrap().unwrap(), cred);
+}

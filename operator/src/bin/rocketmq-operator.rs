@@ -293,10 +293,24 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
         .parse()?;
     let client = Client::try_default().await?;
-    let admin = rmq_operator::controller::admin_credential();
-    if admin.is_none() {
-        tracing::warn!("no admin credential (ROCKETMQ_ADMIN_CREDENTIAL_FILE): clusters run with controlPlaneAuthEnable=false");
-    }
+    let admin = match rmq_operator::controller::admin_credential() {
+        Some(a) => Some(a),
+        // No mounted credential (installed without the chart): keep one in a Secret of our own.
+        None => {
+            let ns = std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .or_else(|| namespaces[0].clone())
+                .unwrap_or_else(|| "default".into());
+            match rmq_operator::controller::ensure_admin_secret(&client, &ns).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no admin credential: clusters run with controlPlaneAuthEnable=false");
+                    None
+                }
+            }
+        }
+    };
     let tls = match rmq_operator::controller::operator_tls() {
         Ok(t) => t,
         Err(e) => {

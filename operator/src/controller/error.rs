@@ -22,6 +22,9 @@ pub enum Error {
     },
     #[error("deletion refused: {0}")]
     DeletionRefused(String),
+    /// The admin credential's Secret exists but does not hold one.
+    #[error("admin credential: {0}")]
+    Credential(String),
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -44,6 +47,7 @@ impl Error {
             Error::Json(_) => "json",
             Error::Broker { .. } => "broker",
             Error::DeletionRefused(_) => "deletion_refused",
+            Error::Credential(_) => "credential",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -45,6 +45,86 @@ pub struct Context {
     pub admin: Option<rmq_remoting::Credentials>,
 }
 
+/// The Secret the operator keeps the cluster's admin credential in when none is mounted.
+pub const ADMIN_SECRET: &str = "rocketmq-operator-admin-credential";
+
+/// The cluster's admin credential from the Secret [`ADMIN_SECRET`] in `namespace`, created
+/// with a random secret if there is none (an operator installed without the chart). Two
+/// replicas racing to create it end with the one that won.
+pub async fn ensure_admin_secret(
+    client: &Client,
+    namespace: &str,
+) -> Result<rmq_remoting::Credentials, Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let read = |s: &Secret| -> Option<rmq_remoting::Credentials> {
+        let data = s.data.as_ref()?;
+        let get = |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Some(rmq_remoting::Credentials::new(
+            get("accessKey")?,
+            get("secretKey")?,
+        ))
+    };
+    if let Some(s) = api.get_opt(ADMIN_SECRET).await? {
+        return read(&s).ok_or_else(|| {
+            Error::Credential(format!(
+                "Secret {namespace}/{ADMIN_SECRET} has no accessKey and secretKey"
+            ))
+        });
+    }
+    let secret: String = {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        (0..40)
+            .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+            .collect()
+    };
+    let wanted = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(ADMIN_SECRET.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            [
+                ("accessKey", "rocketmq-admin"),
+                ("secretKey", secret.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
+        ),
+        ..Default::default()
+    };
+    match api.create(&Default::default(), &wanted).await {
+        Ok(s) => {
+            tracing::info!(%namespace, secret = ADMIN_SECRET, "created the cluster's admin credential");
+            Ok(
+                read(&s)
+                    .unwrap_or_else(|| rmq_remoting::Credentials::new("rocketmq-admin", secret)),
+            )
+        }
+        // Another replica created it first.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let s = api.get(ADMIN_SECRET).await?;
+            read(&s).ok_or_else(|| {
+                Error::Credential(format!("Secret {namespace}/{ADMIN_SECRET} is empty"))
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The operator's TLS for its own connections: `ROCKETMQ_TLS_DIR`, a mounted Secret with
 /// `ca.crt` (checked against the servers) and, if present, `tls.crt` / `tls.key` (presented
 /// to servers that require client certificates). Unset: plaintext.
