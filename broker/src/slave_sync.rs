@@ -75,7 +75,10 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
         i.groups.replace_all(groups);
         i.offsets.replace_all(offsets.offset_table);
         i.schedule.replace_from_json(&delay);
-        if !epochs.is_empty() {
+        // Only while the HA link follows the master: its handshake has cut whatever this
+        // log had that the master's has not. Taking the master's epochs before that would
+        // make a diverged former master believe it shares the master's term, and skip the cut.
+        if !epochs.is_empty() && i.ha.connected_master().is_some() {
             i.role.epochs().replace(epochs);
         }
     })

@@ -3,19 +3,13 @@
 //! and an address outside the white lists are refused with RocketMQ's code and text; an edit
 //! of `plain_acl.yml` takes effect without a restart.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-};
+use rocketmq_client_rust::{DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt;
 
 use rmq_remoting::header::*;
-use rmq_remoting::message::encode_properties;
 use rmq_remoting::{Credentials, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 use rmq_testkit::client::*;
 
@@ -45,38 +39,8 @@ accounts:
     defaultTopicPerm: PUB
 "#;
 
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<HashSet<String>>>);
-
-impl MessageListenerConcurrently for Collect {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut got = self.0.lock().unwrap();
-        for m in msgs {
-            if let Some(b) = m.body() {
-                got.insert(String::from_utf8_lossy(&b).to_string());
-            }
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
 fn send_req(topic: &str) -> RemotingCommand {
-    let mut props = HashMap::new();
-    props.insert("TAGS".to_string(), "A".to_string());
-    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
-        producer_group: "pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        born_timestamp: rmq_remoting::util::now_millis(),
-        properties: Some(encode_properties(&props)),
-        ..Default::default()
-    });
-    RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h).with_body(b"m".to_vec())
+    rmq_testkit::send_request(topic, b"m")
 }
 
 fn create_topic(topic: &str) -> RemotingCommand {
@@ -130,7 +94,7 @@ async fn stock_clients_with_their_acl_hook_and_every_refusal() {
             .await
             .expect("a send with the right keys is accepted");
     }
-    let got = Collect::default();
+    let got = Bodies::default();
     let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
         .client_config(config(&c.ns_addr))
         .consumer_group("readers")

@@ -4,9 +4,7 @@
 //! new master, which takes writes; and unchanged `rocketmq-client-rust` producers and
 //! consumers carry on through such a failover after their route refresh.
 
-use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmq_remoting::header::{
@@ -16,11 +14,9 @@ use rmq_remoting::header::{
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use rmq_testkit::free_port;
 use rocketmq_client_rust::{
-    ClientConfig, ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
+    ClientConfig, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
 
@@ -181,26 +177,6 @@ async fn kill_9_the_sync_master_promote_and_lose_nothing_acknowledged() {
     ns.shutdown().await;
 }
 
-/// What the unchanged client's consumer received, by body.
-#[derive(Clone, Default)]
-struct Collect(Arc<Mutex<HashSet<String>>>);
-
-impl MessageListenerConcurrently for Collect {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let mut got = self.0.lock().unwrap();
-        for m in msgs {
-            if let Some(b) = m.body() {
-                got.insert(String::from_utf8_lossy(&b).to_string());
-            }
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
 fn client_config(ns: &str, instance: &str) -> ClientConfig {
     ClientConfig {
         namesrv_addr: Some(ns.to_string().into()),
@@ -257,7 +233,7 @@ async fn unchanged_clients_carry_on_after_the_master_is_killed_and_its_slave_pro
         assert!(client_send(&producer, &body).await, "{body}");
         acked.push(body);
     }
-    let got = Collect::default();
+    let got = rmq_testkit::client::Bodies::default();
     let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
         .client_config(client_config(&ns_addr, "fo-consumer"))
         .consumer_group("cg_fo")

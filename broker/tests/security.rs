@@ -1,12 +1,10 @@
 //! Attacks on a default cluster (control plane authenticated, ACL off) and on one with the
 //! plain ACL on: each must be refused with nothing changed on disk.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rmq_broker::ha::handshake;
 use rmq_remoting::header::*;
-use rmq_remoting::message::encode_properties;
 use rmq_remoting::protocol::route::TopicRouteData;
 use rmq_remoting::protocol::topic::{RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper};
 use rmq_remoting::protocol::DataVersion;
@@ -19,19 +17,7 @@ use tokio::io::AsyncWriteExt;
 const T: Duration = Duration::from_secs(5);
 
 fn send_req(topic: &str) -> RemotingCommand {
-    let mut props = HashMap::new();
-    props.insert("TAGS".to_string(), "A".to_string());
-    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
-        producer_group: "pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: 0,
-        born_timestamp: rmq_remoting::util::now_millis(),
-        properties: Some(encode_properties(&props)),
-        ..Default::default()
-    });
-    RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h).with_body(b"m".to_vec())
+    rmq_testkit::send_request(topic, b"m")
 }
 
 async fn route(client: &RemotingClient, ns: &str, topic: &str) -> TopicRouteData {

@@ -287,21 +287,7 @@ async fn replication_and_metrics_over_tls_and_plaintext_refused() {
     let client = tls_client(&trust, None).with_credentials(Some(rmq_testkit::admin_credential()));
     let maddr = master.local_addr().to_string();
     for i in 0..20 {
-        let mut props = std::collections::HashMap::new();
-        props.insert("TAGS".to_string(), "A".to_string());
-        let h = rmq_remoting::header::SendMessageRequestHeaderV2::from_v1(
-            rmq_remoting::header::SendMessageRequestHeader {
-                producer_group: "pg".into(),
-                topic: "Secured".into(),
-                default_topic: "TBW102".into(),
-                default_topic_queue_nums: 4,
-                born_timestamp: rmq_remoting::util::now_millis(),
-                properties: Some(rmq_remoting::message::encode_properties(&props)),
-                ..Default::default()
-            },
-        );
-        let req = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &h)
-            .with_body(format!("m{i}").into_bytes());
+        let req = rmq_testkit::send_request("Secured", format!("m{i}").as_bytes());
         let r = client.invoke(&maddr, req, T).await.unwrap();
         assert_eq!(r.code, ResponseCode::SUCCESS, "{:?}", r.remark);
     }

@@ -58,3 +58,23 @@ pub fn acl_hook(ak: &str, sk: &str) -> Arc<dyn rocketmq_transport::api::RPCHook>
         rocketmq_client_rust::SessionCredentials::with_keys(ak.to_string(), sk.to_string()),
     ))
 }
+
+/// A concurrent listener that keeps the body of every message it gets, once each.
+#[derive(Clone, Default)]
+pub struct Bodies(pub Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl rocketmq_client_rust::MessageListenerConcurrently for Bodies {
+    fn consume_message(
+        &self,
+        msgs: &[&rocketmq_model::common::message::message_ext::MessageExt],
+        _ctx: &rocketmq_client_rust::ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<rocketmq_client_rust::ConsumeConcurrentlyStatus> {
+        let mut got = self.0.lock().unwrap();
+        for m in msgs {
+            if let Some(b) = m.body() {
+                got.insert(String::from_utf8_lossy(&b).to_string());
+            }
+        }
+        Ok(rocketmq_client_rust::ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}

@@ -25,6 +25,27 @@ pub fn admin_client() -> rmq_remoting::RemotingClient {
     rmq_remoting::RemotingClient::default().with_credentials(Some(admin_credential()))
 }
 
+/// SEND_MESSAGE_V2 of `body` to `topic` (tag `A`, producer group `pg`), as a raw request.
+pub fn send_request(topic: &str, body: &[u8]) -> rmq_remoting::RemotingCommand {
+    use rmq_remoting::header::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
+    let mut props = std::collections::HashMap::new();
+    props.insert("TAGS".to_string(), "A".to_string());
+    let h = SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+        producer_group: "pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        born_timestamp: rmq_remoting::util::now_millis(),
+        properties: Some(rmq_remoting::message::encode_properties(&props)),
+        ..Default::default()
+    });
+    rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::SEND_MESSAGE_V2,
+        &h,
+    )
+    .with_body(body.to_vec())
+}
+
 /// A free port on 127.0.0.1 for a broker: the ports it also takes — the VIP channel
 /// (`port - 2`) and the HA port (`port + 1`) — are free too.
 pub fn free_port() -> u16 {

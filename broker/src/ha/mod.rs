@@ -426,7 +426,6 @@ pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
             continue;
         };
         {
-            *inner.ha.connected_master.write() = Some(addr.clone());
             match follow(&inner, &addr, &stop).await {
                 Ok(()) => {}
                 Err(e) => {
@@ -538,6 +537,8 @@ where
     let mut offset = inner.store.max_phy_offset();
     wr.write_i64(offset).await.map_err(|e| e.to_string())?;
     tracing::info!(master = %addr, offset, "replicating from the master");
+    // Only now: this log is a prefix of the master's (what metadata sync relies on).
+    *inner.ha.connected_master.write() = Some(addr.to_string());
     let mut last_report = Instant::now();
     loop {
         if !inner.role.is_slave() {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Secret, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use rmq_remoting::Credentials;
 
@@ -63,27 +63,5 @@ pub fn properties(
 
 /// Mounts the Secret into every container of the StatefulSet's pods.
 pub fn mount(sts: &mut StatefulSet, owner: &Owner) {
-    let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
-        return;
-    };
-    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: VOLUME.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret_name(owner)),
-            // Group-readable: the pods run as a non-root user whose fsGroup owns the files.
-            default_mode: Some(0o440),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    for c in &mut pod.containers {
-        c.volume_mounts
-            .get_or_insert_with(Vec::new)
-            .push(VolumeMount {
-                name: VOLUME.into(),
-                mount_path: MOUNT.into(),
-                read_only: Some(true),
-                ..Default::default()
-            });
-    }
+    super::mount_secret(sts, VOLUME, &secret_name(owner), MOUNT);
 }

@@ -188,3 +188,36 @@ pub fn fnv(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+/// Mounts Secret `secret` read-only at `path` in every container of the StatefulSet's pods.
+pub(crate) fn mount_secret(
+    sts: &mut k8s_openapi::api::apps::v1::StatefulSet,
+    volume: &str,
+    secret: &str,
+    path: &str,
+) {
+    use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume, VolumeMount};
+    let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
+        return;
+    };
+    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            // Group-readable: the pods run as a non-root user whose fsGroup owns the files.
+            default_mode: Some(0o440),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for c in &mut pod.containers {
+        c.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: volume.into(),
+                mount_path: path.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+    }
+}

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume, VolumeMount};
 
 use crate::crd::{TlsModeSpec, TlsSpec};
 
@@ -34,7 +33,7 @@ pub fn acl_properties(acl: Option<&crate::crd::AclSpec>) -> BTreeMap<String, Str
 /// Mounts an ACL Secret into every container.
 pub fn mount_acl(sts: &mut StatefulSet, acl: Option<&crate::crd::AclSpec>) {
     if let Some(a) = acl {
-        mount_secret(sts, ACL_VOLUME, &a.secret_name, ACL_MOUNT);
+        super::mount_secret(sts, ACL_VOLUME, &a.secret_name, ACL_MOUNT);
     }
 }
 
@@ -81,32 +80,6 @@ pub fn properties(tls: Option<&TlsSpec>, outgoing: bool) -> BTreeMap<String, Str
 /// Mounts the Secret into every container of the StatefulSet's pods.
 pub fn mount(sts: &mut StatefulSet, tls: Option<&TlsSpec>) {
     if let Some(t) = tls {
-        mount_secret(sts, VOLUME, &t.secret_name, MOUNT);
-    }
-}
-
-fn mount_secret(sts: &mut StatefulSet, volume: &str, secret: &str, path: &str) {
-    let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
-        return;
-    };
-    pod.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: volume.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.to_string()),
-            // Group-readable: the pods run as a non-root user whose fsGroup owns the files.
-            default_mode: Some(0o440),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    for c in &mut pod.containers {
-        c.volume_mounts
-            .get_or_insert_with(Vec::new)
-            .push(VolumeMount {
-                name: volume.into(),
-                mount_path: path.into(),
-                read_only: Some(true),
-                ..Default::default()
-            });
+        super::mount_secret(sts, VOLUME, &t.secret_name, MOUNT);
     }
 }
