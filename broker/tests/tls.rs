@@ -362,3 +362,48 @@ async fn replication_and_metrics_over_tls_and_plaintext_refused() {
     master.shutdown().await;
     ns.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_replaced_on_disk_is_presented_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster-ca");
+    let other = Ca::new("old-client-ca");
+    let trust = ca.write(&dir.path().join("ca.crt"));
+    let mut mutual = server_tls(TlsMode::Enforcing, &ca.issue(dir.path(), "server", false));
+    mutual.server_need_client_auth = ClientAuth::Require;
+    mutual.server_trust_cert_path = trust.display().to_string();
+    let s = server(&mutual).await;
+    let addr = s.local_addr().to_string();
+    // The client starts with a certificate the server does not trust...
+    let own = other.issue(dir.path(), "client", false);
+    let client = tls_client(&trust, Some(&own));
+    assert!(runtime_info(&client, &addr).await.is_err());
+    // ...which is then replaced in place by one it does (cert-manager renewing it).
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    let fresh = ca.issue(&staging, "client", false);
+    std::fs::copy(&fresh.cert, &own.cert).unwrap();
+    std::fs::copy(&fresh.key, &own.key).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    for f in [&own.cert, &own.key] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+    let mut presented = false;
+    for _ in 0..30 {
+        if runtime_info(&client, &addr).await == Ok(0) {
+            presented = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        presented,
+        "the same client presents the renewed certificate"
+    );
+    s.shutdown().await;
+}

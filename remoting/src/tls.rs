@@ -350,16 +350,64 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
     }
 }
 
-/// The client side: connects over TLS when `tls.enable=true`.
+/// The client side: connects over TLS when `tls.enable=true`. Its files are read again when
+/// they change, so a client certificate rotated by cert-manager is presented without a
+/// restart.
 #[derive(Clone)]
 pub struct ClientTls {
-    connector: tokio_rustls::TlsConnector,
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    config: TlsConfig,
+    connector: RwLock<tokio_rustls::TlsConnector>,
+    /// When the files were last looked at, and their modification times then.
+    seen: Mutex<(Instant, Vec<Option<SystemTime>>)>,
 }
 
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientTls")
     }
+}
+
+fn client_connector(c: &TlsConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = if c.client_auth_server {
+        builder.with_root_certificates(roots(
+            &c.client_trust_cert_path,
+            "tls.client.authServer=true",
+        )?)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+    };
+    let config = if c.client_cert_path.trim().is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_auth_cert(
+            read_certs(Path::new(&c.client_cert_path))?,
+            read_key(Path::new(&c.client_key_path), &c.client_key_password)?,
+        )?
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+fn client_stamps(c: &TlsConfig) -> Vec<Option<SystemTime>> {
+    [
+        &c.client_cert_path,
+        &c.client_key_path,
+        &c.client_trust_cert_path,
+    ]
+    .iter()
+    .map(|p| {
+        std::fs::metadata(p.as_str())
+            .and_then(|m| m.modified())
+            .ok()
+    })
+    .collect()
 }
 
 impl ClientTls {
@@ -369,29 +417,39 @@ impl ClientTls {
         if !c.client_enable {
             return Ok(None);
         }
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?;
-        let builder = if c.client_auth_server {
-            builder.with_root_certificates(roots(
-                &c.client_trust_cert_path,
-                "tls.client.authServer=true",
-            )?)
-        } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
-        };
-        let config = if c.client_cert_path.trim().is_empty() {
-            builder.with_no_client_auth()
-        } else {
-            builder.with_client_auth_cert(
-                read_certs(Path::new(&c.client_cert_path))?,
-                read_key(Path::new(&c.client_key_path), &c.client_key_password)?,
-            )?
-        };
+        let connector = client_connector(&c)?;
+        let stamps = client_stamps(&c);
         Ok(Some(ClientTls {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            inner: Arc::new(ClientInner {
+                config: c,
+                connector: RwLock::new(connector),
+                seen: Mutex::new((Instant::now(), stamps)),
+            }),
         }))
+    }
+
+    /// The connector, rebuilt first if a trust, certificate or key file changed (looked at
+    /// no more than once a second). Files that do not load keep the previous connector.
+    fn connector(&self) -> tokio_rustls::TlsConnector {
+        let i = &self.inner;
+        let mut seen = i.seen.lock();
+        if seen.0.elapsed() >= Duration::from_secs(1) {
+            seen.0 = Instant::now();
+            let now = client_stamps(&i.config);
+            if now != seen.1 {
+                seen.1 = now;
+                match client_connector(&i.config) {
+                    Ok(c) => {
+                        *i.connector.write() = c;
+                        tracing::info!("TLS client files changed; reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS client files changed but do not load; keeping the previous ones")
+                    }
+                }
+            }
+        }
+        i.connector.read().clone()
     }
 
     /// A tool's TLS (`--tls`, `--tlsConfigFile`): `None` unless asked for; the file's
@@ -429,7 +487,7 @@ impl ClientTls {
         let name = ServerName::try_from(host.to_string()).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}"))
         })?;
-        self.connector.connect(name, stream).await
+        self.connector().connect(name, stream).await
     }
 }
 
