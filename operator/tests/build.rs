@@ -21,6 +21,29 @@ fn docs(path: &std::path::Path) -> Vec<serde_yaml::Value> {
         .collect()
 }
 
+/// Checks YAML documents against the Kubernetes schemas and the CRDs
+/// (`operator/tests/validate.py`); returns its report.
+fn validate(docs: &[String]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("objects.yaml");
+    let yaml: String = docs.iter().map(|d| format!("---\n{d}")).collect();
+    std::fs::write(&path, yaml).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("operator/tests/validate.py"))
+        .arg(root.join("crds"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn owner(kind: &str, name: &str) -> Owner {
     Owner {
         api_version: "rocketmq.rs/v1alpha1".into(),
@@ -578,33 +601,15 @@ fn the_admin_credential_reaches_every_pod_through_a_secret() {
         "true"
     );
     // The Secret and the pods that mount it pass the Kubernetes schemas too.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secured.yaml");
-    let mut yaml = String::new();
-    for doc in [
+    let report = validate(&[
         serde_yaml::to_string(secret).unwrap(),
         serde_yaml::to_string(&with.stateful_set).unwrap(),
         serde_yaml::to_string(ns_with.admin_secret.as_ref().unwrap()).unwrap(),
         serde_yaml::to_string(&ns_with.stateful_set).unwrap(),
-    ] {
-        yaml.push_str("---\n");
-        yaml.push_str(&doc);
-    }
-    std::fs::write(&path, yaml).unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(root.join("operator/tests/validate.py"))
-        .arg(root.join("crds"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    ]);
     assert!(
-        text.contains("validated 4 objects, 0 failures"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        report.contains("validated 4 objects, 0 failures"),
+        "{report}"
     );
 }
 
@@ -668,34 +673,16 @@ fn tls_from_a_cert_manager_secret_reaches_the_ports_and_the_brokers_connections(
     assert!(e.to_string().contains("set by the operator"), "{e}");
 
     // The objects pass the Kubernetes schemas, and the custom resources the CRDs'.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tls.yaml");
-    let mut yaml = String::new();
-    for doc in [
+    let report = validate(&[
         serde_yaml::to_string(&o.stateful_set).unwrap(),
         serde_yaml::to_string(&o.config).unwrap(),
         serde_yaml::to_string(&n.stateful_set).unwrap(),
         serde_yaml::to_string(&bg).unwrap(),
         serde_yaml::to_string(&ns).unwrap(),
-    ] {
-        yaml.push_str("---\n");
-        yaml.push_str(&doc);
-    }
-    std::fs::write(&path, yaml).unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(root.join("operator/tests/validate.py"))
-        .arg(root.join("crds"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    ]);
     assert!(
-        text.contains("validated 5 objects, 0 failures"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        report.contains("validated 5 objects, 0 failures"),
+        "{report}"
     );
 }
 
