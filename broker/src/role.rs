@@ -317,7 +317,7 @@ impl Epochs {
             epoch_list: self.list(),
         })
         .unwrap_or_default();
-        if let Err(e) = crate::manager::persist(&self.path, &body) {
+        if let Err(e) = crate::manager::persist(&self.path, || body) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist the epoch file");
         }
     }

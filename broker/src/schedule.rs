@@ -83,7 +83,7 @@ impl ScheduleOffsets {
 
     /// Writes the file through a temporary and a rename, so a crash leaves the old or the new.
     pub fn persist(&self) {
-        if let Err(e) = crate::manager::persist(&self.path, self.encode().as_bytes()) {
+        if let Err(e) = crate::manager::persist(&self.path, || self.encode().into_bytes()) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot persist delay offsets");
         }
     }

@@ -200,7 +200,8 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
                 "tls.server.mode is not disabled but there is no tls.server.certPath (and tls.test.mode.enable=false)".into(),
             ));
         }
-        tracing::warn!("TLS test mode: serving a self-signed certificate; set tls.server.certPath and tls.server.keyPath");
+        // RocketMQ's default: worth a line, not a warning, on every local start.
+        tracing::info!("TLS test mode: permissive port with a self-signed certificate; set tls.server.certPath and tls.server.keyPath, or tls.server.mode=disabled");
         test_certificate()?
     } else {
         (

@@ -10,7 +10,13 @@ pub mod topics;
 use std::path::Path;
 
 /// Writes `path` via a temporary file and a rename, keeping the previous version as `.bak`.
-pub fn persist(path: &Path, body: &[u8]) -> std::io::Result<()> {
+pub fn persist(path: &Path, body: impl FnOnce() -> Vec<u8>) -> std::io::Result<()> {
+    // One writer at a time, and the snapshot taken under the same lock: two threads writing
+    // the same temporary file could interleave, and an older snapshot renamed last would
+    // win. Metadata writes are rare and small; one lock for all of them costs nothing.
+    static WRITING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    let _writing = WRITING.lock();
+    let body = body();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -18,7 +24,7 @@ pub fn persist(path: &Path, body: &[u8]) -> std::io::Result<()> {
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(body)?;
+        f.write_all(&body)?;
         f.sync_data()?;
     }
     if path.exists() {
@@ -43,4 +49,33 @@ pub fn load<T>(path: &Path, parse: impl Fn(&[u8]) -> Option<T>) -> Option<T> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_writers_leave_a_whole_file_from_the_last_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("groups.json");
+        let version = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        persist(&path, || {
+                            let v = version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            format!("{{\"version\":{v},\"pad\":\"{}\"}}", "x".repeat(4096))
+                                .into_bytes()
+                        })
+                        .expect("every write succeeds");
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).expect("a whole file");
+        assert_eq!(v["version"], 199, "the last snapshot is the one on disk");
+    }
 }

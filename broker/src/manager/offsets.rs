@@ -136,7 +136,7 @@ impl ConsumerOffsetManager {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = super::persist(&self.path, &self.encode()) {
+        if let Err(e) = super::persist(&self.path, || self.encode()) {
             self.dirty.store(true, Ordering::Release);
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist consumer offsets");
         }

@@ -93,8 +93,8 @@ impl SubscriptionGroupManager {
     }
 
     pub fn persist(&self) {
-        let body = serde_json::to_vec_pretty(&self.wrapper()).unwrap_or_default();
-        if let Err(e) = super::persist(&self.path, &body) {
+        let body = || serde_json::to_vec_pretty(&self.wrapper()).unwrap_or_default();
+        if let Err(e) = super::persist(&self.path, body) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot persist subscription groups");
         }
     }
