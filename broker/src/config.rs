@@ -280,7 +280,12 @@ impl Settings {
         read(&self.0.read().store)
     }
 
-    /// A copy of both halves.
+    /// Reads both halves at once (one lock for fields from each).
+    pub fn read<R>(&self, read: impl FnOnce(&BrokerSettings) -> R) -> R {
+        read(&self.0.read())
+    }
+
+    /// A copy of everything (config dumps; not for the data path).
     pub fn snapshot(&self) -> BrokerSettings {
         self.0.read().clone()
     }

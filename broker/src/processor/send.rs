@@ -49,16 +49,16 @@ struct SendSettings {
 impl SendSettings {
     fn read(inner: &BrokerInner) -> SendSettings {
         let role = inner.role.snapshot();
-        let s = inner.settings.snapshot();
-        SendSettings {
+        // Only the fields a send needs: every send reads them.
+        inner.settings.read(|s| SendSettings {
             writable: role.writable(),
             auto_create: s.broker.auto_create_topic_enable,
-            cluster: s.broker.broker_cluster_name,
-            broker_name: s.broker.broker_name,
+            cluster: s.broker.broker_cluster_name.clone(),
+            broker_name: s.broker.broker_name.clone(),
             reject_transactions: s.broker.reject_transaction_message,
             sync_master: role.sync_master(),
             slave_timeout: Duration::from_millis(s.store.sync_flush_timeout.max(1)),
-        }
+        })
     }
 }
 
