@@ -69,7 +69,14 @@ async fn start_offset(client: &RemotingClient, q: &Queue, topic: &str, timeout: 
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(o.common.timeout);
     let client = o.common.client();
-    let route = route_or_create(&client, &o.common.namesrv, &o.common.topic, 8, timeout).await?;
+    let route = route_or_create(
+        &o.common.admin_client(),
+        &o.common.namesrv,
+        &o.common.topic,
+        8,
+        timeout,
+    )
+    .await?;
     let targets = queues(&route, false);
     anyhow::ensure!(
         !targets.is_empty(),

@@ -52,9 +52,9 @@ pub struct Common {
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub timeout: u64,
-    /// Sign requests with this ACL access key (with --secretKey). Default: the local
-    /// cluster's admin credential (~/.rocketmq/admin-credential.yml), if present, which
-    /// may also create the topic.
+    /// Sign requests with this ACL access key (with --secretKey). Without it, sends and pulls
+    /// go unsigned and the topic is created with the local cluster's admin credential
+    /// (~/.rocketmq/admin-credential.yml), if present.
     #[arg(long = "accessKey", requires = "secret_key")]
     pub access_key: Option<String>,
     #[arg(long = "secretKey", requires = "access_key")]
@@ -69,12 +69,32 @@ pub struct Common {
 }
 
 impl Common {
-    /// A client signing with the chosen credential.
+    /// The client for the measured sends and pulls: signed only with --accessKey/--secretKey,
+    /// as an application's client would be (signing costs an HMAC per request on both sides).
     pub fn client(&self) -> rmq_remoting::RemotingClient {
-        let credentials = match (&self.access_key, &self.secret_key) {
+        self.client_with(self.keys())
+    }
+
+    /// The client that looks up and, if needed, creates the topic: the ACL keys, else the
+    /// local cluster's admin credential (creating a topic is the control plane).
+    pub fn admin_client(&self) -> rmq_remoting::RemotingClient {
+        let credentials = self
+            .keys()
+            .or_else(|| rmq_acl::credential::load(&rmq_acl::credential::default_path()).ok());
+        self.client_with(credentials)
+    }
+
+    fn keys(&self) -> Option<rmq_remoting::Credentials> {
+        match (&self.access_key, &self.secret_key) {
             (Some(ak), Some(sk)) => Some(rmq_remoting::Credentials::new(ak, sk)),
-            _ => rmq_acl::credential::load(&rmq_acl::credential::default_path()).ok(),
-        };
+            _ => None,
+        }
+    }
+
+    fn client_with(
+        &self,
+        credentials: Option<rmq_remoting::Credentials>,
+    ) -> rmq_remoting::RemotingClient {
         let tls = rmq_remoting::tls::ClientTls::for_tool(self.tls, self.tls_config_file.as_deref())
             .unwrap_or_else(|e| {
                 eprintln!("mqbench: {e}");

@@ -74,7 +74,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(o.common.timeout);
     let client = o.common.client();
     let route = route_or_create(
-        &client,
+        &o.common.admin_client(),
         &o.common.namesrv,
         &o.common.topic,
         o.queues,
