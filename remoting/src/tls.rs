@@ -233,13 +233,68 @@ fn server_config(c: &TlsConfig) -> Result<ServerConfig, TlsError> {
     Ok(builder.with_single_cert(certs, key)?)
 }
 
+/// Something built from certificate files (an acceptor, a connector), built again when
+/// their modification times change — looked at no more than once a second, when it is next
+/// used. Files that do not load keep the previous value in use.
+struct Reloading<T> {
+    config: TlsConfig,
+    files: Vec<String>,
+    build: fn(&TlsConfig) -> Result<T, TlsError>,
+    current: RwLock<T>,
+    /// When the files were last looked at, and their modification times then.
+    seen: Mutex<(Instant, Vec<Option<SystemTime>>)>,
+}
+
+impl<T: Clone> Reloading<T> {
+    fn new(
+        config: TlsConfig,
+        files: Vec<String>,
+        build: fn(&TlsConfig) -> Result<T, TlsError>,
+    ) -> Result<Self, TlsError> {
+        let current = build(&config)?;
+        let seen = (Instant::now(), modified(&files));
+        Ok(Reloading {
+            config,
+            files,
+            build,
+            current: RwLock::new(current),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    fn get(&self) -> T {
+        let mut seen = self.seen.lock();
+        if seen.0.elapsed() >= Duration::from_secs(1) {
+            seen.0 = Instant::now();
+            let now = modified(&self.files);
+            if now != seen.1 {
+                seen.1 = now;
+                match (self.build)(&self.config) {
+                    Ok(v) => {
+                        *self.current.write() = v;
+                        tracing::info!(files = ?self.files, "TLS files changed; reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS files changed but do not load; keeping the previous ones")
+                    }
+                }
+            }
+        }
+        self.current.read().clone()
+    }
+}
+
+fn modified(files: &[String]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
 /// The server side: the mode, and an acceptor rebuilt when its files change.
 pub struct ServerTls {
     mode: TlsMode,
-    config: TlsConfig,
-    acceptor: RwLock<tokio_rustls::TlsAcceptor>,
-    /// When the files were last looked at, and their modification times then.
-    seen: Mutex<(Instant, Vec<Option<SystemTime>>)>,
+    acceptor: Reloading<tokio_rustls::TlsAcceptor>,
 }
 
 impl ServerTls {
@@ -249,13 +304,18 @@ impl ServerTls {
         if !config.server_enabled() {
             return Ok(None);
         }
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(&config)?));
-        let stamps = stamps(&config);
+        let files = vec![
+            config.server_cert_path.clone(),
+            config.server_key_path.clone(),
+            config.server_trust_cert_path.clone(),
+        ];
+        let mode = config.server_mode;
+        let build = |c: &TlsConfig| {
+            server_config(c).map(|sc| tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+        };
         Ok(Some(Arc::new(ServerTls {
-            mode: config.server_mode,
-            config,
-            acceptor: RwLock::new(acceptor),
-            seen: Mutex::new((Instant::now(), stamps)),
+            mode,
+            acceptor: Reloading::new(config, files, build)?,
         })))
     }
 
@@ -263,43 +323,10 @@ impl ServerTls {
         self.mode
     }
 
-    /// The acceptor, rebuilt first if a certificate, key or trust file changed (looked at
-    /// no more than once a second). A file that does not load keeps the previous one.
+    /// The acceptor, rebuilt first if a certificate, key or trust file changed.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let mut seen = self.seen.lock();
-        if seen.0.elapsed() >= Duration::from_secs(1) {
-            seen.0 = Instant::now();
-            let now = stamps(&self.config);
-            if now != seen.1 {
-                seen.1 = now;
-                match server_config(&self.config) {
-                    Ok(c) => {
-                        *self.acceptor.write() = tokio_rustls::TlsAcceptor::from(Arc::new(c));
-                        tracing::info!("TLS certificate files changed; reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS certificate files changed but do not load; keeping the previous ones")
-                    }
-                }
-            }
-        }
-        self.acceptor.read().clone()
+        self.acceptor.get()
     }
-}
-
-fn stamps(c: &TlsConfig) -> Vec<Option<SystemTime>> {
-    [
-        &c.server_cert_path,
-        &c.server_key_path,
-        &c.server_trust_cert_path,
-    ]
-    .iter()
-    .map(|p| {
-        std::fs::metadata(p.as_str())
-            .and_then(|m| m.modified())
-            .ok()
-    })
-    .collect()
 }
 
 /// Accepts any server certificate (`tls.client.authServer=false`, RocketMQ's default).
@@ -356,14 +383,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
 /// restart.
 #[derive(Clone)]
 pub struct ClientTls {
-    inner: Arc<ClientInner>,
-}
-
-struct ClientInner {
-    config: TlsConfig,
-    connector: RwLock<tokio_rustls::TlsConnector>,
-    /// When the files were last looked at, and their modification times then.
-    seen: Mutex<(Instant, Vec<Option<SystemTime>>)>,
+    connector: Arc<Reloading<tokio_rustls::TlsConnector>>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -396,21 +416,6 @@ fn client_connector(c: &TlsConfig) -> Result<tokio_rustls::TlsConnector, TlsErro
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-fn client_stamps(c: &TlsConfig) -> Vec<Option<SystemTime>> {
-    [
-        &c.client_cert_path,
-        &c.client_key_path,
-        &c.client_trust_cert_path,
-    ]
-    .iter()
-    .map(|p| {
-        std::fs::metadata(p.as_str())
-            .and_then(|m| m.modified())
-            .ok()
-    })
-    .collect()
-}
-
 impl ClientTls {
     /// `None` unless `tls.enable=true`.
     pub fn new(config: &TlsConfig) -> Result<Option<ClientTls>, TlsError> {
@@ -418,39 +423,14 @@ impl ClientTls {
         if !c.client_enable {
             return Ok(None);
         }
-        let connector = client_connector(&c)?;
-        let stamps = client_stamps(&c);
+        let files = vec![
+            c.client_cert_path.clone(),
+            c.client_key_path.clone(),
+            c.client_trust_cert_path.clone(),
+        ];
         Ok(Some(ClientTls {
-            inner: Arc::new(ClientInner {
-                config: c,
-                connector: RwLock::new(connector),
-                seen: Mutex::new((Instant::now(), stamps)),
-            }),
+            connector: Arc::new(Reloading::new(c, files, client_connector)?),
         }))
-    }
-
-    /// The connector, rebuilt first if a trust, certificate or key file changed (looked at
-    /// no more than once a second). Files that do not load keep the previous connector.
-    fn connector(&self) -> tokio_rustls::TlsConnector {
-        let i = &self.inner;
-        let mut seen = i.seen.lock();
-        if seen.0.elapsed() >= Duration::from_secs(1) {
-            seen.0 = Instant::now();
-            let now = client_stamps(&i.config);
-            if now != seen.1 {
-                seen.1 = now;
-                match client_connector(&i.config) {
-                    Ok(c) => {
-                        *i.connector.write() = c;
-                        tracing::info!("TLS client files changed; reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS client files changed but do not load; keeping the previous ones")
-                    }
-                }
-            }
-        }
-        i.connector.read().clone()
     }
 
     /// A tool's TLS (`--tls`, `--tlsConfigFile`): `None` unless asked for; the file's
@@ -488,7 +468,7 @@ impl ClientTls {
         let name = ServerName::try_from(host.to_string()).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}"))
         })?;
-        self.connector().connect(name, stream).await
+        self.connector.get().connect(name, stream).await
     }
 }
 
