@@ -48,6 +48,18 @@ fn tls_client(trust: &std::path::Path, own: Option<&Pem>) -> RemotingClient {
     )
 }
 
+/// Whether a client from `client()` gets an answer from `addr` within six seconds (files
+/// are looked at again at most once a second).
+async fn answers_within(client: impl Fn() -> RemotingClient, addr: &str) -> bool {
+    for _ in 0..30 {
+        if runtime_info(&client(), addr).await == Ok(0) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 async fn runtime_info(client: &RemotingClient, addr: &str) -> Result<i32, String> {
     let req = RemotingCommand::request(RequestCode::GET_BROKER_RUNTIME_INFO);
     client
@@ -230,28 +242,8 @@ async fn a_certificate_replaced_on_disk_is_served_without_a_restart() {
         .is_err());
 
     // cert-manager style: the same paths, new contents.
-    let staging = dir.path().join("staging");
-    std::fs::create_dir(&staging).unwrap();
-    let fresh = new_ca.issue(&staging, "rotated", false);
-    std::fs::copy(&fresh.cert, &pem.cert).unwrap();
-    std::fs::copy(&fresh.key, &pem.key).unwrap();
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    for f in [&pem.cert, &pem.key] {
-        std::fs::File::options()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-    }
-    let mut rotated = false;
-    for _ in 0..30 {
-        if runtime_info(&tls_client(&new_trust, None), &addr).await == Ok(0) {
-            rotated = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    new_ca.renew(&pem, "rotated");
+    let rotated = answers_within(|| tls_client(&new_trust, None), &addr).await;
     assert!(rotated, "the new certificate is served");
     s.shutdown().await;
 }
@@ -379,28 +371,8 @@ async fn a_client_certificate_replaced_on_disk_is_presented_without_a_restart() 
     let client = tls_client(&trust, Some(&own));
     assert!(runtime_info(&client, &addr).await.is_err());
     // ...which is then replaced in place by one it does (cert-manager renewing it).
-    let staging = dir.path().join("staging");
-    std::fs::create_dir(&staging).unwrap();
-    let fresh = ca.issue(&staging, "client", false);
-    std::fs::copy(&fresh.cert, &own.cert).unwrap();
-    std::fs::copy(&fresh.key, &own.key).unwrap();
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    for f in [&own.cert, &own.key] {
-        std::fs::File::options()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
-    }
-    let mut presented = false;
-    for _ in 0..30 {
-        if runtime_info(&client, &addr).await == Ok(0) {
-            presented = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    ca.renew(&own, "client");
+    let presented = answers_within(|| client.clone(), &addr).await;
     assert!(
         presented,
         "the same client presents the renewed certificate"
