@@ -79,6 +79,21 @@ pub(super) struct IndexFile {
 }
 
 impl IndexFile {
+    /// An index file over `map`, named by its path; `dirty`: not yet flushed.
+    fn mapped(path: &Path, map: MmapRaw, slots: u32, entries: u32, dirty: bool) -> IndexFile {
+        IndexFile {
+            path: path.to_path_buf(),
+            name_millis: path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_file_name),
+            map,
+            slots,
+            entries,
+            dirty: AtomicBool::new(dirty),
+        }
+    }
+
     pub(super) fn create(
         path: &Path,
         slots: u32,
@@ -105,17 +120,7 @@ impl IndexFile {
                 return Err(e);
             }
         };
-        let f = IndexFile {
-            path: path.to_path_buf(),
-            name_millis: path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_file_name),
-            map,
-            slots,
-            entries,
-            dirty: AtomicBool::new(true),
-        };
+        let f = IndexFile::mapped(path, map, slots, entries, true);
         // A new file continues where the previous one ended, so that the idempotence check and
         // the last-update values survive a rollover (as in Java).
         let mut h = Header {
@@ -163,17 +168,7 @@ impl IndexFile {
                 map.len()
             )));
         }
-        let f = IndexFile {
-            path: path.to_path_buf(),
-            name_millis: path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_file_name),
-            map,
-            slots,
-            entries,
-            dirty: AtomicBool::new(false),
-        };
+        let f = IndexFile::mapped(path, map, slots, entries, false);
         let h = f.header();
         let plausible = (0..=entries as i64).contains(&i64::from(h.index_count))
             && (0..=slots as i64).contains(&i64::from(h.hash_slot_count))
