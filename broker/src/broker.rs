@@ -156,6 +156,15 @@ impl Broker {
         let conn_config = ConnectionConfig {
             max_frame_len: b.frame_max_length,
             idle_timeout: Some(Duration::from_secs(120)),
+            max_connections: b.server_max_connections,
+            max_connections_per_address: b.server_max_connections_per_address,
+            max_in_flight: b.server_max_in_flight_requests,
+            write_high_water: b.write_buffer_high_water_mark,
+            write_timeout: Duration::from_millis(b.server_write_timeout_millis.max(1)),
+            // One budget for the main and VIP ports: they serve the same clients.
+            budget: Some(rmq_remoting::connection::WriteBudget::new(
+                rmq_remoting::connection::DEFAULT_SERVER_WRITE_BUDGET,
+            )),
             ..Default::default()
         };
         let bind: IpAddr = b.bind_address.parse().context("bindAddress")?;

@@ -108,6 +108,16 @@ java_config! {
         enable_vip_channel: bool = true => "enableVipChannel",
         /// Prometheus `/metrics` port; 0 disables.
         metrics_port: u16 = 0 => "metricsPort",
+        /// Connections open at once; more are closed on accept (0: no limit).
+        server_max_connections: usize = rmq_remoting::connection::DEFAULT_MAX_CONNECTIONS => "serverMaxConnections",
+        /// Connections open at once from one IP address (0: no limit).
+        server_max_connections_per_address: usize = rmq_remoting::connection::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS => "serverMaxConnectionsPerAddress",
+        /// Requests one connection has open at once; reading it pauses beyond that.
+        server_max_in_flight_requests: usize = rmq_remoting::connection::DEFAULT_MAX_IN_FLIGHT => "serverMaxInFlightRequests",
+        /// Bytes of unwritten responses on one connection before it stops being read.
+        write_buffer_high_water_mark: usize = rmq_remoting::connection::DEFAULT_WRITE_HIGH_WATER => "writeBufferHighWaterMark",
+        /// A connection whose writes make no progress for this long is closed, ms.
+        server_write_timeout_millis: u64 = 30_000 => "serverWriteTimeoutMillis",
         /// Frames longer than this are refused and their connection closed.
         frame_max_length: usize = rmq_remoting::codec::DEFAULT_MAX_FRAME_LEN => "frameMaxLength",
         /// RocketMQ's plain ACL: accounts and permissions from `plain_acl.yml`.

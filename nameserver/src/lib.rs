@@ -56,6 +56,11 @@ impl NameServer {
                 0 => None,
                 s => Some(Duration::from_secs(s)),
             },
+            max_connections: config.server_max_connections,
+            max_connections_per_address: config.server_max_connections_per_address,
+            max_in_flight: config.server_max_in_flight_requests,
+            write_high_water: config.write_buffer_high_water_mark,
+            write_timeout: Duration::from_millis(config.server_write_timeout_millis.max(1)),
             ..Default::default()
         };
         let admin = rmq_acl::credential::resolve(

@@ -5,10 +5,17 @@
 //! responses by `opaque`, and answers the requests the server initiates. A reader task decodes
 //! frames and a writer task owns the socket's write half; malformed input closes the
 //! connection with a log line and touches nothing else.
+//!
+//! Backpressure: a connection processes at most `max_in_flight` requests at once (a request
+//! counts until its response is written), and stops reading while more than
+//! `write_high_water` bytes of its responses wait to be written, or while the server's shared
+//! [`WriteBudget`] is spent and it holds more than its small share. A peer that stops reading
+//! therefore stops being read, and one whose writes make no progress for `write_timeout` is
+//! closed: no client can grow the process's memory by pipelining requests it never reads.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +23,7 @@ use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +53,19 @@ pub struct ConnectionConfig {
     pub idle_timeout: Option<Duration>,
     /// Frames waiting to be written before senders wait.
     pub write_queue: usize,
+    /// Requests of the peer processed at once; reading pauses while this many are open.
+    pub max_in_flight: usize,
+    /// Bytes of responses waiting to be written before reading pauses.
+    pub write_high_water: usize,
+    /// A write that makes no progress for this long closes the connection.
+    pub write_timeout: Duration,
+    /// Bytes waiting to be written across every connection sharing it; a server makes one
+    /// of [`DEFAULT_SERVER_WRITE_BUDGET`] for its connections when this is `None`.
+    pub budget: Option<Arc<WriteBudget>>,
+    /// Servers only: connections open at once (0: no limit); more are closed on accept.
+    pub max_connections: usize,
+    /// Servers only: connections open at once from one IP address (0: no limit).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -54,7 +74,56 @@ impl Default for ConnectionConfig {
             max_frame_len: crate::codec::DEFAULT_MAX_FRAME_LEN,
             idle_timeout: None,
             write_queue: 4096,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            write_high_water: DEFAULT_WRITE_HIGH_WATER,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            budget: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
         }
+    }
+}
+
+/// Requests one connection has open at once by default. RocketMQ clients share one
+/// connection per broker between all their threads, so this is generous.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Unwritten response bytes on one connection before it stops being read.
+pub const DEFAULT_WRITE_HIGH_WATER: usize = 4 << 20;
+/// How long a write may stall before the peer counts as gone.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Unwritten response bytes across a server's connections before the ones holding more than
+/// a small share stop being read.
+pub const DEFAULT_SERVER_WRITE_BUDGET: usize = 256 << 20;
+/// Connections a server keeps open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Connections a server keeps open at once from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 2_000;
+/// Over a spent [`WriteBudget`], connections holding more than this stop being read; those
+/// below it (clients that read their responses) go on.
+const FAIR_SHARE: usize = 64 << 10;
+
+/// Bytes queued for writing across many connections, with a limit.
+#[derive(Debug)]
+pub struct WriteBudget {
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl WriteBudget {
+    pub fn new(limit: usize) -> Arc<WriteBudget> {
+        Arc::new(WriteBudget {
+            queued: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Bytes waiting to be written right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn spent(&self) -> bool {
+        self.queued() > self.limit
     }
 }
 
@@ -70,9 +139,37 @@ struct Inner {
     id: u64,
     peer: SocketAddr,
     local: SocketAddr,
-    tx: mpsc::Sender<RemotingCommand>,
+    tx: mpsc::Sender<Outgoing>,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     cancel: CancellationToken,
+    /// Bytes queued for writing and not yet flushed.
+    queued: AtomicUsize,
+    budget: Option<Arc<WriteBudget>>,
+    /// Signalled by the writer after each flush: a paused reader looks again.
+    drained: Notify,
+}
+
+/// A frame on its way out, with its size as counted and the request slot it frees once
+/// written.
+struct Outgoing {
+    cmd: RemotingCommand,
+    len: usize,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Inner {
+    fn unqueue(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::AcqRel);
+        if let Some(b) = &self.budget {
+            b.queued.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether reading should wait for the writer to catch up.
+    fn backed_up(&self, high_water: usize) -> bool {
+        let own = self.queued.load(Ordering::Acquire);
+        own > high_water || (own > FAIR_SHARE && self.budget.as_ref().is_some_and(|b| b.spent()))
+    }
 }
 
 impl std::fmt::Debug for Connection {
@@ -149,20 +246,31 @@ impl Connection {
                 tx,
                 pending: Mutex::new(HashMap::new()),
                 cancel,
+                queued: AtomicUsize::new(0),
+                budget: config.budget.clone(),
+                drained: Notify::new(),
             }),
         };
         let codec = RemotingCodec::new(config.max_frame_len);
+        let progress = Arc::new(AtomicU64::new(0));
+        let write = Progress {
+            inner: write,
+            stamp: progress.clone(),
+        };
         tokio::spawn(write_loop(
+            conn.inner.clone(),
             FramedWrite::new(write, codec.clone()),
             rx,
-            conn.inner.cancel.clone(),
-            peer,
+            Stall {
+                limit: config.write_timeout,
+                progress,
+            },
         ));
         tokio::spawn(read_loop(
             conn.clone(),
             FramedRead::new(read, codec),
             processor,
-            config.idle_timeout,
+            config.clone(),
         ));
         conn
     }
@@ -195,14 +303,40 @@ impl Connection {
 
     /// Queues a frame for writing.
     pub async fn send(&self, cmd: RemotingCommand) -> Result<()> {
+        self.send_freeing(cmd, None).await
+    }
+
+    /// Bytes queued on this connection and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Queues `cmd`; `slot` (the request it answers) is released once it is written.
+    async fn send_freeing(
+        &self,
+        cmd: RemotingCommand,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<()> {
         if self.is_closed() {
             return Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()));
         }
-        self.inner
-            .tx
-            .send(cmd)
-            .await
-            .map_err(|_| RemotingError::ConnectionClosed(self.inner.peer.to_string()))
+        let len = approx_len(&cmd);
+        self.inner.queued.fetch_add(len, Ordering::AcqRel);
+        if let Some(b) = &self.inner.budget {
+            b.queued.fetch_add(len, Ordering::AcqRel);
+        }
+        let out = Outgoing {
+            cmd,
+            len,
+            _slot: slot,
+        };
+        match self.inner.tx.send(out).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(out)) => {
+                self.inner.unqueue(out.len);
+                Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()))
+            }
+        }
     }
 
     /// Sends a request and waits for the response with the same opaque.
@@ -253,44 +387,63 @@ impl Connection {
     }
 }
 
+/// A frame's size on the wire, near enough for accounting: the header is small next to
+/// any body worth counting.
+fn approx_len(cmd: &RemotingCommand) -> usize {
+    let fields: usize = cmd
+        .ext_fields
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 8)
+        .sum();
+    128 + fields + cmd.remark.as_ref().map_or(0, String::len) + cmd.body.len()
+}
+
 async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
+    inner: Arc<Inner>,
     mut sink: FramedWrite<W, RemotingCodec>,
-    mut rx: mpsc::Receiver<RemotingCommand>,
-    cancel: CancellationToken,
-    peer: SocketAddr,
+    mut rx: mpsc::Receiver<Outgoing>,
+    stall: Stall,
 ) {
-    loop {
-        let cmd = tokio::select! {
-            biased;
-            cmd = rx.recv() => match cmd {
-                Some(cmd) => cmd,
-                None => break,
-            },
-            _ = cancel.cancelled() => break,
-        };
-        if let Err(e) = feed(&mut sink, cmd, peer).await {
-            tracing::debug!(%peer, error = %e, "write failed, closing connection");
-            cancel.cancel();
-            return;
-        }
-        // Batch whatever else is queued into the same flush.
-        while let Ok(cmd) = rx.try_recv() {
-            if let Err(e) = feed(&mut sink, cmd, peer).await {
-                tracing::debug!(%peer, error = %e, "write failed, closing connection");
-                cancel.cancel();
-                return;
+    let peer = inner.peer;
+    let cancel = inner.cancel.clone();
+    let mut written = 0usize;
+    let result: Result<()> = async {
+        loop {
+            let out = tokio::select! {
+                biased;
+                out = rx.recv() => match out {
+                    Some(out) => out,
+                    None => return Ok(()),
+                },
+                _ = cancel.cancelled() => return Ok(()),
+            };
+            written += out.len;
+            stall.guard(feed(&mut sink, out.cmd, peer)).await?;
+            // Batch whatever else is queued into the same flush.
+            while let Ok(out) = rx.try_recv() {
+                written += out.len;
+                stall.guard(feed(&mut sink, out.cmd, peer)).await?;
             }
+            stall.guard(async { sink.flush().await }).await?;
+            inner.unqueue(std::mem::take(&mut written));
+            inner.drained.notify_one();
         }
-        if let Err(e) = sink.flush().await {
-            tracing::debug!(%peer, error = %e, "flush failed, closing connection");
-            cancel.cancel();
-            return;
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "write failed, closing connection");
+        inner.unqueue(written);
+        cancel.cancel();
+        while let Ok(out) = rx.try_recv() {
+            inner.unqueue(out.len);
         }
+        return;
     }
     // Closing: write what was already queued (responses of finished requests), briefly.
     let drain = async {
-        while let Ok(cmd) = rx.try_recv() {
-            if feed(&mut sink, cmd, peer).await.is_err() {
+        while let Ok(out) = rx.try_recv() {
+            inner.unqueue(out.len);
+            if feed(&mut sink, out.cmd, peer).await.is_err() {
                 return;
             }
         }
@@ -298,6 +451,83 @@ async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
         let _ = sink.get_mut().shutdown().await;
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    while let Ok(out) = rx.try_recv() {
+        inner.unqueue(out.len);
+    }
+}
+
+/// Milliseconds since the process's first connection, for progress stamps.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// The socket's write half, stamping the time of every write that moved bytes.
+struct Progress<W> {
+    inner: W,
+    stamp: Arc<AtomicU64>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Progress<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.stamp.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Ends a write that stalls: a slow reader that takes bytes keeps its connection, a peer
+/// that takes none for `limit` loses it (it would hold its responses forever otherwise).
+struct Stall {
+    limit: Duration,
+    progress: Arc<AtomicU64>,
+}
+
+impl Stall {
+    async fn guard<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::pin!(f);
+        let started = now_ms();
+        loop {
+            let last = self.progress.load(Ordering::Relaxed).max(started);
+            let waited = Duration::from_millis(now_ms().saturating_sub(last));
+            if waited >= self.limit {
+                return Err(RemotingError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no write progress for {:?}: the peer does not read",
+                        self.limit
+                    ),
+                )));
+            }
+            tokio::select! {
+                r = &mut f => return r,
+                _ = tokio::time::sleep(self.limit - waited) => {}
+            }
+        }
+    }
 }
 
 use tokio::io::AsyncWriteExt;
@@ -322,13 +552,24 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
     conn: Connection,
     mut frames: FramedRead<R, RemotingCodec>,
     processor: Option<Arc<dyn RequestProcessor>>,
-    idle: Option<Duration>,
+    config: ConnectionConfig,
 ) {
     let peer = conn.inner.peer;
     let cancel = conn.inner.cancel.clone();
+    let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     loop {
+        // Backpressure before reading on: a peer whose responses pile up is not read until
+        // it takes them (the write timeout ends one that never does).
+        while conn.inner.backed_up(config.write_high_water) {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = conn.inner.drained.notified() => {}
+                // The shared budget frees up through other connections' writers.
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
         let next = async {
-            match idle {
+            match config.idle_timeout {
                 Some(d) => tokio::time::timeout(d, frames.next()).await.map_err(|_| ()),
                 None => Ok(frames.next().await),
             }
@@ -363,6 +604,15 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
             conn.complete(cmd);
             continue;
         }
+        // A slot per open request, held until its response is written: reading stops while
+        // `max_in_flight` are open.
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let conn2 = conn.clone();
         match &processor {
             Some(p) => {
@@ -376,7 +626,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                         resp.opaque = opaque;
                         resp.flag |= crate::command::FLAG_RESPONSE;
                         resp.serialize_type = st;
-                        let _ = conn2.send(resp).await;
+                        let _ = conn2.send_freeing(resp, Some(slot)).await;
                     }
                 });
             }
@@ -384,7 +634,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                 if !cmd.is_oneway() {
                     let resp = RemotingCommand::not_supported(cmd.code).answer(&cmd);
                     tokio::spawn(async move {
-                        let _ = conn2.send(resp).await;
+                        let _ = conn2.send_freeing(resp, Some(slot)).await;
                     });
                 }
             }
