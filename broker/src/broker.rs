@@ -149,8 +149,13 @@ impl Broker {
         let ip = store_host_ip(&b.broker_ip1()).await;
         let config_dir = settings.store.root().join("config");
         let topics = TopicConfigManager::load(config_dir.join("topics.json"), b);
-        topics.persist();
-        let groups = SubscriptionGroupManager::load(config_dir.join("subscriptionGroup.json"));
+        topics
+            .persist()
+            .context("cannot write the topic configs (config/topics.json)")?;
+        let groups = SubscriptionGroupManager::load(
+            config_dir.join("subscriptionGroup.json"),
+            b.auto_create_subscription_group_limit,
+        );
         let offsets = ConsumerOffsetManager::load(config_dir.join("consumerOffset.json"));
         let schedule = crate::schedule::ScheduleOffsets::load(config_dir.join("delayOffset.json"));
         let conn_config = ConnectionConfig {
@@ -330,8 +335,14 @@ impl Broker {
             inner
                 .ha
                 .persist_acknowledged(&config_dir.join(ACKNOWLEDGED_FILE));
-            inner.topics.persist();
-            inner.groups.persist();
+            for (what, r) in [
+                ("topic configs", inner.topics.persist()),
+                ("subscription groups", inner.groups.persist()),
+            ] {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "cannot write the {what} at shutdown");
+                }
+            }
             inner.store.shutdown();
         })
         .await;
@@ -349,7 +360,10 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
     let bind = bind.context("bindAddress")?;
     let sync_master = inner.role.snapshot().sync_master();
     let stop = inner.role.new_term(inner.tasks.stop_token());
-    inner.role.ensure_first_term();
+    inner
+        .role
+        .ensure_first_term()
+        .context("cannot write the first epoch (config/epoch.json)")?;
     // Delay levels and transaction checks first: they must run even if the HA port fails.
     let tasks = &inner.tasks;
     tasks.spawn(crate::schedule::run(inner.clone(), stop.clone()));

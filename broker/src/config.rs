@@ -74,6 +74,12 @@ java_config! {
         broker_permission: Perm = Perm::READ_WRITE => "brokerPermission",
         auto_create_topic_enable: bool = true => "autoCreateTopicEnable",
         auto_create_subscription_group: bool = true => "autoCreateSubscriptionGroup",
+        /// Auto-creation (sends, retry topics) stops once the broker has this many topics;
+        /// mqadmin still creates them (0: no limit).
+        auto_create_topic_limit: usize = 10_000 => "autoCreateTopicLimit",
+        /// Auto-creation (heartbeats, pulls, send-backs) stops once the broker has this many
+        /// subscription groups; mqadmin still creates them (0: no limit).
+        auto_create_subscription_group_limit: usize = 10_000 => "autoCreateSubscriptionGroupLimit",
         default_topic_queue_nums: i32 = 8 => "defaultTopicQueueNums",
         cluster_topic_enable: bool = true => "clusterTopicEnable",
         broker_topic_enable: bool = true => "brokerTopicEnable",

@@ -128,7 +128,13 @@ pub async fn role_changed(
     let at = inner.store.max_phy_offset();
     let former_id = match inner.role.promote(&change, epoch, at, role) {
         Ok(id) => id,
-        Err(current) => return Ok(fenced(epoch, current)),
+        Err(crate::role::Refused::Fenced(current)) => return Ok(fenced(epoch, current)),
+        Err(crate::role::Refused::NotDurable(e)) => {
+            return Ok(RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                format!("not promoted: the epoch file cannot be written: {e}"),
+            ))
+        }
     };
     let former_master = inner.ha.forget_master();
     if let Err(e) = crate::broker::start_master_services(inner).await {

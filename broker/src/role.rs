@@ -149,7 +149,7 @@ impl Role {
         epoch: Epoch,
         at: i64,
         role: BrokerRole,
-    ) -> Result<i64, Epoch> {
+    ) -> Result<i64, Refused> {
         debug_assert!(role.is_master());
         self.epochs.begin(epoch, at)?;
         let mut s = self.state.write();
@@ -202,9 +202,19 @@ impl Role {
     }
 
     /// A master's first term: epoch 1 from offset 0, unless it already has one.
-    pub fn ensure_first_term(&self) {
-        self.epochs.ensure_started();
+    pub fn ensure_first_term(&self) -> std::io::Result<()> {
+        self.epochs.ensure_started()
     }
+}
+
+/// Why a promotion did not happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// The group is at this epoch or a newer one already.
+    Fenced(Epoch),
+    /// The new epoch could not be written to the epoch file: promoting without it would let
+    /// a restart forget the term.
+    NotDurable(String),
 }
 
 /// One master term: its epoch and the commit-log offset where it began.
@@ -262,7 +272,7 @@ impl Epochs {
         self.list.lock().clone()
     }
 
-    fn ensure_started(&self) {
+    fn ensure_started(&self) -> std::io::Result<()> {
         let mut l = self.list.lock();
         if l.is_empty() {
             l.push(EpochEntry {
@@ -270,25 +280,29 @@ impl Epochs {
                 start_offset: 0,
             });
             self.set_current(&l);
-            drop(l);
-            self.persist();
+            return self.write(&l);
         }
+        Ok(())
     }
 
-    /// Starts `epoch` at `offset`; refuses an epoch that is not newer (with the current one).
-    fn begin(&self, epoch: Epoch, offset: i64) -> Result<(), Epoch> {
+    /// Starts `epoch` at `offset`; refuses an epoch that is not newer (with the current one),
+    /// and one that cannot be written down (the list stays as it was).
+    fn begin(&self, epoch: Epoch, offset: i64) -> Result<(), Refused> {
         let mut l = self.list.lock();
         let current = l.last().map(|e| e.epoch).unwrap_or_default();
         if epoch <= current {
-            return Err(current);
+            return Err(Refused::Fenced(current));
         }
         l.push(EpochEntry {
             epoch,
             start_offset: offset,
         });
+        if let Err(e) = self.write(&l) {
+            l.pop();
+            tracing::error!(%epoch, error = %e, "cannot write the epoch file: promotion refused");
+            return Err(Refused::NotDurable(e.to_string()));
+        }
         self.set_current(&l);
-        drop(l);
-        self.persist();
         Ok(())
     }
 
@@ -307,19 +321,19 @@ impl Epochs {
         if *l != list {
             *l = list;
             self.set_current(&l);
-            drop(l);
-            self.persist();
+            if let Err(e) = self.write(&l) {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot write the epoch file");
+            }
         }
     }
 
-    fn persist(&self) {
+    /// Writes `list` (held locked by the caller, so writes happen in list order).
+    fn write(&self, list: &[EpochEntry]) -> std::io::Result<()> {
         let body = serde_json::to_vec(&EpochFile {
-            epoch_list: self.list(),
+            epoch_list: list.to_vec(),
         })
         .unwrap_or_default();
-        if let Err(e) = crate::manager::persist(&self.path, || body) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot persist the epoch file");
-        }
+        crate::manager::persist(&self.path, || body)
     }
 }
 
@@ -352,7 +366,7 @@ mod tests {
         // Not newer: fenced, nothing changes.
         assert_eq!(
             r.promote(&change, Epoch(3), 200, BrokerRole::AsyncMaster),
-            Err(Epoch(3))
+            Err(Refused::Fenced(Epoch(3)))
         );
         // A name server knows a newer master: read-only at once, once.
         assert!(r.fence(Epoch(4)));
@@ -377,9 +391,31 @@ mod tests {
         };
         let r = Role::new(&config, dir.path().join("epoch.json"));
         assert_eq!(r.snapshot().broker_id, 0);
-        r.ensure_first_term();
+        r.ensure_first_term().unwrap();
         assert_eq!(r.snapshot().epoch, Epoch(1));
         let again = Role::new(&config, dir.path().join("epoch.json"));
         assert_eq!(again.epochs().list(), r.epochs().list());
+    }
+
+    #[tokio::test]
+    async fn a_promotion_whose_epoch_cannot_be_written_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // The epoch file's directory is a regular file: the write fails.
+        let blocker = dir.path().join("config");
+        std::fs::write(&blocker, b"x").unwrap();
+        let r = Role::new(
+            &BrokerConfig {
+                broker_role: BrokerRole::Slave,
+                broker_id: 1,
+                ..Default::default()
+            },
+            blocker.join("epoch.json"),
+        );
+        let change = r.change().await;
+        let refused = r.promote(&change, Epoch(2), 0, BrokerRole::SyncMaster);
+        assert!(matches!(refused, Err(Refused::NotDurable(_))), "{refused:?}");
+        let s = r.snapshot();
+        assert!(s.is_slave() && s.epoch == Epoch(0), "nothing changed: {s:?}");
+        assert!(r.epochs().list().is_empty());
     }
 }

@@ -41,6 +41,27 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest group name (RocketMQ's `Validators.CHARACTER_MAX_LENGTH`).
+pub const GROUP_MAX_LENGTH: usize = 255;
+
+/// Validates a producer or consumer group name as RocketMQ's client does (`checkGroup`).
+pub fn validate_group(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the specified group is blank".into());
+    }
+    if !has_only_legal_characters(name) {
+        return Err(format!(
+            "the specified group[{name}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    if name.len() > GROUP_MAX_LENGTH {
+        return Err(format!(
+            "the specified group is longer than group max length {GROUP_MAX_LENGTH}"
+        ));
+    }
+    Ok(())
+}
+
 pub fn is_retry_or_dlq(name: &str) -> bool {
     name.starts_with(RETRY_GROUP_TOPIC_PREFIX) || name.starts_with(DLQ_GROUP_TOPIC_PREFIX)
 }
@@ -64,5 +85,14 @@ mod tests {
             .unwrap_err()
             .contains("longer"));
         assert!(validate_topic(&format!("%RETRY%{}", "g".repeat(200))).is_ok());
+    }
+
+    #[test]
+    fn group_rules() {
+        assert!(validate_group("CID_consumer-1").is_ok());
+        assert!(validate_group("").is_err());
+        assert!(validate_group("../etc").is_err());
+        assert!(validate_group(&"g".repeat(255)).is_ok());
+        assert!(validate_group(&"g".repeat(256)).is_err());
     }
 }

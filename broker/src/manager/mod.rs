@@ -2,6 +2,7 @@
 //! Each persists as RocketMQ does, a JSON file under `storePathRootDir/config/`.
 
 pub mod clients;
+pub mod file;
 pub mod locks;
 pub mod offsets;
 pub mod subscriptions;
@@ -9,28 +10,14 @@ pub mod topics;
 
 use std::path::Path;
 
-/// Writes `path` via a temporary file and a rename, keeping the previous version as `.bak`.
+/// Writes `path` now, atomically ([`file::write_atomic`]), for files written rarely and
+/// by one caller at a time; tables that change often use a [`file::MetaFile`].
 pub fn persist(path: &Path, body: impl FnOnce() -> Vec<u8>) -> std::io::Result<()> {
     // One writer at a time, and the snapshot taken under the same lock: two threads writing
-    // the same temporary file could interleave, and an older snapshot renamed last would
-    // win. Metadata writes are rare and small; one lock for all of them costs nothing.
+    // the same temporary file could interleave, and an older snapshot renamed last would win.
     static WRITING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
     let _writing = WRITING.lock();
-    let body = body();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_data()?;
-    }
-    if path.exists() {
-        let _ = std::fs::copy(path, path.with_extension("json.bak"));
-    }
-    std::fs::rename(&tmp, path)
+    file::write_atomic(path, &body())
 }
 
 /// Reads `path`, or its `.bak` if `path` is missing or unreadable as JSON by `parse`.

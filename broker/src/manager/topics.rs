@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use rmq_remoting::protocol::topic::{perm, TopicConfig, TopicConfigSerializeWrapper};
@@ -30,9 +31,20 @@ pub fn is_not_allowed_send_topic(topic: &str) -> bool {
 }
 
 pub struct TopicConfigManager {
-    path: PathBuf,
-    table: RwLock<HashMap<String, TopicConfig>>,
-    data_version: Mutex<DataVersion>,
+    table: Arc<RwLock<HashMap<String, TopicConfig>>>,
+    data_version: Arc<Mutex<DataVersion>>,
+    file: Arc<super::file::MetaFile>,
+    /// Auto-creation stops once the table holds this many topics (0: no limit).
+    auto_create_limit: usize,
+}
+
+/// Why a topic was not auto-created.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutoCreate {
+    /// The template topic is missing or does not allow inheriting.
+    NoTemplate,
+    /// The broker holds `autoCreateTopicLimit` topics already.
+    Limit(usize),
 }
 
 impl TopicConfigManager {
@@ -82,10 +94,22 @@ impl TopicConfigManager {
         for tc in system {
             table.entry(tc.topic_name.clone()).or_insert(tc);
         }
+        let table = Arc::new(RwLock::new(table));
+        let data_version = Arc::new(Mutex::new(version));
+        let (t, v) = (table.clone(), data_version.clone());
+        let file = super::file::MetaFile::new(path, move || {
+            let w = TopicConfigSerializeWrapper {
+                topic_config_table: t.read().clone(),
+                data_version: v.lock().clone(),
+                ..Default::default()
+            };
+            serde_json::to_vec_pretty(&w).unwrap_or_default()
+        });
         TopicConfigManager {
-            path,
-            table: RwLock::new(table),
-            data_version: Mutex::new(version),
+            table,
+            data_version,
+            file: Arc::new(file),
+            auto_create_limit: broker.auto_create_topic_limit,
         }
     }
 
@@ -103,12 +127,13 @@ impl TopicConfigManager {
         v
     }
 
-    /// Creates or replaces a topic; persists and bumps the data version.
-    pub fn put(&self, tc: TopicConfig) {
+    /// Creates or replaces a topic and bumps the data version; returns the file version to
+    /// wait for ([`TopicConfigManager::durable`]).
+    pub fn put(&self, tc: TopicConfig) -> u64 {
         tracing::info!(topic = %tc.topic_name, read = tc.read_queue_nums, write = tc.write_queue_nums, perm = tc.perm, "topic config updated");
         self.table.write().insert(tc.topic_name.clone(), tc);
         self.data_version.lock().next();
-        self.persist();
+        self.file.changed()
     }
 
     /// A slave takes the master's whole table when its data version changed.
@@ -118,18 +143,24 @@ impl TopicConfigManager {
         }
         *self.table.write() = w.topic_config_table;
         *self.data_version.lock() = w.data_version;
-        self.persist();
+        self.file.changed();
         true
     }
 
-    pub fn delete(&self, topic: &str) -> bool {
+    /// Removes a topic; the file version to wait for, if it existed.
+    pub fn delete(&self, topic: &str) -> Option<u64> {
         let removed = self.table.write().remove(topic).is_some();
-        if removed {
-            tracing::info!(topic, "topic config deleted");
-            self.data_version.lock().next();
-            self.persist();
+        if !removed {
+            return None;
         }
-        removed
+        tracing::info!(topic, "topic config deleted");
+        self.data_version.lock().next();
+        Some(self.file.changed())
+    }
+
+    /// Waits until file version `version` is on disk; the write's error if it failed.
+    pub async fn durable(&self, version: u64) -> std::io::Result<()> {
+        self.file.durable(version).await
     }
 
     /// Auto-creation on send: if `default_topic` exists with the inherit bit, `topic` is
@@ -139,18 +170,18 @@ impl TopicConfigManager {
         topic: &str,
         default_topic: &str,
         queue_nums: i32,
-    ) -> Option<TopicConfig> {
+    ) -> Result<TopicConfig, AutoCreate> {
         if let Some(tc) = self.get(topic) {
-            return Some(tc);
+            return Ok(tc);
         }
-        let template = self.get(default_topic)?;
+        let template = self.get(default_topic).ok_or(AutoCreate::NoTemplate)?;
         if template.perm & perm::INHERIT == 0 {
             tracing::warn!(
                 topic,
                 default_topic,
                 "template topic has no inherit permission"
             );
-            return None;
+            return Err(AutoCreate::NoTemplate);
         }
         let queues = queue_nums.clamp(1, template.write_queue_nums.max(1));
         let tc = TopicConfig {
@@ -163,24 +194,41 @@ impl TopicConfigManager {
         };
         let mut table = self.table.write();
         if let Some(existing) = table.get(topic) {
-            return Some(existing.clone());
+            return Ok(existing.clone());
+        }
+        if self.auto_create_limit > 0 && table.len() >= self.auto_create_limit {
+            return Err(AutoCreate::Limit(self.auto_create_limit));
         }
         table.insert(topic.to_string(), tc.clone());
         drop(table);
         tracing::info!(topic, default_topic, queues, "topic auto-created");
         self.data_version.lock().next();
-        self.persist();
-        Some(tc)
+        self.file.changed();
+        Ok(tc)
     }
 
-    /// Creates a retry or DLQ topic if missing.
+    /// Creates a retry or DLQ topic if missing. Not limited: callers create them only for
+    /// groups that exist, and groups are.
     pub fn create_if_missing(&self, topic: &str, queues: i32, perm: i32) -> TopicConfig {
-        if let Some(tc) = self.get(topic) {
-            return tc;
+        let mut table = self.table.write();
+        if let Some(tc) = table.get(topic) {
+            return tc.clone();
         }
         let tc = TopicConfig::new(topic, queues, perm);
-        self.put(tc.clone());
+        table.insert(topic.to_string(), tc.clone());
+        drop(table);
+        tracing::info!(topic, queues, "topic created");
+        self.data_version.lock().next();
+        self.file.changed();
         tc
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.read().is_empty()
     }
 
     pub fn data_version(&self) -> DataVersion {
@@ -196,10 +244,20 @@ impl TopicConfigManager {
         }
     }
 
-    pub fn persist(&self) {
-        let body = || serde_json::to_vec_pretty(&self.wrapper()).unwrap_or_default();
-        if let Err(e) = super::persist(&self.path, body) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot persist topic configs");
+    /// Writes the file now and waits for it (start and shutdown).
+    pub fn persist(&self) -> std::io::Result<()> {
+        self.file.write_now()
+    }
+}
+
+impl std::fmt::Display for AutoCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AutoCreate::NoTemplate => write!(f, "no template topic to create it from"),
+            AutoCreate::Limit(n) => write!(
+                f,
+                "the broker holds {n} topics, its autoCreateTopicLimit: create it with mqadmin updateTopic"
+            ),
         }
     }
 }

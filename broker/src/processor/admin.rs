@@ -18,7 +18,21 @@ use rmq_remoting::{JsonBody, RemotingCommand, ResponseCode};
 use super::Response;
 use crate::broker::BrokerInner;
 
-pub fn create_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+/// The answer once a metadata change is on disk: success, or the write's error (the change
+/// is in memory and will be written again, but the caller must not believe it durable).
+async fn answer_durable(
+    written: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Response {
+    match written.await {
+        Ok(()) => Ok(RemotingCommand::success()),
+        Err(e) => Ok(RemotingCommand::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!("the change is not on disk: {e}"),
+        )),
+    }
+}
+
+pub async fn create_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: CreateTopicRequestHeader = req.decode_header()?;
     if let Err(e) = rmq_remoting::topic::validate_topic(&h.topic) {
         return Ok(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e));
@@ -64,14 +78,24 @@ pub fn create_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response
         order: h.order,
         attributes,
     };
-    inner.topics.put(tc);
+    let version = inner.topics.put(tc);
     crate::namesrv::register_soon(inner);
-    Ok(RemotingCommand::success())
+    answer_durable(inner.topics.durable(version)).await
 }
 
 pub async fn delete_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: DeleteTopicRequestHeader = req.decode_header()?;
-    inner.topics.delete(&h.topic);
+    if let Err(e) = rmq_remoting::topic::validate_topic(&h.topic) {
+        return Ok(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e));
+    }
+    if let Some(version) = inner.topics.delete(&h.topic) {
+        if let Err(e) = inner.topics.durable(version).await {
+            return Ok(RemotingCommand::error(
+                ResponseCode::SYSTEM_ERROR,
+                format!("the deletion is not on disk: {e}"),
+            ));
+        }
+    }
     inner.offsets.remove_topic(&h.topic);
     let store = inner.store.clone();
     let topic = h.topic.clone();
@@ -379,16 +403,26 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
     Ok(RemotingCommand::success())
 }
 
-pub fn update_group(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+pub async fn update_group(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let g = SubscriptionGroupConfig::decode(&req.body)?;
-    if g.group_name.is_empty() || !rmq_remoting::topic::has_only_legal_characters(&g.group_name) {
+    if let Err(e) = rmq_remoting::topic::validate_group(&g.group_name) {
         return Ok(RemotingCommand::error(
             ResponseCode::INVALID_PARAMETER,
-            format!("invalid group name `{}`", g.group_name),
+            format!("invalid group name `{}`: {e}", g.group_name),
         ));
     }
-    inner.groups.put(g);
-    Ok(RemotingCommand::success())
+    let max = super::client::MAX_QUEUE_NUMS;
+    if !(0..=max).contains(&g.retry_queue_nums) {
+        return Ok(RemotingCommand::error(
+            ResponseCode::INVALID_PARAMETER,
+            format!(
+                "retryQueueNums must be in 0..={max}, not {}",
+                g.retry_queue_nums
+            ),
+        ));
+    }
+    let version = inner.groups.put(g);
+    answer_durable(inner.groups.durable(version)).await
 }
 
 pub fn all_groups(inner: &Arc<BrokerInner>) -> Response {
@@ -401,13 +435,16 @@ pub fn all_groups(inner: &Arc<BrokerInner>) -> Response {
         .with_body(serde_json::to_vec(&w).unwrap_or_default()))
 }
 
-pub fn delete_group(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
+pub async fn delete_group(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: DeleteSubscriptionGroupRequestHeader = req.decode_header()?;
-    inner.groups.delete(&h.group_name);
+    let deleted = inner.groups.delete(&h.group_name);
     if h.clean_offset.unwrap_or(false) {
         inner.offsets.remove_group(&h.group_name);
     }
-    Ok(RemotingCommand::success())
+    match deleted {
+        Some(version) => answer_durable(inner.groups.durable(version)).await,
+        None => Ok(RemotingCommand::success()),
+    }
 }
 
 pub fn view_message(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {

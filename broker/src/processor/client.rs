@@ -23,6 +23,9 @@ pub async fn heartbeat(
     req: &RemotingCommand,
 ) -> Response {
     let hb = HeartbeatData::decode(&req.body)?;
+    if let Some(refused) = check_heartbeat(&hb) {
+        return Ok(refused);
+    }
     let auto_group = inner.settings.broker(|b| b.auto_create_subscription_group);
     let channel = |id: &str| ClientChannel {
         conn: conn.clone(),
@@ -33,19 +36,25 @@ pub async fn heartbeat(
     };
     let mut topics_created = false;
     for c in &hb.consumer_data_set {
-        let group = inner.groups.find_or_create(&c.group_name, auto_group);
-        if let Some(g) = &group {
-            // Clustering consumers subscribe to their retry topic: it must exist.
-            if c.message_model == MessageModel::Clustering {
-                let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", c.group_name);
-                if !inner.topics.contains(&retry) {
-                    inner.topics.create_if_missing(
-                        &retry,
-                        g.retry_queue_nums.max(1),
-                        perm::READ | perm::WRITE,
-                    );
-                    topics_created = true;
-                }
+        // A consumer of a group the broker does not have (and may not create) is not
+        // registered, as RocketMQ 5 skips it: its pulls fail with the reason.
+        let g = match inner.groups.find_or_create(&c.group_name, auto_group) {
+            Ok(g) => g,
+            Err(why) => {
+                tracing::debug!(group = %c.group_name, %why, "heartbeat of a consumer without a group");
+                continue;
+            }
+        };
+        // Clustering consumers subscribe to their retry topic: it must exist.
+        if c.message_model == MessageModel::Clustering {
+            let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", c.group_name);
+            if !inner.topics.contains(&retry) {
+                inner.topics.create_if_missing(
+                    &retry,
+                    g.retry_queue_nums.clamp(1, MAX_QUEUE_NUMS),
+                    perm::READ | perm::WRITE,
+                );
+                topics_created = true;
             }
         }
         let changed = inner.clients.register_consumer(
@@ -75,6 +84,35 @@ pub async fn heartbeat(
     resp.ext_fields
         .insert("IS_SUB_CHANGE".into(), "true".into());
     Ok(resp)
+}
+
+/// Groups one heartbeat may name. A client instance heartbeats its own producer and consumer
+/// groups, a handful; thousands are an attack (each would become a group, a retry topic and a
+/// registration entry).
+pub const MAX_HEARTBEAT_GROUPS: usize = 1000;
+/// Queue numbers a group's retry topic may have (as topics created by mqadmin).
+pub const MAX_QUEUE_NUMS: i32 = 1024;
+
+/// A refusal for a heartbeat naming too many groups or a group RocketMQ would not accept.
+fn check_heartbeat(hb: &HeartbeatData) -> Option<RemotingCommand> {
+    let n = hb.consumer_data_set.len() + hb.producer_data_set.len();
+    if n > MAX_HEARTBEAT_GROUPS {
+        return Some(RemotingCommand::error(
+            ResponseCode::INVALID_PARAMETER,
+            format!("a heartbeat names {n} groups; at most {MAX_HEARTBEAT_GROUPS} are accepted"),
+        ));
+    }
+    let names = hb
+        .consumer_data_set
+        .iter()
+        .map(|c| &c.group_name)
+        .chain(hb.producer_data_set.iter().map(|p| &p.group_name));
+    for name in names {
+        if let Err(e) = rmq_remoting::topic::validate_group(name) {
+            return Some(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e));
+        }
+    }
+    None
 }
 
 pub async fn unregister(

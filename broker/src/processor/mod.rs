@@ -90,7 +90,7 @@ impl BrokerProcessor {
             RequestCode::GET_MIN_OFFSET => offset::min_offset(i, req),
             RequestCode::GET_EARLIEST_MSG_STORETIME => offset::earliest_time(i, req),
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => offset::search_by_time(i, req),
-            RequestCode::UPDATE_AND_CREATE_TOPIC => admin::create_topic(i, req),
+            RequestCode::UPDATE_AND_CREATE_TOPIC => admin::create_topic(i, req).await,
             RequestCode::DELETE_TOPIC_IN_BROKER => admin::delete_topic(i, req).await,
             RequestCode::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(i),
             RequestCode::GET_TOPIC_STATS_INFO => admin::topic_stats(i, req),
@@ -99,9 +99,9 @@ impl BrokerProcessor {
             RequestCode::GET_BROKER_RUNTIME_INFO => admin::runtime_info(i),
             RequestCode::GET_BROKER_CONFIG => admin::get_config(i),
             RequestCode::UPDATE_BROKER_CONFIG => admin::update_config_drained(i, req).await,
-            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_group(i, req),
+            RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => admin::update_group(i, req).await,
             RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => admin::all_groups(i),
-            RequestCode::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(i, req),
+            RequestCode::DELETE_SUBSCRIPTIONGROUP => admin::delete_group(i, req).await,
             RequestCode::GET_ALL_CONSUMER_OFFSET => {
                 Ok(RemotingCommand::success().with_body(i.offsets.encode()))
             }

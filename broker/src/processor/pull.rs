@@ -152,11 +152,20 @@ async fn pull_once(
             ),
         ));
     }
-    let Some(group) = inner.groups.find_or_create(&h.consumer_group, auto_group) else {
-        return done(RemotingCommand::error(
-            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-            format!("subscription group [{}] does not exist", h.consumer_group),
-        ));
+    if let Err(e) = rmq_remoting::topic::validate_group(&h.consumer_group) {
+        return done(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e));
+    }
+    let group = match inner.groups.find_or_create(&h.consumer_group, auto_group) {
+        Ok(g) => g,
+        Err(why) => {
+            return done(RemotingCommand::error(
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!(
+                    "subscription group [{}] does not exist ({why})",
+                    h.consumer_group
+                ),
+            ))
+        }
     };
     if !group.consume_enable {
         return done(RemotingCommand::error(

@@ -63,14 +63,17 @@ pub async fn consumer_send_msg_back(
         ));
     }
     let auto_create = inner.settings.broker(|b| b.auto_create_subscription_group);
-    let Some(group) = inner.groups.find_or_create(&h.group, auto_create) else {
-        return Ok(RemotingCommand::error(
-            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
-            format!(
-                "subscription group not exist, {} see https://rocketmq.apache.org/docs/bestPractice/06FAQ",
-                h.group
-            ),
-        ));
+    let group = match inner.groups.find_or_create(&h.group, auto_create) {
+        Ok(g) => g,
+        Err(why) => {
+            return Ok(RemotingCommand::error(
+                ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!(
+                    "subscription group not exist, {} ({why}) see https://rocketmq.apache.org/docs/bestPractice/06FAQ",
+                    h.group
+                ),
+            ))
+        }
     };
     if let Some(refused) = not_writable(inner) {
         return Ok(refused);
@@ -123,13 +126,13 @@ pub async fn consumer_send_msg_back(
         msg.properties
             .insert(property::DELAY_TIME_LEVEL.into(), level.to_string());
         let topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group);
+        let queues = group
+            .retry_queue_nums
+            .min(super::client::MAX_QUEUE_NUMS);
         inner
             .topics
-            .create_if_missing(&topic, group.retry_queue_nums, perm::READ | perm::WRITE);
-        (
-            topic,
-            rand::thread_rng().gen_range(0..group.retry_queue_nums),
-        )
+            .create_if_missing(&topic, queues, perm::READ | perm::WRITE);
+        (topic, rand::thread_rng().gen_range(0..queues))
     };
     msg.properties
         .insert(property::ORIGIN_MESSAGE_ID.into(), origin_msg_id);

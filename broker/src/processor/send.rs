@@ -145,12 +145,21 @@ fn resolve_topic(
     let tc = match inner.topics.get(&h.topic) {
         Some(tc) => tc,
         None => {
-            let created = if rmq_remoting::topic::is_retry_or_dlq(&h.topic) {
-                Some(
-                    inner
-                        .topics
-                        .create_if_missing(&h.topic, 1, perm::READ | perm::WRITE),
+            let not_exist = |why: String| {
+                Refusal::new(
+                    ResponseCode::TOPIC_NOT_EXIST,
+                    format!("topic[{}] not exist, apply first please! ({why})", h.topic),
                 )
+            };
+            let created = if let Some(group) = retry_or_dlq_group(&h.topic) {
+                // Only for a group the broker has: names from the wire must not create
+                // topics without bound.
+                if inner.groups.get(group).is_none() {
+                    return Err(not_exist(format!("no subscription group {group}")));
+                }
+                Ok(inner
+                    .topics
+                    .create_if_missing(&h.topic, 1, perm::READ | perm::WRITE))
             } else if auto_create {
                 inner.topics.create_from_default(
                     &h.topic,
@@ -158,13 +167,14 @@ fn resolve_topic(
                     h.default_topic_queue_nums,
                 )
             } else {
-                None
+                Err(crate::manager::topics::AutoCreate::NoTemplate)
             };
-            let Some(tc) = created else {
-                return Err(Refusal::new(
-                    ResponseCode::TOPIC_NOT_EXIST,
-                    format!("topic[{}] not exist, apply first please!", h.topic),
-                ));
+            let tc = match created {
+                Ok(tc) => tc,
+                Err(crate::manager::topics::AutoCreate::NoTemplate) => {
+                    return Err(not_exist("autoCreateTopicEnable is off or no template".into()))
+                }
+                Err(limit) => return Err(not_exist(limit.to_string())),
             };
             crate::namesrv::register_soon(inner);
             tc
@@ -177,6 +187,13 @@ fn resolve_topic(
         ));
     }
     Ok(tc)
+}
+
+/// The group a retry (`%RETRY%g`) or dead-letter (`%DLQ%g`) topic belongs to.
+fn retry_or_dlq_group(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix(rmq_remoting::topic::RETRY_GROUP_TOPIC_PREFIX)
+        .or_else(|| topic.strip_prefix(rmq_remoting::topic::DLQ_GROUP_TOPIC_PREFIX))
 }
 
 /// The queue asked for, or a random writable one for a negative id.
