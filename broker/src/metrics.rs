@@ -24,6 +24,7 @@ pub struct BrokerMetrics {
     disk_ratio: prometheus::Gauge,
     connections: IntGaugeVec,
     held_pulls: IntGauge,
+    store_fenced: IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -120,6 +121,11 @@ impl BrokerMetrics {
                 "Pulls waiting for messages (long polling).",
             )
             .expect("valid metric"),
+            store_fenced: IntGauge::new(
+                "store_fenced",
+                "1 once a flush failed and the store stopped taking writes (restart to recover).",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -159,6 +165,9 @@ impl BrokerMetrics {
         m.registry
             .register(Box::new(m.held_pulls.clone()))
             .expect("register");
+        m.registry
+            .register(Box::new(m.store_fenced.clone()))
+            .expect("register");
         Arc::new(m)
     }
 
@@ -174,6 +183,7 @@ impl BrokerMetrics {
             / 100.0;
         self.disk_ratio.set(ratio);
         self.held_pulls.set(inner.holds.held_count() as i64);
+        self.store_fenced.set(i64::from(store.fenced().is_some()));
         let (producers, consumers) = inner.clients.connection_counts();
         self.connections
             .with_label_values(&["producer"])

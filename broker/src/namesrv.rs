@@ -36,8 +36,13 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     // keeps routing to the newer master and refuses a former one still registering.
     wrapper.data_version.state_version = i64::from(role.epoch.0);
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
+    // A fenced store (a flush failed) takes no writes: producers are routed elsewhere.
+    let mut announced = role.permission.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
+    if inner.store.fenced().is_some() {
+        announced &= !rmq_remoting::protocol::topic::perm::WRITE;
+    }
     for tc in wrapper.topic_config_table.values_mut() {
-        tc.perm &= role.permission.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
+        tc.perm &= announced;
     }
     let body = RegisterBrokerBody {
         topic_config_serialize_wrapper: wrapper,

@@ -413,9 +413,15 @@ mod tests {
         );
         let change = r.change().await;
         let refused = r.promote(&change, Epoch(2), 0, BrokerRole::SyncMaster);
-        assert!(matches!(refused, Err(Refused::NotDurable(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(Refused::NotDurable(_))),
+            "{refused:?}"
+        );
         let s = r.snapshot();
-        assert!(s.is_slave() && s.epoch == Epoch(0), "nothing changed: {s:?}");
+        assert!(
+            s.is_slave() && s.epoch == Epoch(0),
+            "nothing changed: {s:?}"
+        );
         assert!(r.epochs().list().is_empty());
     }
 }

@@ -230,8 +230,7 @@ mod tests {
             last = file.changed();
         }
         file.wait(last).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["version"], 1000);
         let n = writes.load(Ordering::SeqCst);
         assert!(n < 20, "1000 changes took {n} writes");

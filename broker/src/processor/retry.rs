@@ -126,9 +126,7 @@ pub async fn consumer_send_msg_back(
         msg.properties
             .insert(property::DELAY_TIME_LEVEL.into(), level.to_string());
         let topic = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", h.group);
-        let queues = group
-            .retry_queue_nums
-            .min(super::client::MAX_QUEUE_NUMS);
+        let queues = group.retry_queue_nums.min(super::client::MAX_QUEUE_NUMS);
         inner
             .topics
             .create_if_missing(&topic, queues, perm::READ | perm::WRITE);

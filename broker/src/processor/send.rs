@@ -172,7 +172,9 @@ fn resolve_topic(
             let tc = match created {
                 Ok(tc) => tc,
                 Err(crate::manager::topics::AutoCreate::NoTemplate) => {
-                    return Err(not_exist("autoCreateTopicEnable is off or no template".into()))
+                    return Err(not_exist(
+                        "autoCreateTopicEnable is off or no template".into(),
+                    ))
                 }
                 Err(limit) => return Err(not_exist(limit.to_string())),
             };

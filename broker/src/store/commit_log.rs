@@ -428,7 +428,9 @@ impl CommitLog {
 
     /// Recovery: cuts everything from `end` on (a torn or corrupt tail) and positions the
     /// writer there.
-    pub fn truncate_to(&self, end: u64) -> io::Result<()> {
+    /// `live`: readers may hold slices (a running replica), so the file holding `end` is
+    /// replaced by a cut copy instead of zeroed in place.
+    pub fn truncate_to(&self, end: u64, live: bool) -> io::Result<()> {
         let mut files = self.files.write();
         while let Some(last) = files.last() {
             if last.from_offset() >= end
@@ -441,12 +443,15 @@ impl CommitLog {
                 break;
             }
         }
-        for f in files.iter() {
+        for f in files.iter_mut() {
             let file_end = f.from_offset() + f.size() as u64;
+            let pos = end.saturating_sub(f.from_offset()) as usize;
             if end >= file_end {
                 f.set_positions(f.size());
+            } else if live && f.wrote() > pos {
+                *f = Arc::new(f.cut_copy(pos)?);
             } else {
-                f.truncate_to((end - f.from_offset()) as usize)?;
+                f.truncate_to(pos)?;
             }
         }
         self.max_offset.store(end, Ordering::Release);

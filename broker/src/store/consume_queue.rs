@@ -273,7 +273,8 @@ impl ConsumeQueue {
     }
 
     /// Recovery: removes units whose record ends past `phys_end` (a cut commit log tail).
-    pub fn truncate_dirty(&self, phys_end: i64) -> io::Result<()> {
+    /// `live`: readers may hold slices, so a cut inside a file replaces it with a copy.
+    pub fn truncate_dirty(&self, phys_end: i64, live: bool) -> io::Result<()> {
         let max = self.max_offset();
         let dirty = max > self.min_offset()
             && self
@@ -290,7 +291,7 @@ impl ConsumeQueue {
                     _ => hi = mid,
                 }
             }
-            self.cut_at(lo)?;
+            self.cut_at(lo, live)?;
         }
         self.max_phys_end.store(
             self.last_unit().map(|u| unit_end(&u)).unwrap_or(0),
@@ -300,7 +301,7 @@ impl ConsumeQueue {
     }
 
     /// Drops every unit from logical offset `index` on.
-    fn cut_at(&self, index: i64) -> io::Result<()> {
+    fn cut_at(&self, index: i64, live: bool) -> io::Result<()> {
         let byte = index as u64 * CQ_UNIT_SIZE as u64;
         let mut files = self.files.write();
         while let Some(last) = files.last() {
@@ -311,9 +312,13 @@ impl ConsumeQueue {
                 break;
             }
         }
-        if let Some(last) = files.last() {
+        if let Some(last) = files.last_mut() {
             let pos = byte.saturating_sub(last.from_offset()) as usize;
-            last.truncate_to(pos)?;
+            if live && last.wrote() > pos {
+                *last = Arc::new(last.cut_copy(pos)?);
+            } else {
+                last.truncate_to(pos)?;
+            }
         }
         tracing::warn!(topic = %self.topic, queue = self.queue_id, from = index, "consume queue units past the commit log end removed");
         Ok(())

@@ -51,16 +51,22 @@ impl MappedFile {
     pub fn create(dir: &Path, from_offset: u64, size: usize, warm: bool) -> io::Result<MappedFile> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(offset_to_file_name(from_offset));
+        let file = Self::allocate(&path, size, warm, &[])?;
+        Self::map(path, file, from_offset, size, 0)
+    }
+
+    /// A new file at `path` of `size` bytes starting with `prefix`, zeroes after it.
+    fn allocate(path: &Path, size: usize, warm: bool, prefix: &[u8]) -> io::Result<File> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
+            .open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("create {}: {e}", path.display())))?;
         // SAFETY: plain syscall on a file we own.
         let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) };
         if rc != 0 {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path);
             return Err(io::Error::new(
                 io::Error::from_raw_os_error(rc).kind(),
                 format!(
@@ -70,20 +76,43 @@ impl MappedFile {
                 ),
             ));
         }
-        if warm {
-            // Write real zeroes: the extents become "written", so a later flush of data
-            // written through the mapping has no metadata to commit, and the pages are in
-            // the page cache already.
-            use std::os::unix::fs::FileExt;
-            let zeros = vec![0u8; 1 << 20];
-            let mut off = 0usize;
-            while off < size {
-                let n = zeros.len().min(size - off);
-                file.write_all_at(&zeros[..n], off as u64)?;
-                off += n;
+        use std::os::unix::fs::FileExt;
+        let written = (|| -> io::Result<()> {
+            file.write_all_at(prefix, 0)?;
+            if warm {
+                // Write real zeroes: the extents become "written", so a later flush of data
+                // written through the mapping has no metadata to commit, and the pages are in
+                // the page cache already.
+                let zeros = vec![0u8; 1 << 20];
+                let mut off = prefix.len();
+                while off < size {
+                    let n = zeros.len().min(size - off);
+                    file.write_all_at(&zeros[..n], off as u64)?;
+                    off += n;
+                }
             }
-            file.sync_data()?;
+            if warm || !prefix.is_empty() {
+                file.sync_data()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(path);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("write {}: {e}", path.display()),
+            ));
         }
+        Ok(file)
+    }
+
+    fn map(
+        path: PathBuf,
+        file: File,
+        from_offset: u64,
+        size: usize,
+        pos: usize,
+    ) -> io::Result<MappedFile> {
         let map = MmapOptions::new().len(size).map_raw(&file)?;
         Ok(MappedFile {
             path,
@@ -91,10 +120,32 @@ impl MappedFile {
             size,
             map: Arc::new(map),
             _file: file,
-            wrote: AtomicUsize::new(0),
-            flushed: AtomicUsize::new(0),
+            wrote: AtomicUsize::new(pos),
+            flushed: AtomicUsize::new(pos),
             deleted: AtomicBool::new(false),
         })
+    }
+
+    /// A running cut at `pos`: a new file at the same path with the bytes below `pos` and
+    /// zeroes above, replacing this one on disk. Published bytes are never rewritten, so
+    /// readers holding slices of this file keep seeing what they were given; the caller
+    /// swaps the new file in for new readers. This file is left retired (its `destroy` does
+    /// nothing: the path belongs to the new one).
+    pub fn cut_copy(&self, pos: usize) -> io::Result<MappedFile> {
+        let pos = pos.min(self.wrote());
+        let tmp = self.path.with_extension("cut");
+        let _ = std::fs::remove_file(&tmp);
+        // SAFETY: below `wrote`, published and never rewritten.
+        let prefix = unsafe { std::slice::from_raw_parts(self.map.as_ptr(), pos) };
+        let file = Self::allocate(&tmp, self.size, true, prefix)?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            io::Error::new(e.kind(), format!("replace {}: {e}", self.path.display()))
+        })?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.deleted.store(true, Ordering::Release);
+        Self::map(self.path.clone(), file, self.from_offset, self.size, pos)
     }
 
     /// Maps an existing file. Its write position starts at the end; recovery moves it back.
@@ -245,7 +296,8 @@ impl MappedFile {
     }
 
     /// Recovery: sets the write position, zeroes everything after it (a torn tail) and
-    /// makes the zeroes durable.
+    /// makes the zeroes durable. In place: only while no reader runs (a running store cuts
+    /// with [`MappedFile::cut_copy`]).
     pub fn truncate_to(&self, pos: usize) -> io::Result<()> {
         let pos = pos.min(self.size);
         let old = self.wrote.load(Ordering::Acquire).max(pos);

@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     pub dispatch_incomplete: AtomicBool,
     /// Tests: the commit-log flusher does nothing while set (a disk that never finishes).
     pub flush_paused: AtomicBool,
+    /// Why the store stopped taking writes for good: a flush failed ([`services::fence`]).
+    pub fenced: std::sync::OnceLock<String>,
     pub listener: RwLock<Option<DispatchListener>>,
     pub flush_observer: RwLock<Option<FlushObserver>>,
     /// Next queue offset of every queue: the writer assigns from it.
@@ -134,13 +136,17 @@ pub(crate) struct Inner {
     pub delay_levels: Vec<i64>,
 }
 
+/// Highest queue id a record may carry (topics have at most 1,024 queues; the margin is
+/// for whatever a master was configured with).
+pub const MAX_QUEUE_ID: i32 = 65_535;
+
 /// Where delayed messages wait: one queue per delay level (queue id = level - 1).
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 
 /// The message store.
 #[derive(Clone)]
 pub struct MessageStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 fn dispatchable(tran_type: i32) -> bool {
@@ -162,6 +168,15 @@ impl Inner {
         *stop
     }
 
+    /// The refusal every write gets once the store is fenced.
+    pub fn refused_when_fenced(&self) -> Option<PutStatus> {
+        self.fenced.get().map(|why| {
+            PutStatus::ServiceNotAvailable(format!(
+                "message store stopped taking writes after a failed flush ({why}); restart the broker to recover from disk"
+            ))
+        })
+    }
+
     pub fn wake_flusher(&self) {
         let mut w = self.flush_wake.0.lock();
         *w = true;
@@ -176,6 +191,9 @@ impl Inner {
         if let Some(q) = self.find_queue(topic, queue_id) {
             return Ok(q);
         }
+        // The name becomes a directory: nothing but a valid topic may reach the file system.
+        rmq_remoting::topic::validate_topic(topic)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut queues = self.queues.write();
         if let Some(q) = queues.get(topic).and_then(|m| m.get(&queue_id)) {
             return Ok(q.clone());
@@ -313,6 +331,7 @@ impl MessageStore {
             dispatch_error: Mutex::new(None),
             dispatch_incomplete: AtomicBool::new(false),
             flush_paused: AtomicBool::new(false),
+            fenced: std::sync::OnceLock::new(),
             listener: RwLock::new(None),
             flush_observer: RwLock::new(None),
             topic_queue_table: Mutex::new(HashMap::new()),
@@ -369,6 +388,9 @@ impl MessageStore {
                 "message store is not writable until queues and index catch up: {e}"
             )));
         }
+        if let Some(refused) = inner.refused_when_fenced() {
+            return PutResult::error(refused);
+        }
         let Some(first) = msgs.first() else {
             return PutResult::error(PutStatus::MessageIllegal("empty batch".into()));
         };
@@ -421,7 +443,15 @@ impl MessageStore {
         {
             let mut rx = inner.flushed_tx.subscribe();
             let timeout = Duration::from_millis(inner.config.sync_flush_timeout);
-            let flushed = tokio::time::timeout(timeout, rx.wait_for(|f| *f >= end)).await;
+            let fenced = || inner.fenced.get().is_some();
+            let flushed =
+                tokio::time::timeout(timeout, rx.wait_for(|f| *f >= end || fenced())).await;
+            if inner.commit_log.flushed_offset() < end {
+                if let Some(refused) = inner.refused_when_fenced() {
+                    // Never acknowledged: the flush that should have covered it failed.
+                    return PutResult::error(refused);
+                }
+            }
             if !matches!(flushed, Ok(Ok(_))) {
                 tracing::warn!(end, "sync flush did not finish within syncFlushTimeout");
                 status = PutStatus::FlushDiskTimeout;
@@ -675,100 +705,6 @@ impl MessageStore {
         q.offset_by_time(timestamp, upper, |phys| cl.store_timestamp_at(phys as u64))
     }
 
-    /// Replication, master side: whole records from commit-log `offset` on, at most about
-    /// `max_bytes`, each with its offset; end-of-file blanks are stepped over. Also returns
-    /// the offset after the last record.
-    pub fn records_from(&self, offset: i64, max_bytes: usize) -> (Vec<(i64, Bytes)>, i64) {
-        let cl = &self.inner.commit_log;
-        let size = cl.file_size() as u64;
-        let end = cl.max_offset();
-        let mut at = (offset.max(0) as u64).max(cl.min_offset());
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        while at < end && bytes < max_bytes {
-            let blank = |r: &Bytes| {
-                r.len() >= 8
-                    && i32::from_be_bytes([r[4], r[5], r[6], r[7]])
-                        == rmq_remoting::message::BLANK_MAGIC_CODE
-            };
-            match cl.read_record(at).filter(|r| !blank(r)) {
-                Some(rec) => {
-                    bytes += rec.len();
-                    let len = rec.len() as u64;
-                    out.push((at as i64, rec));
-                    at += len;
-                }
-                // A blank or the unused end of a file: the next record starts the next file.
-                None => {
-                    let next = (at / size + 1) * size;
-                    if next >= end || next <= at {
-                        break;
-                    }
-                    at = next;
-                }
-            }
-        }
-        (out, at as i64)
-    }
-
-    /// Replication, replica side: stores records received from the master at their master
-    /// offsets and dispatches them. An offset that does not continue this store is an error
-    /// (the replica diverged, or skipped something).
-    pub async fn append_replica(&self, records: Vec<(i64, Bytes)>) -> Result<(), String> {
-        let mut replica = Vec::with_capacity(records.len());
-        for (offset, bytes) in records {
-            let mut b = bytes.clone();
-            let m = MessageExt::decode(&mut b)
-                .map_err(|e| format!("record at {offset} from the master: {e}"))?;
-            if m.commit_log_offset != offset {
-                return Err(format!(
-                    "record from the master says offset {}, sent as {offset}",
-                    m.commit_log_offset
-                ));
-            }
-            let info = self.inner.dispatch_info(&m, offset, bytes.len());
-            replica.push(ReplicaRecord { bytes, info });
-        }
-        if replica.is_empty() {
-            return Ok(());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.to_writer(
-            WriterCommand::Replica {
-                records: replica,
-                reply,
-            },
-            rx,
-        )
-        .await
-    }
-
-    /// Replication, replica side: cuts everything from `offset` on — a former master's tail
-    /// that the new master never had — with the queue and index entries pointing there.
-    pub async fn truncate_replica(&self, offset: i64) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        let end = offset.max(0) as u64;
-        self.to_writer(WriterCommand::Truncate { end, reply }, rx)
-            .await
-    }
-
-    /// Hands a replica command to the writer thread and waits for it.
-    async fn to_writer(
-        &self,
-        command: WriterCommand,
-        rx: oneshot::Receiver<Result<(), String>>,
-    ) -> Result<(), String> {
-        let sent = match self.inner.put_tx.lock().as_ref() {
-            Some(s) => s.send(command).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err("message store is not running".into());
-        }
-        rx.await
-            .unwrap_or_else(|_| Err("message store stopped".into()))
-    }
-
     /// The consume-queue unit at `offset` of a queue, if it exists yet.
     pub fn queue_unit(&self, topic: &str, queue_id: i32, offset: i64) -> Option<CqUnit> {
         self.inner.find_queue(topic, queue_id)?.get(offset)
@@ -849,6 +785,9 @@ impl MessageStore {
     pub fn delete_topics(&self, topics: &[&str]) -> usize {
         let mut n = 0;
         for t in topics {
+            if rmq_remoting::topic::validate_topic(t).is_err() {
+                continue;
+            }
             let removed = self.inner.queues.write().remove(*t);
             if let Some(qs) = removed {
                 for q in qs.values() {
@@ -923,6 +862,11 @@ impl MessageStore {
     /// Test support: stops the commit-log flusher from flushing until called with `false`,
     /// as a disk that never completes would (SYNC_FLUSH puts then time out).
     #[doc(hidden)]
+    /// Why the store stopped taking writes for good (a flush failed), if it did.
+    pub fn fenced(&self) -> Option<String> {
+        self.inner.fenced.get().cloned()
+    }
+
     pub fn set_flush_paused(&self, paused: bool) {
         self.inner.flush_paused.store(paused, Ordering::Release);
     }

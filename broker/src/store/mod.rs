@@ -11,6 +11,7 @@ pub mod mapped_file;
 pub mod memory;
 pub mod message_store;
 mod recovery;
+mod replica;
 pub mod retention;
 mod services;
 pub mod types;

@@ -68,7 +68,7 @@ pub(crate) fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
         .last()
         .map(|f| f.from_offset() + f.size() as u64)
         .unwrap_or(0);
-    cl.truncate_to(end)?;
+    cl.truncate_to(end, false)?;
     tracing::info!(
         abnormal,
         start_file = start,
@@ -84,7 +84,7 @@ pub(crate) fn recover(inner: &Arc<Inner>, abnormal: bool) -> io::Result<()> {
         .flat_map(|m| m.values().cloned())
         .collect();
     for q in &queues {
-        q.truncate_dirty(end as i64)?;
+        q.truncate_dirty(end as i64, false)?;
     }
     if let Some(index) = &inner.index {
         index.truncate_after(end as i64);

@@ -83,7 +83,25 @@ pub(crate) fn shutdown(inner: &Arc<Inner>) {
     );
 }
 
+/// A failed flush ends the store's writing life. The kernel may have dropped the pages it
+/// could not write and marked them clean (PostgreSQL's "fsyncgate"), so a later successful
+/// flush proves nothing: like Kafka taking a log directory offline and etcd exiting, the store
+/// refuses every write from here on, fails the puts waiting for this flush, stops moving the
+/// flushed offset and the checkpoint, and keeps the abort file so the next start verifies
+/// the files against what is really on disk.
+pub(crate) fn fence(inner: &Inner, what: &str, e: &std::io::Error) {
+    let why = format!("{what} flush failed: {e}");
+    if inner.fenced.set(why.clone()).is_ok() {
+        tracing::error!(reason = %why, "message store fenced: no more writes until a restart");
+    }
+    // Wake SYNC_FLUSH waiters: they see the fence and answer an error.
+    inner.flushed_tx.send_modify(|_| {});
+}
+
 fn final_flush(inner: &Inner) -> std::io::Result<()> {
+    if let Some(why) = inner.fenced.get() {
+        return Err(std::io::Error::other(why.clone()));
+    }
     let ts = inner.commit_log.last_store_timestamp();
     inner.commit_log.flush(0)?;
     for q in inner.queues.read().values().flat_map(|m| m.values()) {
@@ -127,11 +145,24 @@ fn truncate_running(
     {
         std::thread::sleep(Duration::from_millis(1));
     }
-    cl.truncate_to(end)?;
+    // Queue entries for records past the cut must be cut with them: the dispatcher must
+    // have written them all first, or an entry written after the cut would point at bytes
+    // of a record that no longer exists.
+    let dispatched = inner.dispatched_offset.load(Ordering::Acquire);
+    if dispatched < cl.max_offset() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "not cut: queues are dispatched to {dispatched} of {}; try again",
+                cl.max_offset()
+            ),
+        ));
+    }
+    cl.truncate_to(end, true)?;
     *cursor = cl.cursor();
     for (topic, queues) in inner.queues.read().iter() {
         for (qid, q) in queues {
-            q.truncate_dirty(end as i64)?;
+            q.truncate_dirty(end as i64, true)?;
             table
                 .entry(Arc::from(topic.as_str()))
                 .or_default()
@@ -417,6 +448,13 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
         if !stopping && inner.flush_paused.load(Ordering::Acquire) {
             continue;
         }
+        if inner.fenced.get().is_some() {
+            // No flush after a failed one: its success would prove nothing.
+            if stopping {
+                break;
+            }
+            continue;
+        }
         let full = sync || stopping || last_thorough.elapsed() >= thorough;
         if full {
             last_thorough = Instant::now();
@@ -440,7 +478,7 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
                     inner.flushed_tx.send_replace(flushed);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "commit log flush failed"),
+            Err(e) => fence(&inner, "commit log", &e),
         }
         if stopping {
             break;
@@ -459,6 +497,13 @@ fn flush_queues_loop(inner: Arc<Inner>) {
         if full {
             last_thorough = Instant::now();
         }
+        if inner.fenced.get().is_some() {
+            // The checkpoint stays where the last good flush left it.
+            if stopping {
+                break;
+            }
+            continue;
+        }
         let ts = inner.last_dispatched_store_ts.load(Ordering::Acquire);
         let queues: Vec<_> = inner
             .queues
@@ -469,14 +514,18 @@ fn flush_queues_loop(inner: Arc<Inner>) {
         let mut ok = true;
         for q in queues {
             if let Err(e) = q.flush(if full { 0 } else { least }) {
-                tracing::error!(topic = q.topic(), queue = q.queue_id(), error = %e, "consume queue flush failed");
+                let what = format!("consume queue {}/{}", q.topic(), q.queue_id());
+                fence(&inner, &what, &e);
                 ok = false;
+                break;
             }
         }
         if let Some(index) = &inner.index {
-            if let Err(e) = index.flush() {
-                tracing::error!(error = %e, "index flush failed");
-                ok = false;
+            if ok {
+                if let Err(e) = index.flush() {
+                    fence(&inner, "index", &e);
+                    ok = false;
+                }
             }
         }
         if ok && full {
@@ -489,8 +538,11 @@ fn flush_queues_loop(inner: Arc<Inner>) {
                 .index_msg_timestamp
                 .store(ts, Ordering::Release);
         }
+        if !ok {
+            continue;
+        }
         if let Err(e) = inner.checkpoint.flush() {
-            tracing::error!(error = %e, "checkpoint write failed");
+            fence(&inner, "checkpoint", &e);
         }
         if stopping {
             break;
