@@ -87,6 +87,10 @@ java_config! {
         register_broker_timeout_mills: u64 = 24_000 => "registerBrokerTimeoutMills",
         long_polling_enable: bool = true => "longPollingEnable",
         short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
+        /// Longest a pull is held, whatever `suspendTimeoutMillis` it asks for, ms.
+        pull_suspend_max_time_millis: u64 = 30_000 => "pullSuspendMaxTimeMillis",
+        /// Pulls held at once; more get SYSTEM_BUSY (clients back off and pull again).
+        max_held_pulls: usize = 50_000 => "maxHeldPulls",
         flush_consumer_offset_interval: u64 = 5000 => "flushConsumerOffsetInterval",
         /// Client connections silent this long are closed, ms.
         channel_expired_timeout: u64 = 120_000 => "channelExpiredTimeout",

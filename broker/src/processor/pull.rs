@@ -96,25 +96,48 @@ fn inline_subscription(h: &PullMessageRequestHeader) -> SubscriptionData {
     }
 }
 
-pub async fn pull(inner: &Arc<BrokerInner>, _conn: &Connection, req: &RemotingCommand) -> Response {
+pub async fn pull(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCommand) -> Response {
     let h: PullMessageRequestHeader = req.decode_header()?;
     let resp = match pull_once(inner, &h, true).await? {
         PullOutcome::Done(r) => return Ok(r),
         PullOutcome::Suspend(r) => r,
     };
     // Nothing yet: hold the request until a message reaches the queue or time runs out.
-    let (long_polling, short) = inner
-        .settings
-        .broker(|b| (b.long_polling_enable, b.short_polling_time_mills));
+    let (long_polling, short, max_wait, max_held) = inner.settings.broker(|b| {
+        (
+            b.long_polling_enable,
+            b.short_polling_time_mills,
+            b.pull_suspend_max_time_millis,
+            b.max_held_pulls,
+        )
+    });
     let wait = if long_polling {
-        h.suspend_timeout_millis.max(0) as u64
+        (h.suspend_timeout_millis.max(0) as u64).min(max_wait)
     } else {
         short
     };
-    let woken = inner.holds.hold(&h.topic, h.queue_id, h.queue_offset);
+    let Some(mut hold) = inner
+        .holds
+        .hold(&h.topic, h.queue_id, h.queue_offset, max_held)
+    else {
+        // Clients back off from an error (Java: 3 s) instead of pulling again at once.
+        return Ok(RemotingCommand::error(
+            ResponseCode::SYSTEM_BUSY,
+            format!("[PULL_HOLD_LIMIT] {max_held} pulls are held (maxHeldPulls); try again later"),
+        ));
+    };
     // Re-check after registering: a message may have arrived in between.
     if inner.store.max_offset_in_queue(&h.topic, h.queue_id, true) <= h.queue_offset {
-        let _ = tokio::time::timeout(Duration::from_millis(wait), woken).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = &mut hold.woken => {}
+            // Nobody to answer: the hold ends with its connection.
+            _ = conn.closed() => {}
+        }
+    }
+    inner.holds.release(hold);
+    if conn.is_closed() {
+        return Ok(resp);
     }
     match pull_once(inner, &h, false).await? {
         PullOutcome::Done(r) => Ok(r),
