@@ -85,6 +85,10 @@ java_config! {
         broker_topic_enable: bool = true => "brokerTopicEnable",
         register_name_server_period: u64 = 30_000 => "registerNameServerPeriod",
         register_broker_timeout_mills: u64 = 24_000 => "registerBrokerTimeoutMills",
+        /// Register in parts of `splitRegistrationSize` topics (ours splits one too large for
+        /// a frame anyway).
+        enable_split_registration: bool = false => "enableSplitRegistration",
+        split_registration_size: usize = 800 => "splitRegistrationSize",
         long_polling_enable: bool = true => "longPollingEnable",
         short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills",
         /// Longest a pull is held, whatever `suspendTimeoutMillis` it asks for, ms.

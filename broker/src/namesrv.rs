@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmq_remoting::header::{RegisterBrokerRequestHeader, UnregisterBrokerRequestHeader};
-use rmq_remoting::protocol::topic::RegisterBrokerBody;
+use rmq_remoting::protocol::topic::{RegisterBrokerBody, TopicConfigSerializeWrapper};
 use rmq_remoting::{JsonBody, RemotingCommand, RequestCode};
 use tokio_util::sync::CancellationToken;
 
@@ -44,21 +44,41 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
     for tc in wrapper.topic_config_table.values_mut() {
         tc.perm &= announced;
     }
-    let body = RegisterBrokerBody {
-        topic_config_serialize_wrapper: wrapper,
-        filter_server_list: vec![],
-    }
-    .encode();
-    let crc = (crc32fast::hash(&body) & 0x7FFF_FFFF) as i32;
+    let (split, chunk, frame_max) = inner.settings.broker(|b| {
+        (
+            b.enable_split_registration,
+            b.split_registration_size.max(1),
+            b.frame_max_length,
+        )
+    });
+    let bodies = registration_bodies(wrapper, split, chunk, frame_max);
     let mut ok = 0;
     let servers = expand(&servers).await;
     let calls = servers.iter().map(|addr| {
-        let mut h = header.clone();
-        h.body_crc32 = Some(crc);
-        let req = RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h)
-            .with_body(body.clone());
+        let requests: Vec<RemotingCommand> = bodies
+            .iter()
+            .map(|body| {
+                let mut h = header.clone();
+                h.body_crc32 = Some((crc32fast::hash(body) & 0x7FFF_FFFF) as i32);
+                RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h)
+                    .with_body(body.clone())
+            })
+            .collect();
         let client = inner.namesrv.clone();
-        async move { (addr.clone(), client.invoke(addr, req, timeout).await) }
+        async move {
+            // The parts in order; the answer that counts is the last, or the first refusal.
+            let mut last = None;
+            for req in requests {
+                let r = client.invoke(addr, req, timeout).await;
+                let stop =
+                    !matches!(&r, Ok(resp) if resp.code == rmq_remoting::ResponseCode::SUCCESS);
+                last = Some(r);
+                if stop {
+                    break;
+                }
+            }
+            (addr.clone(), last.expect("at least one part"))
+        }
     });
     for (addr, result) in futures::future::join_all(calls).await {
         match result {
@@ -79,6 +99,54 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         }
     }
     ok
+}
+
+/// The registration's body, or its parts: RocketMQ 5 splits a registration into parts of
+/// `splitRegistrationSize` topics when `enableSplitRegistration` is set, all with the same
+/// data version (name servers add each part's topics). Ours also splits one that would not
+/// fit in half a frame whatever the setting says: an oversize registration is refused by
+/// every name server and the broker silently expires from all of them.
+fn registration_bodies(
+    wrapper: TopicConfigSerializeWrapper,
+    split: bool,
+    chunk: usize,
+    frame_max: usize,
+) -> Vec<bytes::Bytes> {
+    let topics = wrapper.topic_config_table.len();
+    let mut reg = RegisterBrokerBody {
+        topic_config_serialize_wrapper: wrapper,
+        filter_server_list: vec![],
+    };
+    let mut chunk = chunk.max(1);
+    if topics <= chunk || !split {
+        let body = bytes::Bytes::from(reg.encode());
+        if body.len() <= frame_max / 2 || topics <= 1 {
+            return vec![body];
+        }
+        // Parts of about a quarter frame each.
+        let parts = body.len().div_ceil((frame_max / 4).max(1));
+        chunk = chunk.min(topics.div_ceil(parts)).max(1);
+        tracing::warn!(
+            topics,
+            bytes = body.len(),
+            parts = topics.div_ceil(chunk),
+            "registration too large for one frame: sent in parts"
+        );
+    }
+    let wrapper = std::mem::take(&mut reg.topic_config_serialize_wrapper);
+    let mut table: Vec<_> = wrapper.topic_config_table.into_iter().collect();
+    table.sort_by(|a, b| a.0.cmp(&b.0));
+    table
+        .chunks(chunk)
+        .map(|part| {
+            reg.topic_config_serialize_wrapper = TopicConfigSerializeWrapper {
+                topic_config_table: part.iter().cloned().collect(),
+                data_version: wrapper.data_version.clone(),
+                ..Default::default()
+            };
+            bytes::Bytes::from(reg.encode())
+        })
+        .collect()
 }
 
 /// A name server refused this master's registration because another broker holds id 0 with
@@ -200,5 +268,60 @@ mod tests {
         // An unresolvable name is kept (and its failures logged), not dropped silently.
         let out = super::expand(&["no-such-host.invalid:9876".to_string()]).await;
         assert_eq!(out, vec!["no-such-host.invalid:9876".to_string()]);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+    use rmq_remoting::protocol::topic::TopicConfig;
+
+    fn wrapper(n: usize) -> TopicConfigSerializeWrapper {
+        let mut w = TopicConfigSerializeWrapper::default();
+        for i in 0..n {
+            let t = format!("Topic{i:05}");
+            w.topic_config_table
+                .insert(t.clone(), TopicConfig::new(t, 8, 6));
+        }
+        w.data_version.counter = 42;
+        w
+    }
+
+    fn parts(bodies: &[bytes::Bytes]) -> Vec<TopicConfigSerializeWrapper> {
+        bodies
+            .iter()
+            .map(|b| {
+                RegisterBrokerBody::decode(b)
+                    .unwrap()
+                    .topic_config_serialize_wrapper
+            })
+            .collect()
+    }
+
+    #[test]
+    fn registrations_split_when_asked_or_when_too_large_for_a_frame() {
+        // Small: one body, whatever the setting.
+        assert_eq!(
+            registration_bodies(wrapper(10), true, 800, 1 << 24).len(),
+            1
+        );
+        // Asked: parts of splitRegistrationSize topics, one data version.
+        let p = parts(&registration_bodies(wrapper(2000), true, 800, 1 << 24));
+        assert_eq!(
+            p.iter()
+                .map(|w| w.topic_config_table.len())
+                .collect::<Vec<_>>(),
+            [800, 800, 400]
+        );
+        assert!(p.iter().all(|w| w.data_version.counter == 42));
+        // Not asked, but over half a frame: parts of about a quarter frame each.
+        let frame = 64 << 10;
+        let bodies = registration_bodies(wrapper(2000), false, 800, frame);
+        assert!(bodies.len() > 1 && bodies.iter().all(|b| b.len() <= frame / 2));
+        let all: std::collections::HashSet<String> = parts(&bodies)
+            .into_iter()
+            .flat_map(|w| w.topic_config_table.into_keys())
+            .collect();
+        assert_eq!(all.len(), 2000);
     }
 }
