@@ -160,7 +160,10 @@ impl Broker {
         let schedule = crate::schedule::ScheduleOffsets::load(config_dir.join("delayOffset.json"));
         let conn_config = ConnectionConfig {
             max_frame_len: b.frame_max_length,
-            idle_timeout: Some(Duration::from_secs(120)),
+            idle_timeout: match b.channel_expired_timeout {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             max_connections: b.server_max_connections,
             max_connections_per_address: b.server_max_connections_per_address,
             max_in_flight: b.server_max_in_flight_requests,
