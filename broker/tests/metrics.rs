@@ -172,6 +172,25 @@ async fn broker_and_name_server_metrics_pass_promtool() {
             .ensure_success()
             .unwrap();
     }
+    // Acknowledged sends become pullable once dispatched (as in RocketMQ): wait for that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let q = RemotingCommand::request_with_header(
+            RequestCode::GET_MAX_OFFSET,
+            &GetMaxOffsetRequestHeader {
+                topic: "MetricTopic".into(),
+                queue_id: 0,
+                committed: Some(true),
+            },
+        );
+        let r = c.invoke(&addr, q, T).await.unwrap();
+        let h: GetMaxOffsetResponseHeader = r.decode_header().unwrap();
+        if h.offset >= 10 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never dispatched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pull = RemotingCommand::request_with_header(
         RequestCode::PULL_MESSAGE,
         &PullMessageRequestHeader {
