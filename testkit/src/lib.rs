@@ -1,8 +1,9 @@
 //! Fixtures for the workspace's tests, in one place: free ports, a name server and brokers on
-//! 127.0.0.1 with small store files, a running cluster, the store on its own ([`store`]), and
-//! `rocketmq-client-rust` set up as its users would ([`client`]).
+//! 127.0.0.1 with small store files, a running cluster, the store on its own ([`store`]), a fault-injecting file system
+//! ([`faultfs`]), and `rocketmq-client-rust` set up as its users would ([`client`]).
 
 pub mod client;
+pub mod faultfs;
 pub mod store;
 pub mod tls;
 

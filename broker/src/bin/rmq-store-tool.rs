@@ -77,6 +77,10 @@ enum Cmd {
         flush: FlushDiskType,
         #[arg(long, default_value_t = 8)]
         writers: usize,
+        /// flushIntervalCommitLog (ms) for ASYNC_FLUSH: how long acknowledged records may stay
+        /// unflushed (power-cut tests make it long).
+        #[arg(long, default_value_t = 500)]
+        flush_interval: u64,
         /// Stop after this many acknowledgements, without a clean shutdown.
         #[arg(long)]
         count: Option<u64>,
@@ -124,9 +128,18 @@ fn main() {
             file_size,
             flush,
             writers,
+            flush_interval,
             count,
         } => rt.block_on(append(
-            dir, topic, queues, size, file_size, flush, writers, count,
+            dir,
+            topic,
+            queues,
+            size,
+            file_size,
+            flush,
+            writers,
+            flush_interval,
+            count,
         )),
         Cmd::Bench {
             dir,
@@ -161,6 +174,7 @@ async fn append(
     file_size: u64,
     flush: FlushDiskType,
     writers: usize,
+    flush_interval: u64,
     count: Option<u64>,
 ) {
     let config = MessageStoreConfig {
@@ -170,6 +184,7 @@ async fn append(
         max_hash_slot_num: 1024,
         max_index_num: 4096,
         flush_disk_type: flush,
+        flush_interval_commit_log: flush_interval,
         ..Default::default()
     };
     let store = MessageStore::open(config).expect("open store");
