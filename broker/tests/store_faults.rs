@@ -402,11 +402,10 @@ fn power_cut_under_sync_flush_loses_no_acknowledged_record() {
 
 /// 2 queues and 3,000 records: each consume queue fills its first 1,000-unit file and goes on in
 /// a second one. Consume queues are flushed on a timer (1 s), so after the power cut both files
-/// exist but hold zeroes; recovery trusts every file but the last as full, keeps the 1,000
-/// zeroed units of the first, and does not rebuild them from the commit log: the first 1,000
-/// records of each queue are unreadable although the commit log has them.
+/// can exist and hold zeroes; recovery must end each queue at its first zeroed unit, whatever
+/// the file, and rebuild the rest from the commit log (it once trusted every file but the last
+/// as full, and the first 1,000 records of each queue were unreadable).
 #[test]
-#[ignore = "consume-queue recovery trusts a zeroed file that is not the last (consume_queue.rs recover)"]
 fn power_cut_after_consume_queue_files_roll_loses_no_acknowledged_record() {
     let (acked, missing) = power_cut_under_load("SYNC_FLUSH", 500, 2, 3000);
     assert_none_missing(&acked, &missing);

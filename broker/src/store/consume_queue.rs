@@ -89,12 +89,17 @@ impl ConsumeQueue {
         self.queue_id
     }
 
-    /// Positions every file: all but the last are full; the last ends at its first empty unit.
+    /// Positions every file at its first invalid unit, as RocketMQ does, checking the last
+    /// three files: a file older than those was flushed long before the checkpoint. A file
+    /// that ends early (its pages were never synced when the power went: zeroes) ends the
+    /// queue there; the files after it go, and recovery rebuilds their units from the commit
+    /// log (dispatch skips the units a queue already holds, and fills the rest).
     fn recover(&self) {
-        let files = self.files.read();
+        let mut files = self.files.write();
         let n = files.len();
+        let mut end = None;
         for (i, f) in files.iter().enumerate() {
-            if i + 1 < n {
+            if i + 3 < n {
                 f.set_positions(f.size());
                 continue;
             }
@@ -108,6 +113,19 @@ impl ConsumeQueue {
                 pos += CQ_UNIT_SIZE;
             }
             f.set_positions(pos);
+            if pos + CQ_UNIT_SIZE <= f.size() {
+                end = Some(i);
+                break;
+            }
+        }
+        if let Some(i) = end {
+            while files.len() > i + 1 {
+                let Some(f) = files.pop() else { break };
+                tracing::warn!(file = %f.path().display(), "consume queue file past a hole removed; recovery rebuilds it");
+                if let Err(e) = f.destroy() {
+                    tracing::error!(error = %e, "cannot remove a consume queue file");
+                }
+            }
         }
         drop(files);
         self.max_phys_end.store(
