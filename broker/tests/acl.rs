@@ -9,8 +9,7 @@ use std::time::Duration;
 use rocketmq_client_rust::{DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 
-use rmq_remoting::header::*;
-use rmq_remoting::{Credentials, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
+use rmq_remoting::{Credentials, RemotingClient, RemotingCommand, ResponseCode};
 use rmq_testkit::client::*;
 
 const T: Duration = Duration::from_secs(5);
@@ -44,18 +43,7 @@ fn send_req(topic: &str) -> RemotingCommand {
 }
 
 fn create_topic(topic: &str) -> RemotingCommand {
-    RemotingCommand::request_with_header(
-        RequestCode::UPDATE_AND_CREATE_TOPIC,
-        &CreateTopicRequestHeader {
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            ..Default::default()
-        },
-    )
+    rmq_testkit::create_topic_request(topic, 4, 6)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

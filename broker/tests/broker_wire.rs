@@ -46,19 +46,7 @@ fn send_req(topic: &str, queue_id: i32, body: &[u8], tags: &str) -> RemotingComm
 }
 
 fn create_topic(topic: &str, queues: i32, perm: i32) -> RemotingCommand {
-    RemotingCommand::request_with_header(
-        RequestCode::UPDATE_AND_CREATE_TOPIC,
-        &CreateTopicRequestHeader {
-            topic: topic.into(),
-            default_topic: "TBW102".into(),
-            read_queue_nums: queues,
-            write_queue_nums: queues,
-            perm,
-            topic_filter_type: "SINGLE_TAG".into(),
-            order: false,
-            ..Default::default()
-        },
-    )
+    rmq_testkit::create_topic_request(topic, queues, perm)
 }
 
 fn pull_req(

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rmq_remoting::header::{CreateTopicRequestHeader, PullMessageRequestHeader};
+use rmq_remoting::header::PullMessageRequestHeader;
 use rmq_remoting::protocol::admin::SubscriptionGroupConfig;
 use rmq_remoting::protocol::heartbeat::{ConsumerData, HeartbeatData, ProducerData};
 use rmq_remoting::{JsonBody, RemotingClient, RemotingCodec, RemotingCommand, RequestCode};
@@ -209,19 +209,10 @@ async fn the_broker_serves_honest_clients_through_every_attack_with_bounded_memo
 
     // 1. 256 topics, then 20,000 pipelined GET_ALL_TOPIC_CONFIG that are never read.
     for i in 0..256 {
-        let h = CreateTopicRequestHeader {
-            topic: format!("Topic{i:03}"),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 8,
-            write_queue_nums: 8,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            ..Default::default()
-        };
         let r = admin
             .invoke(
                 &addr,
-                RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &h),
+                rmq_testkit::create_topic_request(&format!("Topic{i:03}"), 8, 6),
                 T,
             )
             .await
@@ -455,19 +446,10 @@ async fn a_registration_in_parts_reaches_the_name_server_whole() {
     let addr = format!("127.0.0.1:{}", cluster.settings.broker.listen_port);
     let admin = rmq_testkit::admin_client();
     for i in 0..30 {
-        let h = CreateTopicRequestHeader {
-            topic: format!("Part{i:02}"),
-            default_topic: "TBW102".into(),
-            read_queue_nums: 4,
-            write_queue_nums: 4,
-            perm: 6,
-            topic_filter_type: "SINGLE_TAG".into(),
-            ..Default::default()
-        };
         let r = admin
             .invoke(
                 &addr,
-                RemotingCommand::request_with_header(RequestCode::UPDATE_AND_CREATE_TOPIC, &h),
+                rmq_testkit::create_topic_request(&format!("Part{i:02}"), 4, 6),
                 T,
             )
             .await

@@ -47,6 +47,23 @@ pub fn send_request(topic: &str, body: &[u8]) -> rmq_remoting::RemotingCommand {
     .with_body(body.to_vec())
 }
 
+/// UPDATE_AND_CREATE_TOPIC of `topic` with `queues` read and write queues and `perm`, as
+/// `mqadmin updateTopic` sends it (sign it: send with [`admin_client`]).
+pub fn create_topic_request(topic: &str, queues: i32, perm: i32) -> rmq_remoting::RemotingCommand {
+    rmq_remoting::RemotingCommand::request_with_header(
+        rmq_remoting::RequestCode::UPDATE_AND_CREATE_TOPIC,
+        &rmq_remoting::header::CreateTopicRequestHeader {
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm,
+            topic_filter_type: "SINGLE_TAG".into(),
+            ..Default::default()
+        },
+    )
+}
+
 /// A free port on 127.0.0.1 for a broker: the ports it also takes — the VIP channel
 /// (`port - 2`) and the HA port (`port + 1`) — are free too.
 pub fn free_port() -> u16 {
