@@ -100,6 +100,8 @@ pub struct BrokerInner {
     /// Replication: connected slaves (master) or the master followed (slave).
     pub ha: crate::ha::HaState,
     pub tasks: Tasks,
+    /// Connection counts of the listening ports (metrics), set once they listen.
+    pub servers: std::sync::OnceLock<Vec<rmq_remoting::server::ServerStats>>,
 }
 
 impl BrokerInner {
@@ -214,6 +216,7 @@ impl Broker {
             sql_filters: Default::default(),
             ha: Default::default(),
             tasks: Tasks::default(),
+            servers: std::sync::OnceLock::new(),
         });
         inner
             .ha
@@ -281,6 +284,9 @@ impl Broker {
                 }
             }
         }
+        let _ = inner
+            .servers
+            .set(servers.iter().map(RemotingServer::stats).collect());
         let stop = inner.tasks.stop_token().clone();
         inner
             .tasks

@@ -25,6 +25,8 @@ pub struct BrokerMetrics {
     connections: IntGaugeVec,
     held_pulls: IntGauge,
     store_fenced: IntGauge,
+    open_connections: IntGauge,
+    refused_connections: prometheus::IntCounter,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -121,6 +123,16 @@ impl BrokerMetrics {
                 "Pulls waiting for messages (long polling).",
             )
             .expect("valid metric"),
+            open_connections: IntGauge::new(
+                "remoting_connections_open",
+                "Connections open on the broker's ports (clients, tools, other brokers).",
+            )
+            .expect("valid metric"),
+            refused_connections: prometheus::IntCounter::new(
+                "remoting_connections_refused_total",
+                "Connections closed on accept since start: serverMaxConnections or serverMaxConnectionsPerAddress reached.",
+            )
+            .expect("valid metric"),
             store_fenced: IntGauge::new(
                 "store_fenced",
                 "1 once a flush failed and the store stopped taking writes (restart to recover).",
@@ -165,8 +177,11 @@ impl BrokerMetrics {
         m.registry
             .register(Box::new(m.held_pulls.clone()))
             .expect("register");
+        for g in [&m.store_fenced, &m.open_connections] {
+            m.registry.register(Box::new(g.clone())).expect("register");
+        }
         m.registry
-            .register(Box::new(m.store_fenced.clone()))
+            .register(Box::new(m.refused_connections.clone()))
             .expect("register");
         Arc::new(m)
     }
@@ -184,6 +199,15 @@ impl BrokerMetrics {
         self.disk_ratio.set(ratio);
         self.held_pulls.set(inner.holds.held_count() as i64);
         self.store_fenced.set(i64::from(store.fenced().is_some()));
+        let servers = inner.servers.get().map(Vec::as_slice).unwrap_or_default();
+        self.open_connections
+            .set(servers.iter().map(|s| s.open() as i64).sum());
+        // The servers count; the counter follows them.
+        let refused: u64 = servers.iter().map(|s| s.refused()).sum();
+        let shown = self.refused_connections.get();
+        if refused > shown {
+            self.refused_connections.inc_by(refused - shown);
+        }
         let (producers, consumers) = inner.clients.connection_counts();
         self.connections
             .with_label_values(&["producer"])

@@ -32,6 +32,22 @@ struct Admission {
     refused: AtomicU64,
 }
 
+/// Connection counts of a running server.
+#[derive(Clone)]
+pub struct ServerStats(Arc<Admission>);
+
+impl ServerStats {
+    /// Connections open right now.
+    pub fn open(&self) -> usize {
+        self.0.open.lock().0
+    }
+
+    /// Connections closed on accept because a cap was reached, since start.
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+}
+
 /// One admitted connection's place; dropping it frees the place.
 struct Ticket {
     admission: Arc<Admission>,
@@ -216,12 +232,17 @@ impl RemotingServer {
 
     /// Connections open right now.
     pub fn open_connections(&self) -> usize {
-        self.admission.open.lock().0
+        self.stats().open()
     }
 
     /// Connections closed on accept because a cap was reached, since start.
     pub fn refused_connections(&self) -> u64 {
-        self.admission.refused.load(Ordering::Relaxed)
+        self.stats().refused()
+    }
+
+    /// A handle on the connection counts that outlives borrowing the server (metrics).
+    pub fn stats(&self) -> ServerStats {
+        ServerStats(self.admission.clone())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
