@@ -43,6 +43,31 @@ pub fn query_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) ->
 
 pub fn update_consumer_offset(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Response {
     let h: UpdateConsumerOffsetRequestHeader = req.decode_header()?;
+    // As RocketMQ 5: offsets only for a group and a topic the broker has (the group created
+    // as a pull would, within the limits). An offset table keyed by whatever names arrive
+    // grows without bound and ends up in every GET_ALL_CONSUMER_OFFSET.
+    if let Err(e) = rmq_remoting::topic::validate_group(&h.consumer_group) {
+        return Ok(RemotingCommand::error(ResponseCode::INVALID_PARAMETER, e));
+    }
+    let auto_group = inner.settings.broker(|b| b.auto_create_subscription_group);
+    if let Err(why) = inner.groups.find_or_create(&h.consumer_group, auto_group) {
+        return Ok(RemotingCommand::error(
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!("Group {} not exist! ({why})", h.consumer_group),
+        ));
+    }
+    if !inner.topics.contains(&h.topic) {
+        return Ok(RemotingCommand::error(
+            ResponseCode::TOPIC_NOT_EXIST,
+            format!("Topic {} not exist!", h.topic),
+        ));
+    }
+    if !(0..=crate::store::message_store::MAX_QUEUE_ID).contains(&h.queue_id) {
+        return Ok(RemotingCommand::error(
+            ResponseCode::INVALID_PARAMETER,
+            format!("queue id {} of topic {}", h.queue_id, h.topic),
+        ));
+    }
     if inner.role.is_slave() {
         inner.ha.note_offset_committed();
     }
