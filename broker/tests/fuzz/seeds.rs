@@ -1,0 +1,395 @@
+//! The valid frames mutants start from: every frame of the client corpus
+//! (`tests/corpus/*.toml`, filled in by the conformance test's own `prepare`), one frame built
+//! with the crate's header and body types for each request code the broker handles that no
+//! corpus client sends, and the regression cases the fuzzer found.
+
+use super::*;
+
+pub const TOPIC: &str = "FuzzTopic";
+pub const PRODUCER_GROUP: &str = "FuzzPG";
+pub const CONSUMER_GROUP: &str = "FuzzCG";
+pub const BROKER_NAME: &str = "broker-a";
+pub const CLUSTER: &str = "DefaultCluster";
+/// Where the seeds say the broker is; mutants are sent wherever it really is.
+pub const BROKER_ADDR: &str = "127.0.0.1:10911";
+
+/// How long a seed pull may be held: the corpus's 15–30 s would make every pull of an empty
+/// queue a wait (mutants still send other values).
+pub const SEED_SUSPEND_MS: &str = "200";
+
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub name: String,
+    pub code: i32,
+    /// The frame as its client writes it.
+    pub bytes: Vec<u8>,
+    pub shape: Shape,
+}
+
+/// Every seed, in a fixed order.
+pub fn all() -> Vec<Seed> {
+    let mut seeds = corpus();
+    seeds.extend(built());
+    seeds.extend(regressions());
+    seeds
+}
+
+fn vars(opaque: i32) -> BTreeMap<&'static str, String> {
+    [
+        ("topic", TOPIC.to_string()),
+        ("producer_group", PRODUCER_GROUP.to_string()),
+        ("consumer_group", CONSUMER_GROUP.to_string()),
+        ("retry_topic", format!("%RETRY%{CONSUMER_GROUP}")),
+        ("client_id", "127.0.0.1@fuzz".to_string()),
+        ("broker_name", BROKER_NAME.to_string()),
+        ("broker_addr", BROKER_ADDR.to_string()),
+        ("cluster", CLUSTER.to_string()),
+        ("queue_id", "0".to_string()),
+        ("sub_version", "1700000000000".to_string()),
+        ("key", "fuzz-key".to_string()),
+        ("queue_offset", "0".to_string()),
+        ("next_offset", "1".to_string()),
+        ("commit_log_offset", "0".to_string()),
+        ("msg_id", "7F00000100002A9F0000000000000000".to_string()),
+        ("tran_state_table_offset", "0".to_string()),
+        ("opaque", opaque.to_string()),
+        ("now", "1700000000000".to_string()),
+        ("uniq_key", "7F0000011F9018B4AAC2000000000000".to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn corpus() -> Vec<Seed> {
+    let mut files: Vec<String> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    files.sort();
+    let mut seeds = Vec::new();
+    for file in files {
+        let corpus = load(&file);
+        for frame in &corpus.frame {
+            let name = format!("{}: {}", corpus.client, frame.name);
+            let p = prepare(frame, &vars(seeds.len() as i32 + 1))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            seeds.push(seed(name, p.bytes));
+        }
+    }
+    seeds
+}
+
+/// A seed from a valid frame; pulls get a short suspend time.
+fn seed(name: String, bytes: Vec<u8>) -> Seed {
+    let mut shape = Shape::from_frame(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let Parse::One(cmd) = parse(&bytes) else {
+        panic!("{name}: the seed is not one valid frame");
+    };
+    let mut bytes = bytes;
+    if cmd.ext_fields.contains_key("suspendTimeoutMillis") {
+        for (k, v) in shape.ext_mut() {
+            if k == "suspendTimeoutMillis" {
+                *v = Val::Raw(SEED_SUSPEND_MS.into());
+            }
+        }
+        bytes = shape.encode();
+    }
+    Seed {
+        name,
+        code: cmd.code,
+        bytes,
+        shape,
+    }
+}
+
+fn built_seed(name: &str, cmd: RemotingCommand) -> Seed {
+    let body = cmd.body.to_vec();
+    let mut cmd = cmd;
+    cmd.opaque = 1;
+    cmd.language = LanguageCode::Java;
+    let bytes = Shape::from_command(&cmd, 0, body).encode();
+    seed(format!("built: {name}"), bytes)
+}
+
+fn request<H: CommandHeader>(code: i32, h: &H) -> RemotingCommand {
+    RemotingCommand::request_with_header(code, h)
+}
+
+/// Frames for the handled codes no corpus client sends, as mqadmin, the Java admin API or a
+/// controller would write them.
+fn built() -> Vec<Seed> {
+    use rmq_remoting::protocol::admin::SubscriptionGroupConfig;
+    use rmq_remoting::protocol::heartbeat::{CheckClientRequestBody, SubscriptionData};
+    use rmq_remoting::role::{BrokerRole, Epoch};
+    use rmq_remoting::JsonBody;
+    let plain = |code| RemotingCommand::request(code);
+    let check_client = |expression_type: &str, sub_string: &str| {
+        CheckClientRequestBody {
+            client_id: "127.0.0.1@fuzz".into(),
+            group: CONSUMER_GROUP.into(),
+            subscription_data: Some(SubscriptionData {
+                topic: TOPIC.into(),
+                sub_string: sub_string.into(),
+                expression_type: expression_type.into(),
+                ..Default::default()
+            }),
+            namespace: None,
+        }
+        .encode()
+    };
+    // Every key UPDATE_BROKER_CONFIG may change at run time, at its default.
+    let broker_config = "brokerPermission=6\nautoCreateTopicEnable=true\n\
+        autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=8\nlongPollingEnable=true\n\
+        shortPollingTimeMills=1000\nregisterNameServerPeriod=30000\n\
+        maxTransferBytesOnMessageInMemory=262144\nmaxTransferCountOnMessageInMemory=32\n\
+        channelExpiredTimeout=120000\nrejectTransactionMessage=false\nslaveReadEnable=false\n";
+    let list = [
+        (
+            "UPDATE_AND_CREATE_TOPIC",
+            request(
+                RequestCode::UPDATE_AND_CREATE_TOPIC,
+                &CreateTopicRequestHeader {
+                    topic: TOPIC.into(),
+                    default_topic: "TBW102".into(),
+                    read_queue_nums: 8,
+                    write_queue_nums: 8,
+                    perm: 6,
+                    topic_filter_type: "SINGLE_TAG".into(),
+                    topic_sys_flag: Some(0),
+                    order: false,
+                    attributes: Some("+message.type=NORMAL".into()),
+                    force: None,
+                },
+            ),
+        ),
+        (
+            "DELETE_TOPIC_IN_BROKER",
+            request(
+                RequestCode::DELETE_TOPIC_IN_BROKER,
+                &DeleteTopicRequestHeader {
+                    topic: "FuzzDoomed".into(),
+                },
+            ),
+        ),
+        (
+            "GET_ALL_TOPIC_CONFIG",
+            plain(RequestCode::GET_ALL_TOPIC_CONFIG),
+        ),
+        (
+            "GET_TOPIC_STATS_INFO",
+            request(
+                RequestCode::GET_TOPIC_STATS_INFO,
+                &GetTopicStatsInfoRequestHeader {
+                    topic: TOPIC.into(),
+                },
+            ),
+        ),
+        (
+            "GET_CONSUME_STATS",
+            request(
+                RequestCode::GET_CONSUME_STATS,
+                &GetConsumeStatsRequestHeader {
+                    consumer_group: CONSUMER_GROUP.into(),
+                    topic: Some(TOPIC.into()),
+                    topic_list: None,
+                },
+            ),
+        ),
+        (
+            "GET_CONSUMER_CONNECTION_LIST",
+            request(
+                RequestCode::GET_CONSUMER_CONNECTION_LIST,
+                &GetConsumerConnectionListRequestHeader {
+                    consumer_group: CONSUMER_GROUP.into(),
+                },
+            ),
+        ),
+        (
+            "GET_BROKER_RUNTIME_INFO",
+            plain(RequestCode::GET_BROKER_RUNTIME_INFO),
+        ),
+        ("GET_BROKER_CONFIG", plain(RequestCode::GET_BROKER_CONFIG)),
+        (
+            "UPDATE_BROKER_CONFIG",
+            plain(RequestCode::UPDATE_BROKER_CONFIG).with_body(broker_config.as_bytes().to_vec()),
+        ),
+        (
+            "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP",
+            plain(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(
+                SubscriptionGroupConfig {
+                    group_name: CONSUMER_GROUP.into(),
+                    ..Default::default()
+                }
+                .encode(),
+            ),
+        ),
+        (
+            "GET_ALL_SUBSCRIPTIONGROUP_CONFIG",
+            plain(RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+        ),
+        (
+            "DELETE_SUBSCRIPTIONGROUP",
+            request(
+                RequestCode::DELETE_SUBSCRIPTIONGROUP,
+                &DeleteSubscriptionGroupRequestHeader {
+                    group_name: "FuzzDoomedGroup".into(),
+                    clean_offset: Some(true),
+                },
+            ),
+        ),
+        (
+            "GET_ALL_CONSUMER_OFFSET",
+            plain(RequestCode::GET_ALL_CONSUMER_OFFSET),
+        ),
+        (
+            "INVOKE_BROKER_TO_RESET_OFFSET",
+            request(
+                RequestCode::INVOKE_BROKER_TO_RESET_OFFSET,
+                &ResetOffsetRequestHeader {
+                    topic: TOPIC.into(),
+                    group: CONSUMER_GROUP.into(),
+                    timestamp: -1,
+                    is_force: true,
+                },
+            ),
+        ),
+        (
+            "GET_BROKER_EPOCH_CACHE",
+            plain(RequestCode::GET_BROKER_EPOCH_CACHE),
+        ),
+        (
+            "NOTIFY_BROKER_ROLE_CHANGED",
+            request(
+                RequestCode::NOTIFY_BROKER_ROLE_CHANGED,
+                &NotifyBrokerRoleChangedRequestHeader {
+                    master_address: Some("127.0.0.1:10921".into()),
+                    master_epoch: Some(Epoch(2)),
+                    sync_state_set_epoch: Some(1),
+                    master_broker_id: Some(1),
+                    master_ha_address: Some("127.0.0.1:10922".into()),
+                    broker_role: Some(BrokerRole::SyncMaster),
+                    former_master_broker_id: Some(2),
+                    broker_id: Some(2),
+                    broker_name: Some(BROKER_NAME.into()),
+                    force_truncate: Some(false),
+                },
+            ),
+        ),
+        (
+            "CHECK_CLIENT_CONFIG, TAG",
+            plain(RequestCode::CHECK_CLIENT_CONFIG).with_body(check_client("TAG", "A || C")),
+        ),
+        (
+            "CHECK_CLIENT_CONFIG, SQL92",
+            plain(RequestCode::CHECK_CLIENT_CONFIG).with_body(check_client(
+                "SQL92",
+                "a > 5 AND b IN ('x', 'y') OR (c IS NOT NULL AND d BETWEEN 1 AND 3)",
+            )),
+        ),
+        (
+            "UPDATE_AND_CREATE_ACL_CONFIG",
+            request(
+                RequestCode::UPDATE_AND_CREATE_ACL_CONFIG,
+                &CreateAccessConfigRequestHeader {
+                    access_key: "RocketMQFuzz".into(),
+                    secret_key: Some("12345678".into()),
+                    white_remote_address: Some("192.168.0.*".into()),
+                    admin: Some(false),
+                    default_topic_perm: Some("DENY".into()),
+                    default_group_perm: Some("SUB".into()),
+                    topic_perms: Some(format!("{TOPIC}=PUB|SUB,other=DENY")),
+                    group_perms: Some(format!("{CONSUMER_GROUP}=SUB")),
+                },
+            ),
+        ),
+        (
+            "DELETE_ACL_CONFIG",
+            request(
+                RequestCode::DELETE_ACL_CONFIG,
+                &DeleteAccessConfigRequestHeader {
+                    access_key: "RocketMQFuzz".into(),
+                },
+            ),
+        ),
+        (
+            "UPDATE_GLOBAL_WHITE_ADDRS_CONFIG",
+            request(
+                RequestCode::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
+                &UpdateGlobalWhiteAddrsConfigRequestHeader {
+                    global_white_addrs: "10.10.*.*,192.168.1.1".into(),
+                    acl_file_full_path: None,
+                },
+            ),
+        ),
+        (
+            "GET_BROKER_CLUSTER_ACL_INFO",
+            plain(RequestCode::GET_BROKER_CLUSTER_ACL_INFO),
+        ),
+        (
+            "GET_ALL_DELAY_OFFSET",
+            plain(RequestCode::GET_ALL_DELAY_OFFSET),
+        ),
+    ];
+    let mut seeds: Vec<Seed> = list
+        .into_iter()
+        .map(|(name, cmd)| built_seed(name, cmd))
+        .collect();
+    // One key each too, so a mutant changes that key alone and the change lasts until a
+    // mutant of the same seed changes it back.
+    for line in broker_config.lines() {
+        let key = line.split('=').next().unwrap();
+        let cmd = plain(RequestCode::UPDATE_BROKER_CONFIG).with_body(line.as_bytes().to_vec());
+        seeds.push(built_seed(&format!("UPDATE_BROKER_CONFIG {key}"), cmd));
+    }
+    seeds
+}
+
+/// The runtime settings a mutant may change that would leave the rest of the run testing
+/// little (nothing stored, nothing pulled, every pull held): put back after each change.
+pub const HAMPERING_SETTINGS: &[&str] = &[
+    "brokerPermission",
+    "autoCreateTopicEnable",
+    "autoCreateSubscriptionGroup",
+    "longPollingEnable",
+    "shortPollingTimeMills",
+    "maxTransferBytesOnMessageInMemory",
+    "maxTransferCountOnMessageInMemory",
+];
+
+/// Minimized mutants that once broke the broker, replayed first by both harnesses and kept
+/// in the pool so their neighbourhood is searched again.
+pub fn regressions() -> Vec<Seed> {
+    Vec::new()
+}
+
+/// The request codes `BrokerProcessor::route` dispatches, read from its source so a code
+/// added there without a seed here fails `every_handled_code_has_a_seed`.
+pub fn handled_codes() -> Vec<(String, i32)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/processor/mod.rs");
+    let src = std::fs::read_to_string(&path).unwrap();
+    let start = src
+        .find("async fn route")
+        .expect("route() in processor/mod.rs");
+    let end = start
+        + src[start..]
+            .find("other =>")
+            .expect("route()'s fallback arm");
+    let mut codes: Vec<(String, i32)> = src[start..end]
+        .split("RequestCode::")
+        .skip(1)
+        .map(|s| {
+            s.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .map(|name| {
+            let code = RequestCode::from_name(&name)
+                .unwrap_or_else(|| panic!("RequestCode::{name} is not in code.rs"));
+            (name, code)
+        })
+        .collect();
+    codes.sort_by_key(|c| c.1);
+    codes.dedup();
+    codes
+}
