@@ -124,6 +124,7 @@ pub async fn run(pool: Arc<Pool>, target: Arc<Target>, cfg: &NetConfig) -> NetRe
     let deadline = started + cfg.budget;
     let count = Arc::new(AtomicU64::new(0));
     let report = Arc::new(Mutex::new(NetReport::default()));
+    regressions(&target, cfg, &report).await;
     let mut tasks = Vec::new();
     for w in 0..cfg.workers {
         let (pool, target, count, report) =
@@ -171,38 +172,53 @@ async fn worker(
 ) {
     let mut runner = rng(cfg.seed, id as u64);
     let mut wire: Option<Wire> = None;
-    // Regressions first, then fresh mutants.
-    let mut replay: Vec<Vec<u8>> = if id == 0 {
-        seeds::regressions().into_iter().map(|s| s.bytes).collect()
-    } else {
-        Vec::new()
-    };
-    replay.reverse();
     while Instant::now() < deadline && count.fetch_add(1, Ordering::Relaxed) < cfg.max_execs {
-        let (bytes, what) = match replay.pop() {
-            Some(b) => (b, "regression seed".to_string()),
-            None => {
-                let plan = next_plan(&mut runner);
-                let m = mutate::apply(pool, &plan);
-                let what = format!("seed `{}`, {plan:?}", pool.seeds[m.seed].name);
-                (m.bytes, what)
-            }
-        };
-        let outcome = exchange(&mut wire, &target.addr, &bytes, cfg.answer_timeout).await;
-        let restore = {
-            let mut r = report.lock().unwrap();
-            r.record(outcome, || {
-                format!(
-                    "\n  mutant: {what}\n  bytes ({}): {}",
-                    bytes.len(),
-                    hex_head(&bytes, 512)
-                )
-            })
-        };
-        if restore {
-            if let Err(e) = restore_config(&target.addr, &target.hampering).await {
-                report.lock().unwrap().failures.push(e);
-            }
+        let plan = next_plan(&mut runner);
+        let m = mutate::apply(pool, &plan);
+        let what = format!("seed `{}`, {plan:?}", pool.seeds[m.seed].name);
+        send(&mut wire, target, cfg, report, m.bytes, what).await;
+    }
+}
+
+/// The regression seeds, in order on one connection, before any mutant.
+async fn regressions(target: &Target, cfg: &NetConfig, report: &Mutex<NetReport>) {
+    let mut wire: Option<Wire> = None;
+    for s in seeds::regressions() {
+        send(
+            &mut wire,
+            target,
+            cfg,
+            report,
+            s.bytes,
+            format!("`{}`", s.name),
+        )
+        .await;
+        // Regressions are sequences: what one stored (and the store dispatched) the next
+        // reads.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends one mutant, waits for what it should get, and records it.
+async fn send(
+    wire: &mut Option<Wire>,
+    target: &Target,
+    cfg: &NetConfig,
+    report: &Mutex<NetReport>,
+    bytes: Vec<u8>,
+    what: String,
+) {
+    let outcome = exchange(wire, &target.addr, &bytes, cfg.answer_timeout).await;
+    let restore = report.lock().unwrap().record(outcome, || {
+        format!(
+            "\n  mutant: {what}\n  bytes ({}): {}",
+            bytes.len(),
+            hex_head(&bytes, 512)
+        )
+    });
+    if restore {
+        if let Err(e) = restore_config(&target.addr, &target.hampering).await {
+            report.lock().unwrap().failures.push(e);
         }
     }
 }
@@ -334,9 +350,11 @@ async fn wait(w: &mut Wire, expect: &Expect, answer_timeout: Duration) -> Result
             let until = tokio::time::Instant::now() + answer_timeout;
             loop {
                 match tokio::time::timeout_at(until, w.read.next()).await {
-                    Err(_) => return Err(format!(
+                    Err(_) => {
+                        return Err(format!(
                         "a frame the codec refuses left the connection open for {answer_timeout:?}"
-                    )),
+                    ))
+                    }
                     Ok(None) | Ok(Some(Err(_))) => return Ok(Got::Closed { malformed: true }),
                     // Answers to earlier oneway frames are not expected either.
                     Ok(Some(Ok(cmd))) if cmd.is_response() => {
@@ -370,10 +388,12 @@ async fn wait(w: &mut Wire, expect: &Expect, answer_timeout: Duration) -> Result
                     Ok(Some(Ok(cmd))) if cmd.is_response() && cmd.opaque == opaque => {
                         return Ok(Got::Answer(cmd.code, code))
                     }
-                    Ok(Some(Ok(cmd))) if cmd.is_response() => return Err(format!(
+                    Ok(Some(Ok(cmd))) if cmd.is_response() => {
+                        return Err(format!(
                         "waiting for opaque {opaque}, an unexpected response (code {} opaque {})",
                         cmd.code, cmd.opaque
-                    )),
+                    ))
+                    }
                     // Requests the broker sends clients (consumer-ids changed, transaction
                     // checks) are not answers.
                     Ok(Some(Ok(_))) => {}

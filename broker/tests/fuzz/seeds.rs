@@ -357,10 +357,57 @@ pub const HAMPERING_SETTINGS: &[&str] = &[
     "maxTransferCountOnMessageInMemory",
 ];
 
-/// Minimized mutants that once broke the broker, replayed first by both harnesses and kept
-/// in the pool so their neighbourhood is searched again.
+/// Minimized mutants that once broke the broker, replayed first by both harnesses (in this
+/// order, on one connection, a pause after each so the store dispatches) and kept in the
+/// pool so their neighbourhood is searched again.
 pub fn regressions() -> Vec<Seed> {
-    Vec::new()
+    let admin = rmq_testkit::admin_credential();
+    let signed = |mut cmd: RemotingCommand| {
+        admin.sign(&mut cmd);
+        cmd
+    };
+    let list = [
+        // A committed offset near i64::MAX, read back by GET_CONSUME_STATS: the consume
+        // queue's byte position (offset x 20) overflowed (a panic in the request's task,
+        // which then never answered).
+        (
+            "consume stats at an offset past i64::MAX / 20: a message in the queue",
+            rmq_testkit::send_request(TOPIC, b"queue 0 exists"),
+        ),
+        (
+            "consume stats at an offset past i64::MAX / 20: the offset committed",
+            request(
+                RequestCode::UPDATE_CONSUMER_OFFSET,
+                &UpdateConsumerOffsetRequestHeader {
+                    consumer_group: "FuzzRegressionGroup".into(),
+                    topic: TOPIC.into(),
+                    queue_id: 0,
+                    commit_offset: i64::MAX,
+                },
+            ),
+        ),
+        (
+            "consume stats at an offset past i64::MAX / 20: read back",
+            signed(request(
+                RequestCode::GET_CONSUME_STATS,
+                &GetConsumeStatsRequestHeader {
+                    consumer_group: "FuzzRegressionGroup".into(),
+                    topic: Some(TOPIC.into()),
+                    topic_list: None,
+                },
+            )),
+        ),
+    ];
+    list.into_iter()
+        .map(|(name, cmd)| {
+            let cmd = RemotingCommand { opaque: 1, ..cmd };
+            let body = cmd.body.to_vec();
+            seed(
+                format!("regression: {name}"),
+                Shape::from_command(&cmd, 0, body).encode(),
+            )
+        })
+        .collect()
 }
 
 /// The request codes `BrokerProcessor::route` dispatches, read from its source so a code
