@@ -205,6 +205,7 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
         s.broker.flush_consumer_offset_interval = 1000;
     })
     .await;
+    let rss_before = net::rss_kib();
     let addr = cluster.broker.local_addr().to_string();
     let (settings, hampering) = runtime_settings(&addr).await;
     let target = Arc::new(net::Target {
@@ -213,7 +214,6 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
         addr: addr.clone(),
     });
     let pool = Arc::new(Pool::new());
-    let rss_before = net::rss_kib();
     let tasks_before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks();
