@@ -202,7 +202,7 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
         s.broker.enable_property_filter = true;
         // The housekeeping pass (offsets, expired clients) every second, not 5 s: a run is
         // short, and settings a mutant changed must meet it.
-        s.broker.flush_consumer_offset_interval = 1000;
+        s.broker.flush_consumer_offset_interval = seeds::HOUSEKEEPING.as_millis() as u64;
     })
     .await;
     let rss_before = net::rss_kib();

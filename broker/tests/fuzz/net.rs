@@ -184,18 +184,11 @@ async fn worker(
 async fn regressions(target: &Target, cfg: &NetConfig, report: &Mutex<NetReport>) {
     let mut wire: Option<Wire> = None;
     for s in seeds::regressions() {
-        send(
-            &mut wire,
-            target,
-            cfg,
-            report,
-            s.bytes,
-            format!("`{}`", s.name),
-        )
-        .await;
+        let what = format!("`{}`", s.name);
+        send(&mut wire, target, cfg, report, s.bytes, what).await;
         // Regressions are sequences: what one stored (and the store dispatched) the next
         // reads.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(s.pause).await;
     }
 }
 

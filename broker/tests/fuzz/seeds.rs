@@ -24,6 +24,9 @@ pub struct Seed {
     /// The frame as its client writes it.
     pub bytes: Vec<u8>,
     pub shape: Shape,
+    /// How long a replay waits after this frame (a regression that needs the broker's
+    /// periodic housekeeping to run before the next frame).
+    pub pause: Duration,
 }
 
 /// Every seed, in a fixed order.
@@ -100,6 +103,7 @@ fn seed(name: String, bytes: Vec<u8>) -> Seed {
         code: cmd.code,
         bytes,
         shape,
+        pause: Duration::from_millis(100),
     }
 }
 
@@ -361,6 +365,9 @@ pub const HAMPERING_SETTINGS: &[&str] = &[
 /// order, on one connection, a pause after each so the store dispatches) and kept in the
 /// pool so their neighbourhood is searched again.
 pub fn regressions() -> Vec<Seed> {
+    use rmq_remoting::protocol::heartbeat::{HeartbeatData, ProducerData};
+    use rmq_remoting::JsonBody;
+    let plain = RemotingCommand::request;
     let admin = rmq_testkit::admin_credential();
     let signed = |mut cmd: RemotingCommand| {
         admin.sign(&mut cmd);
@@ -441,18 +448,57 @@ pub fn regressions() -> Vec<Seed> {
             delete(huge('b')),
         ),
     ];
+    // channelExpiredTimeout at i64::MAX, a client registered, then a housekeeping pass: its
+    // last heartbeat + the timeout overflowed (the housekeeping task died in debug builds,
+    // so offsets were never persisted again; in release builds every client expired).
+    let config = |text: &str| {
+        signed(plain(RequestCode::UPDATE_BROKER_CONFIG).with_body(text.as_bytes().to_vec()))
+    };
+    let heartbeat = plain(RequestCode::HEART_BEAT).with_body(
+        HeartbeatData {
+            client_id: "127.0.0.1@fuzz-regression".into(),
+            producer_data_set: vec![ProducerData {
+                group_name: PRODUCER_GROUP.into(),
+            }],
+            ..Default::default()
+        }
+        .encode(),
+    );
+    let expiry = [
+        (
+            "channelExpiredTimeout = i64::MAX: set",
+            config("channelExpiredTimeout=9223372036854775807"),
+        ),
+        (
+            "channelExpiredTimeout = i64::MAX: a producer, then a housekeeping pass",
+            heartbeat,
+        ),
+        (
+            "channelExpiredTimeout = i64::MAX: back to the default",
+            config("channelExpiredTimeout=120000"),
+        ),
+    ];
     list.into_iter()
         .chain(too_large)
+        .chain(expiry)
         .map(|(name, cmd)| {
             let cmd = RemotingCommand { opaque: 1, ..cmd };
             let body = cmd.body.to_vec();
-            seed(
+            let mut s = seed(
                 format!("regression: {name}"),
                 Shape::from_command(&cmd, 0, body).encode(),
-            )
+            );
+            if name.contains("housekeeping pass") {
+                s.pause = HOUSEKEEPING + Duration::from_millis(500);
+            }
+            s
         })
         .collect()
 }
+
+/// How often the fuzzed broker runs its housekeeping (`flushConsumerOffsetInterval`; 5 s by
+/// default, shorter here so settings a mutant changed meet it within a run).
+pub const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// The request codes `BrokerProcessor::route` dispatches, read from its source so a code
 /// added there without a seed here fails `every_handled_code_has_a_seed`.
