@@ -227,6 +227,13 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
         .metrics()
         .num_alive_tasks();
     println!("tasks: {tasks_before} before, {tasks_after} after");
+    if tasks_after > tasks_before {
+        report.failures.push(format!(
+            "{} tasks still running for connections that are gone ({tasks_before} before the \
+             run, {tasks_after} after)",
+            tasks_after - tasks_before
+        ));
+    }
     if let Err(e) = net::honest_round_trip(&addr).await {
         report
             .failures

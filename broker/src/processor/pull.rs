@@ -96,7 +96,7 @@ fn inline_subscription(h: &PullMessageRequestHeader) -> SubscriptionData {
     }
 }
 
-pub async fn pull(inner: &Arc<BrokerInner>, _conn: &Connection, req: &RemotingCommand) -> Response {
+pub async fn pull(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCommand) -> Response {
     let h: PullMessageRequestHeader = req.decode_header()?;
     let resp = match pull_once(inner, &h, true).await? {
         PullOutcome::Done(r) => return Ok(r),
@@ -114,7 +114,12 @@ pub async fn pull(inner: &Arc<BrokerInner>, _conn: &Connection, req: &RemotingCo
     let woken = inner.holds.hold(&h.topic, h.queue_id, h.queue_offset);
     // Re-check after registering: a message may have arrived in between.
     if inner.store.max_offset_in_queue(&h.topic, h.queue_id, true) <= h.queue_offset {
-        let _ = tokio::time::timeout(Duration::from_millis(wait), woken).await;
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_millis(wait), woken) => {}
+            // Nobody is left to answer: a pull suspended for i64::MAX ms on a quiet queue
+            // kept its task and request for good once its client went away.
+            _ = conn.closed() => return Ok(resp),
+        }
     }
     match pull_once(inner, &h, false).await? {
         PullOutcome::Done(r) => Ok(r),

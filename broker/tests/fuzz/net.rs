@@ -364,7 +364,7 @@ async fn wait(w: &mut Wire, expect: &Expect, answer_timeout: Duration) -> Result
             // A pull may be held while its queue is empty, as long as its suspend time says:
             // after a short wait it is given up rather than waited for.
             let limit = if pull {
-                Duration::from_secs(3)
+                Duration::from_secs(2)
             } else {
                 answer_timeout
             };

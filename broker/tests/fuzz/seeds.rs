@@ -29,11 +29,12 @@ pub struct Seed {
     pub pause: Duration,
 }
 
-/// Every seed, in a fixed order.
+/// Every seed to mutate, in a fixed order (regressions with short pulls too: they are
+/// replayed as they are).
 pub fn all() -> Vec<Seed> {
     let mut seeds = corpus();
     seeds.extend(built());
-    seeds.extend(regressions());
+    seeds.extend(regressions().into_iter().map(short_suspend));
     seeds
 }
 
@@ -77,27 +78,18 @@ fn corpus() -> Vec<Seed> {
             let name = format!("{}: {}", corpus.client, frame.name);
             let p = prepare(frame, &vars(seeds.len() as i32 + 1))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            seeds.push(seed(name, p.bytes));
+            seeds.push(short_suspend(seed(name, p.bytes)));
         }
     }
     seeds
 }
 
-/// A seed from a valid frame; pulls get a short suspend time.
+/// A seed from a valid frame.
 fn seed(name: String, bytes: Vec<u8>) -> Seed {
-    let mut shape = Shape::from_frame(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let shape = Shape::from_frame(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     let Parse::One(cmd) = parse(&bytes) else {
         panic!("{name}: the seed is not one valid frame");
     };
-    let mut bytes = bytes;
-    if cmd.ext_fields.contains_key("suspendTimeoutMillis") {
-        for (k, v) in shape.ext_mut() {
-            if k == "suspendTimeoutMillis" {
-                *v = Val::Raw(SEED_SUSPEND_MS.into());
-            }
-        }
-        bytes = shape.encode();
-    }
     Seed {
         name,
         code: cmd.code,
@@ -105,6 +97,21 @@ fn seed(name: String, bytes: Vec<u8>) -> Seed {
         shape,
         pause: Duration::from_millis(100),
     }
+}
+
+/// The seed with a pull's suspend time [`SEED_SUSPEND_MS`].
+fn short_suspend(mut s: Seed) -> Seed {
+    let mut changed = false;
+    for (k, v) in s.shape.ext_mut() {
+        if k == "suspendTimeoutMillis" {
+            *v = Val::Raw(SEED_SUSPEND_MS.into());
+            changed = true;
+        }
+    }
+    if changed {
+        s.bytes = s.shape.encode();
+    }
+    s
 }
 
 fn built_seed(name: &str, cmd: RemotingCommand) -> Seed {
@@ -478,9 +485,49 @@ pub fn regressions() -> Vec<Seed> {
             config("channelExpiredTimeout=120000"),
         ),
     ];
+    // A pull held for i64::MAX ms on a queue nothing is sent to, its connection closed by
+    // the harness after 2 s: the held pull's task (and its request) lived on for good.
+    let held = [
+        (
+            "a pull held past its connection: the topic",
+            signed(request(
+                RequestCode::UPDATE_AND_CREATE_TOPIC,
+                &CreateTopicRequestHeader {
+                    topic: "FuzzHeldTopic".into(),
+                    default_topic: "TBW102".into(),
+                    read_queue_nums: 1,
+                    write_queue_nums: 1,
+                    perm: 6,
+                    topic_filter_type: "SINGLE_TAG".into(),
+                    ..Default::default()
+                },
+            )),
+        ),
+        (
+            "a pull held past its connection: the pull",
+            request(
+                RequestCode::PULL_MESSAGE,
+                &PullMessageRequestHeader {
+                    consumer_group: CONSUMER_GROUP.into(),
+                    topic: "FuzzHeldTopic".into(),
+                    queue_id: 0,
+                    queue_offset: 0,
+                    max_msg_nums: 32,
+                    sys_flag: 2 | 4,
+                    commit_offset: 0,
+                    suspend_timeout_millis: i64::MAX,
+                    subscription: Some("*".into()),
+                    sub_version: 0,
+                    expression_type: Some("TAG".into()),
+                    ..Default::default()
+                },
+            ),
+        ),
+    ];
     list.into_iter()
         .chain(too_large)
         .chain(expiry)
+        .chain(held)
         .map(|(name, cmd)| {
             let cmd = RemotingCommand { opaque: 1, ..cmd };
             let body = cmd.body.to_vec();
