@@ -100,67 +100,15 @@ fn decoders_survive_mutants() {
     for s in seeds::regressions() {
         decode::exercise(&s.bytes);
     }
-    let cases = env_or("FUZZ_DECODE_CASES", 60_000u32);
+    let cases = env_or("FUZZ_DECODE_CASES", 60_000u64);
     let budget = Duration::from_secs(env_or("FUZZ_DECODE_SECONDS", 20u64));
-    let report = decode_fuzz(&pool, env_or("FUZZ_SEED", SEED), cases, budget);
-    println!("decoders: {report}");
-}
-
-/// Runs up to `cases` mutants (or `budget`) through the decoders with proptest's runner:
-/// a panic is shrunk to the smallest plan that still panics, and reported with its bytes.
-fn decode_fuzz(pool: &Pool, seed: u64, cases: u32, budget: Duration) -> String {
-    let started = Instant::now();
-    let mut runner = net::rng(seed, u64::MAX);
-    let mut config = runner.config().clone();
-    config.cases = cases;
-    config.failure_persistence = None;
-    config.max_shrink_time = 60_000;
-    let rng = runner.new_rng();
-    let mut runner = proptest::test_runner::TestRunner::new_with_rng(config, rng);
-    let execs = std::sync::atomic::AtomicU64::new(0);
-    let (frames, headers, bodies) = (
-        std::sync::atomic::AtomicU64::new(0),
-        std::sync::atomic::AtomicU64::new(0),
-        std::sync::atomic::AtomicU64::new(0),
+    let report = decode::run(&pool, env_or("FUZZ_SEED", SEED), cases, budget, true);
+    println!("decoders: {}", report.summary());
+    assert!(
+        report.crashes.is_empty(),
+        "a decoder panicked:\n{}",
+        report.crashes.join("\n\n")
     );
-    let result = runner.run(&mutate::plan(false), |plan| {
-        if started.elapsed() > budget {
-            return Ok(());
-        }
-        let m = mutate::apply(pool, &plan);
-        let r = decode::exercise(&m.bytes);
-        use std::sync::atomic::Ordering::Relaxed;
-        execs.fetch_add(1, Relaxed);
-        frames.fetch_add(u64::from(r.frames > 0), Relaxed);
-        headers.fetch_add(u64::from(r.header && r.frames > 0), Relaxed);
-        bodies.fetch_add(u64::from(r.body && r.header && r.frames > 0), Relaxed);
-        Ok(())
-    });
-    if let Err(e) = result {
-        let detail = match &e {
-            proptest::test_runner::TestError::Fail(_, plan) => {
-                let m = mutate::apply(pool, plan);
-                format!(
-                    "\nseed `{}`\nbytes ({}): {}",
-                    pool.seeds[m.seed].name,
-                    m.bytes.len(),
-                    net::hex_head(&m.bytes, 4096)
-                )
-            }
-            _ => String::new(),
-        };
-        panic!("a decoder panicked: {e}{detail}");
-    }
-    let n = execs.into_inner();
-    let secs = started.elapsed().as_secs_f64();
-    format!(
-        "{n} mutants in {secs:.1} s ({:.0}/s); {} read as frames, {} with the header and {} \
-         also the body their processor reads",
-        n as f64 / secs,
-        frames.into_inner(),
-        headers.into_inner(),
-        bodies.into_inner()
-    )
 }
 
 /// The runtime settings as the broker has them, as UPDATE_BROKER_CONFIG bodies: all, and
@@ -311,18 +259,17 @@ async fn fuzz_frames_long() {
     );
     println!("FUZZ_SEED={seed}");
     let decode_secs = (seconds / 5).max(1);
-    let report = tokio::task::spawn_blocking(move || {
+    let decoded = tokio::task::spawn_blocking(move || {
         let _scope = panics::Scope::enter("decoders");
-        decode_fuzz(
-            &Pool::new(),
-            seed,
-            u32::MAX,
-            Duration::from_secs(decode_secs),
-        )
+        let budget = Duration::from_secs(decode_secs);
+        decode::run(&Pool::new(), seed, u64::MAX, budget, false)
     })
     .await
     .unwrap();
-    println!("decoders: {report}");
+    println!("decoders: {}", decoded.summary());
+    for c in &decoded.crashes {
+        println!("decoder crash: {c}");
+    }
     let cfg = net::NetConfig {
         seed,
         workers: env_or("FUZZ_WORKERS", 4usize),
@@ -332,9 +279,11 @@ async fn fuzz_frames_long() {
     };
     let (report, before, after) = fuzz_broker(cfg).await;
     println!(
-        "crashes: {} panics, {} failures",
+        "crashes: {} in the decoders, {} panics and {} failures in the broker",
+        decoded.crashes.len(),
         panics::outside("decoders").len(),
         report.failures.len()
     );
+    assert!(decoded.crashes.is_empty(), "decoder crashes (above)");
     check(&report, before, after, 2048);
 }

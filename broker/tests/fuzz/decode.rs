@@ -3,6 +3,9 @@
 //! reads, then every other header and body decoder too (a code confused for another is a
 //! mutant's job). Nothing is asserted but that none of it panics.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use proptest::strategy::{Strategy, ValueTree};
 use rmq_broker::filter::SqlFilter;
 use rmq_remoting::message::{decode_batch, Properties};
 use rmq_remoting::protocol::admin::SubscriptionGroupConfig;
@@ -12,6 +15,96 @@ use rmq_remoting::protocol::heartbeat::{
 use rmq_remoting::JsonBody;
 
 use super::*;
+
+#[derive(Debug, Default)]
+pub struct DecodeReport {
+    pub execs: u64,
+    /// Read as at least one frame; with the header, and the body too, their processor reads.
+    pub frames: u64,
+    pub headers: u64,
+    pub bodies: u64,
+    pub elapsed: Duration,
+    /// Each panic, shrunk to the smallest plan that still panics, with its bytes.
+    pub crashes: Vec<String>,
+}
+
+impl DecodeReport {
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "{} mutants in {secs:.1} s ({:.0}/s); {} read as frames, {} with the header and {} \
+             also the body their processor reads; {} crashes",
+            self.execs,
+            self.execs as f64 / secs.max(1e-9),
+            self.frames,
+            self.headers,
+            self.bodies,
+            self.crashes.len()
+        )
+    }
+}
+
+/// Up to `cases` mutants (or `budget`) through the decoders. A panic is shrunk with
+/// proptest's value tree (as its runner would, but here the loop owns the clock) and
+/// recorded; `first_only` stops there.
+pub fn run(pool: &Pool, seed: u64, cases: u64, budget: Duration, first_only: bool) -> DecodeReport {
+    let started = Instant::now();
+    let strategy = mutate::plan(false);
+    let mut runner = net::rng(seed, u64::MAX);
+    let mut r = DecodeReport::default();
+    let attempt = |plan: &mutate::Plan| {
+        let m = mutate::apply(pool, plan);
+        catch_unwind(AssertUnwindSafe(|| exercise(&m.bytes))).map_err(|e| {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            (m, msg)
+        })
+    };
+    while r.execs < cases && started.elapsed() < budget {
+        let mut tree = strategy.new_tree(&mut runner).expect("plan");
+        r.execs += 1;
+        let failed = match attempt(&tree.current()) {
+            Ok(reached) => {
+                r.frames += u64::from(reached.frames > 0);
+                r.headers += u64::from(reached.frames > 0 && reached.header);
+                r.bodies += u64::from(reached.frames > 0 && reached.header && reached.body);
+                continue;
+            }
+            Err(f) => f,
+        };
+        let mut smallest = (tree.current(), failed);
+        let shrink_until = Instant::now() + Duration::from_secs(60);
+        if tree.simplify() {
+            while Instant::now() < shrink_until {
+                match attempt(&tree.current()) {
+                    Ok(_) if !tree.complicate() => break,
+                    Ok(_) => {}
+                    Err(f) => {
+                        smallest = (tree.current(), f);
+                        if !tree.simplify() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let (plan, (m, msg)) = smallest;
+        r.crashes.push(format!(
+            "{msg}\n  seed `{}`, {plan:?}\n  bytes ({}): {}",
+            pool.seeds[m.seed].name,
+            m.bytes.len(),
+            net::hex_head(&m.bytes, 4096)
+        ));
+        if first_only {
+            break;
+        }
+    }
+    r.elapsed = started.elapsed();
+    r
+}
 
 /// How far a mutant got.
 #[derive(Debug, Default, Clone, Copy)]
