@@ -614,7 +614,7 @@ fn props(shape: &mut Shape, i: &Index, e: &Edge) {
         return;
     }
     let n = i.index(items.len());
-    let p = &mut items[n].2;
+    let (_, (_, _, p)) = &mut items[n];
     if !p.is_empty() && !p.ends_with(&[2]) {
         p.push(2);
     }
@@ -622,13 +622,16 @@ fn props(shape: &mut Shape, i: &Index, e: &Edge) {
     shape.body = encode_items(&items);
 }
 
-/// The items of a batch body as (flag, body, properties), as far as they parse.
-fn batch_items(mut b: &[u8]) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+/// The items of a batch body as (flag, body, properties), as far as they parse, with
+/// where each starts.
+fn batch_items(body: &[u8]) -> Vec<(usize, Item)> {
     let mut out = Vec::new();
     let int = |b: &[u8], at: usize| -> Option<i32> {
         Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
     };
-    while !b.is_empty() {
+    let mut start = 0;
+    while start < body.len() {
+        let b = &body[start..];
         let Some(total) = int(b, 0).filter(|t| *t >= 22 && *t as usize <= b.len()) else {
             break;
         };
@@ -649,15 +652,17 @@ fn batch_items(mut b: &[u8]) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
         let Some(props) = item.get(at + 2..at + 2 + props_len.max(0) as usize) else {
             break;
         };
-        out.push((flag, body.to_vec(), props.to_vec()));
-        b = &b[total as usize..];
+        out.push((start, (flag, body.to_vec(), props.to_vec())));
+        start += total as usize;
     }
     out
 }
 
-fn encode_items(items: &[(i32, Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+type Item = (i32, Vec<u8>, Vec<u8>);
+
+fn encode_items(items: &[(usize, Item)]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (flag, body, props) in items {
+    for (_, (flag, body, props)) in items {
         out.put_i32((20 + body.len() + 2 + props.len()) as i32);
         out.put_i32(0);
         out.put_i32(0);
@@ -677,19 +682,16 @@ fn batch_field(shape: &mut Shape, i: &Index, field: u8, v: i64) {
     if items.is_empty() {
         return;
     }
-    let n = i.index(items.len());
-    let start: usize = items[..n]
-        .iter()
-        .map(|(_, b, p)| 22 + b.len() + p.len())
-        .sum();
-    let at = match field {
-        0..=4 => start + 4 * field as usize,
-        _ => start + 20 + items[n].1.len(),
+    let (start, (_, body, _)) = &items[i.index(items.len())];
+    let (at, bytes) = match field {
+        0..=4 => (
+            start + 4 * field as usize,
+            (v as i32).to_be_bytes().to_vec(),
+        ),
+        _ => (start + 20 + body.len(), (v as i16).to_be_bytes().to_vec()),
     };
-    if field == 5 {
-        shape.body[at..at + 2].copy_from_slice(&(v as i16).to_be_bytes());
-    } else {
-        shape.body[at..at + 4].copy_from_slice(&(v as i32).to_be_bytes());
+    if let Some(slot) = shape.body.get_mut(at..at + bytes.len()) {
+        slot.copy_from_slice(&bytes);
     }
 }
 

@@ -174,7 +174,11 @@ async fn worker(
     let mut wire: Option<Wire> = None;
     while Instant::now() < deadline && count.fetch_add(1, Ordering::Relaxed) < cfg.max_execs {
         let plan = next_plan(&mut runner);
-        let m = mutate::apply(pool, &plan);
+        // A panic here is the harness's own, and says so.
+        let m = {
+            let _scope = panics::Scope::enter("harness");
+            mutate::apply(pool, &plan)
+        };
         let what = format!("seed `{}`, {plan:?}", pool.seeds[m.seed].name);
         send(&mut wire, target, cfg, report, m.bytes, what).await;
     }

@@ -24,12 +24,14 @@ pub fn install() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let thread = std::thread::current();
-            let text = format!("[thread {}] {info}", thread.name().unwrap_or("unnamed"));
+            let scope = SCOPE.with(Cell::get);
+            let text = format!(
+                "[thread {}{}{scope}] {info}",
+                thread.name().unwrap_or("unnamed"),
+                if scope.is_empty() { "" } else { ", in the " }
+            );
             if let Ok(mut p) = PANICS.lock() {
-                p.push(Recorded {
-                    scope: SCOPE.with(Cell::get),
-                    text,
-                });
+                p.push(Recorded { scope, text });
             }
             previous(info);
         }));
