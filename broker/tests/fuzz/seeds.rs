@@ -524,10 +524,44 @@ pub fn regressions() -> Vec<Seed> {
             ),
         ),
     ];
+    // Transaction halves the checker reads: one born at i64::MIN (now - born overflowed),
+    // one immune for i64::MAX seconds (x 1000 overflowed). Either killed the checker task.
+    let half = |born: i64, extra: &str| {
+        request(
+            RequestCode::SEND_MESSAGE_V2,
+            &SendMessageRequestHeaderV2::from_v1(SendMessageRequestHeader {
+                producer_group: PRODUCER_GROUP.into(),
+                topic: TOPIC.into(),
+                default_topic: "TBW102".into(),
+                default_topic_queue_nums: 4,
+                sys_flag: 4,
+                born_timestamp: born,
+                properties: Some(format!(
+                    "TRAN_MSG\u{1}true\u{2}PGROUP\u{1}{PRODUCER_GROUP}{extra}"
+                )),
+                ..Default::default()
+            }),
+        )
+        .with_body(b"half".to_vec())
+    };
+    let halves = [
+        (
+            "transaction checker: a half born at i64::MIN",
+            half(i64::MIN, ""),
+        ),
+        (
+            "transaction checker: a half immune for i64::MAX s, then check passes",
+            half(
+                1_700_000_000_000,
+                "\u{2}CHECK_IMMUNITY_TIME_IN_SECONDS\u{1}9223372036854775807",
+            ),
+        ),
+    ];
     list.into_iter()
         .chain(too_large)
         .chain(expiry)
         .chain(held)
+        .chain(halves)
         .map(|(name, cmd)| {
             let cmd = RemotingCommand { opaque: 1, ..cmd };
             let body = cmd.body.to_vec();
@@ -538,10 +572,17 @@ pub fn regressions() -> Vec<Seed> {
             if name.contains("housekeeping pass") {
                 s.pause = HOUSEKEEPING + Duration::from_millis(500);
             }
+            if name.contains("check passes") {
+                s.pause = 2 * TRANSACTION_CHECKS + Duration::from_millis(500);
+            }
             s
         })
         .collect()
 }
+
+/// How often the fuzzed broker checks transaction halves, and how old a half must be
+/// (`transactionCheckInterval`, `transactionTimeOut`: 60 s and 6 s by default).
+pub const TRANSACTION_CHECKS: Duration = Duration::from_secs(1);
 
 /// How often the fuzzed broker runs its housekeeping (`flushConsumerOffsetInterval`; 5 s by
 /// default, shorter here so settings a mutant changed meet it within a run).
