@@ -151,7 +151,7 @@ async fn runtime_settings(addr: &str) -> (Vec<u8>, Vec<u8>) {
     (every.into_bytes(), hampering.into_bytes())
 }
 
-async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
+async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, net::Rss, net::Rss) {
     panics::install();
     let cluster = rmq_testkit::start_cluster(|s| {
         // SQL92 subscriptions reach the filter parser only with this on.
@@ -164,7 +164,7 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
         s.broker.transaction_time_out = seeds::TRANSACTION_CHECKS.as_millis() as u64;
     })
     .await;
-    let rss_before = net::rss_kib();
+    let rss_before = net::Rss::now();
     let addr = cluster.broker.local_addr().to_string();
     let (settings, hampering) = runtime_settings(&addr).await;
     let target = Arc::new(net::Target {
@@ -216,19 +216,21 @@ async fn fuzz_broker(cfg: net::NetConfig) -> (net::NetReport, u64, u64) {
             .failures
             .push(format!("an honest client after the run: {e}"));
     }
-    let rss_after = net::rss_kib();
+    let rss_after = net::Rss::now();
     cluster.stop().await;
     (report, rss_before, rss_after)
 }
 
-fn check(report: &net::NetReport, rss_before: u64, rss_after: u64, max_growth_mib: u64) {
+/// Fails on anything the run found; `max_growth_mib` bounds the anonymous memory's growth.
+fn check(report: &net::NetReport, before: net::Rss, after: net::Rss, max_growth_mib: u64) {
     println!("broker: {}", report.summary());
     println!("answered/SUCCESS by request code: {}", report.per_request());
     println!(
-        "RSS (name server, broker and harness in one process): {} MiB before, {} MiB after",
-        rss_before / 1024,
-        rss_after / 1024
+        "RSS (name server, broker and harness in one process): {before} before, {after} after"
     );
+    for (n, rss) in &report.rss {
+        println!("  RSS after {n} mutants: {rss}");
+    }
     let mut problems = Vec::new();
     let panics = panics::outside("decoders");
     if !panics.is_empty() {
@@ -245,12 +247,8 @@ fn check(report: &net::NetReport, rss_before: u64, rss_after: u64, max_growth_mi
             report.failures.join("\n\n")
         ));
     }
-    if rss_after.saturating_sub(rss_before) >= max_growth_mib * 1024 {
-        problems.push(format!(
-            "RSS grew from {} to {} MiB",
-            rss_before / 1024,
-            rss_after / 1024
-        ));
+    if after.anon.saturating_sub(before.anon) >= max_growth_mib * 1024 {
+        problems.push(format!("RSS grew from {before} to {after}"));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }

@@ -40,6 +40,8 @@ pub struct NetReport {
     pub requests: BTreeMap<i32, (u64, u64)>,
     pub failures: Vec<String>,
     pub elapsed: Duration,
+    /// (mutants sent so far, memory) during the run.
+    pub rss: Vec<(u64, Rss)>,
 }
 
 impl NetReport {
@@ -134,6 +136,19 @@ pub async fn run(pool: Arc<Pool>, target: Arc<Target>, cfg: &NetConfig) -> NetRe
             worker(w, &pool, &target, &cfg, deadline, &count, &report).await
         }));
     }
+    // Memory over the run: a leak grows with the mutants sent, an allocator's retention
+    // levels off.
+    let sampler = {
+        let (count, report) = (count.clone(), report.clone());
+        let every = cfg.budget / 6;
+        tokio::spawn(async move {
+            while Instant::now() + every / 2 < deadline {
+                tokio::time::sleep(every).await;
+                let n = count.load(Ordering::Relaxed);
+                report.lock().unwrap().rss.push((n, Rss::now()));
+            }
+        })
+    };
     for t in tasks {
         if let Err(e) = t.await {
             report
@@ -143,6 +158,7 @@ pub async fn run(pool: Arc<Pool>, target: Arc<Target>, cfg: &NetConfig) -> NetRe
                 .push(format!("a harness worker failed: {e}"));
         }
     }
+    sampler.abort();
     let mut r = std::mem::take(&mut *report.lock().unwrap());
     r.elapsed = started.elapsed();
     r
@@ -400,16 +416,41 @@ async fn wait(w: &mut Wire, expect: &Expect, answer_timeout: Duration) -> Result
     }
 }
 
-/// The broker's resident memory (it runs in this process), in KiB.
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+/// Resident memory of this process (name server, broker and harness), in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rss {
+    pub total: u64,
+    /// Heap and other anonymous memory: what a leak grows. The rest is mostly the store's
+    /// mapped files, resident as far as they were written.
+    pub anon: u64,
+}
+
+impl Rss {
+    pub fn now() -> Rss {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+                .unwrap_or(0)
+        };
+        Rss {
+            total: field("VmRSS:"),
+            anon: field("RssAnon:"),
+        }
+    }
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} MiB ({} MiB anonymous)",
+            self.total / 1024,
+            self.anon / 1024
+        )
+    }
 }
 
 /// An honest client after the run: a new topic created as an admin would, a message sent
