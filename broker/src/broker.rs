@@ -509,7 +509,12 @@ async fn housekeeping(inner: Arc<BrokerInner>, stop: CancellationToken) {
             }
         })
         .await;
-        let timeout = inner.settings.broker(|b| b.channel_expired_timeout) as i64;
+        // Any u64 is a valid setting; past i64::MAX / 2 it means never (ClientManager::expired
+        // adds it to a heartbeat time: at i64::MAX that overflowed and killed this task).
+        let timeout = inner
+            .settings
+            .broker(|b| b.channel_expired_timeout)
+            .min(i64::MAX as u64 / 2) as i64;
         for conn in inner
             .clients
             .expired(rmq_remoting::util::now_millis(), timeout)

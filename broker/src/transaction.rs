@@ -248,13 +248,15 @@ async fn check_once(inner: &Arc<BrokerInner>) {
             }
             continue;
         };
+        // Both come from the producer: an immunity whose milliseconds overflow is as good as
+        // none (the default applies), and a born time of i64::MIN is simply old.
         let immunity = m
             .properties
             .get(property::CHECK_IMMUNITY_TIME_IN_SECONDS)
             .and_then(|s| s.parse::<i64>().ok())
-            .map(|s| s * 1000)
+            .and_then(|s| s.checked_mul(1000))
             .unwrap_or(timeout);
-        if now_millis() - m.born_timestamp < immunity {
+        if now_millis().saturating_sub(m.born_timestamp) < immunity {
             break; // later halves are younger still
         }
         let checks: i32 = m

@@ -189,7 +189,8 @@ impl ConsumeQueue {
         if index < 0 {
             return None;
         }
-        let byte = index as u64 * CQ_UNIT_SIZE as u64;
+        // A client's offset (a committed one, read back by GET_CONSUME_STATS) can be any i64.
+        let byte = (index as u64).checked_mul(CQ_UNIT_SIZE as u64)?;
         let f = self.file_for_byte(byte)?;
         let pos = (byte - f.from_offset()) as usize;
         let b = f.slice(pos, CQ_UNIT_SIZE)?;
