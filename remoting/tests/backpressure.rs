@@ -185,9 +185,10 @@ async fn a_slow_reader_that_reads_keeps_its_connection() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        got
+        // The socket stays open until the server's side is checked.
+        (got, s)
     });
-    let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+    let (got, _open) = tokio::task::spawn_blocking(move || reader.join().unwrap())
         .await
         .unwrap();
     assert!(
