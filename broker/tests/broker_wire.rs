@@ -603,3 +603,35 @@ async fn advertised_host_name_and_port() {
     broker.shutdown().await;
     ns.shutdown().await;
 }
+
+/// A broker registering in parts (RocketMQ 5's `enableSplitRegistration`): the name server
+/// ends up with every topic of every part, and the broker stays registered.
+#[tokio::test]
+async fn a_registration_in_parts_reaches_the_name_server_whole() {
+    let cluster = rmq_testkit::start_cluster(|s| {
+        s.broker.enable_split_registration = true;
+        s.broker.split_registration_size = 8;
+    })
+    .await;
+    let addr = format!("127.0.0.1:{}", cluster.settings.broker.listen_port);
+    let admin = rmq_testkit::admin_client();
+    for i in 0..30 {
+        let r = admin
+            .invoke(
+                &addr,
+                rmq_testkit::create_topic_request(&format!("Part{i:02}"), 4, 6),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, ResponseCode::SUCCESS);
+    }
+    let route = &cluster.namesrv.processor().route;
+    let all = rmq_testkit::wait_until(Duration::from_secs(20), || {
+        (0..30).all(|i| route.topic_route(&format!("Part{i:02}")).is_some())
+    })
+    .await;
+    assert!(all, "some parts of the registration never arrived");
+    assert_eq!(route.live_broker_count(), 1);
+    cluster.stop().await;
+}

@@ -56,7 +56,9 @@ impl Decoder for RemotingCodec {
             )));
         }
         if src.len() < 4 + total {
-            src.reserve(4 + total - src.len());
+            // Grow with what arrives, not with what the length word promises: ten thousand
+            // half frames announcing 16 MiB each must not reserve 160 GiB.
+            src.reserve((4 + total - src.len()).min(64 << 10));
             return Ok(None);
         }
         src.advance(4);

@@ -537,11 +537,25 @@ async fn feed<W: tokio::io::AsyncWrite + Unpin>(
     cmd: RemotingCommand,
     peer: SocketAddr,
 ) -> Result<()> {
+    let too_large = cmd.is_response().then(|| {
+        let mut r = RemotingCommand::error(
+            crate::code::ResponseCode::SYSTEM_ERROR,
+            "the response is over the frame size limit",
+        );
+        r.opaque = cmd.opaque;
+        r.flag = cmd.flag;
+        r.serialize_type = cmd.serialize_type;
+        r
+    });
     match sink.feed(cmd).await {
         Ok(()) => Ok(()),
-        // A frame we cannot encode (too large) is dropped with a log; the connection lives on.
+        // A frame we cannot encode (too large): a response becomes an error answer, so the
+        // peer is not left waiting; a request is dropped (its caller times out).
         Err(RemotingError::FrameTooLarge { len, max }) => {
-            tracing::warn!(%peer, len, max, "dropping an outgoing frame over the size limit");
+            tracing::warn!(%peer, len, max, "an outgoing frame is over the size limit");
+            if let Some(resp) = too_large {
+                sink.feed(resp).await?;
+            }
             Ok(())
         }
         Err(e) => Err(e),

@@ -258,3 +258,26 @@ async fn connection_caps_per_address_and_in_total() {
     assert!(echo_ok(&mut again));
     server.shutdown().await;
 }
+
+/// A response too large for the frame limit is answered SYSTEM_ERROR, not dropped: the
+/// client must not wait for an answer that never comes.
+#[tokio::test]
+async fn a_response_over_the_frame_limit_becomes_an_error_answer() {
+    let config = ConnectionConfig {
+        max_frame_len: 32 << 10,
+        ..Default::default()
+    };
+    let (server, _state, addr) = serve(config).await;
+    let client = RemotingClient::default();
+    let resp = client
+        .invoke(
+            &addr.to_string(),
+            RemotingCommand::request(BIG),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("an answer, not a timeout");
+    assert_eq!(resp.code, rmq_remoting::ResponseCode::SYSTEM_ERROR);
+    assert!(resp.remark.unwrap().contains("frame size limit"));
+    server.shutdown().await;
+}

@@ -147,14 +147,14 @@ impl ClientManager {
             out.extend(
                 info.channels
                     .values()
-                    .filter(|c| c.last_update_ms + timeout_ms < now_ms)
+                    .filter(|c| c.last_update_ms.saturating_add(timeout_ms) < now_ms)
                     .map(|c| c.conn.clone()),
             );
         }
         for g in self.producers.read().values() {
             out.extend(
                 g.values()
-                    .filter(|c| c.last_update_ms + timeout_ms < now_ms)
+                    .filter(|c| c.last_update_ms.saturating_add(timeout_ms) < now_ms)
                     .map(|c| c.conn.clone()),
             );
         }

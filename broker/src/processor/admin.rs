@@ -465,10 +465,11 @@ pub fn query_message(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
         .get("_UNIQUE_KEY_QUERY")
         .map(|v| v == "true")
         .unwrap_or(false);
+    // RocketMQ caps a query at maxMsgsNumBatch (64): each hit is a record in the answer.
     let max = if unique {
         32
     } else {
-        h.max_num.max(1) as usize
+        h.max_num.clamp(1, 64) as usize
     };
     let found =
         inner
