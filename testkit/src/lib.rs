@@ -66,17 +66,21 @@ pub fn create_topic_request(topic: &str, queues: i32, perm: i32) -> rmq_remoting
 
 /// A free port on 127.0.0.1 for a broker: the ports it also takes — the VIP channel
 /// (`port - 2`) and the HA port (`port + 1`) — are free too.
+///
+/// Checked on the wildcard address: a broker may bind `0.0.0.0`, and a port that is free on
+/// 127.0.0.1 can still be held on another loopback address (a test's clients bound to
+/// 127.0.0.2 leave TIME_WAIT sockets there, which a wildcard bind collides with).
 pub fn free_port() -> u16 {
     loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
+        let p = std::net::TcpListener::bind("0.0.0.0:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         if p > 1030
             && p < u16::MAX
-            && std::net::TcpListener::bind(("127.0.0.1", p - 2)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", p - 2)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", p + 1)).is_ok()
         {
             return p;
         }
