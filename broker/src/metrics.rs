@@ -27,6 +27,8 @@ pub struct BrokerMetrics {
     store_fenced: IntGauge,
     open_connections: IntGauge,
     refused_connections: prometheus::IntCounter,
+    cpu_seconds: prometheus::Counter,
+    resident_bytes: IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -133,6 +135,18 @@ impl BrokerMetrics {
                 "Connections closed on accept since start: serverMaxConnections or serverMaxConnectionsPerAddress reached.",
             )
             .expect("valid metric"),
+            // Microsecond CPU time (getrusage), not the process collector's whole seconds:
+            // mqbench divides it by the messages of an 8 s run.
+            cpu_seconds: prometheus::Counter::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time of the broker process, seconds.",
+            )
+            .expect("valid metric"),
+            resident_bytes: IntGauge::new(
+                "process_resident_memory_bytes",
+                "Resident memory of the broker process, bytes (mapped store files included).",
+            )
+            .expect("valid metric"),
             store_fenced: IntGauge::new(
                 "store_fenced",
                 "1 once a flush failed and the store stopped taking writes (restart to recover).",
@@ -183,6 +197,12 @@ impl BrokerMetrics {
         m.registry
             .register(Box::new(m.refused_connections.clone()))
             .expect("register");
+        m.registry
+            .register(Box::new(m.cpu_seconds.clone()))
+            .expect("register");
+        m.registry
+            .register(Box::new(m.resident_bytes.clone()))
+            .expect("register");
         Arc::new(m)
     }
 
@@ -199,6 +219,12 @@ impl BrokerMetrics {
         self.disk_ratio.set(ratio);
         self.held_pulls.set(inner.holds.held_count() as i64);
         self.store_fenced.set(i64::from(store.fenced().is_some()));
+        let (cpu, rss) = process_usage();
+        let shown = self.cpu_seconds.get();
+        if cpu > shown {
+            self.cpu_seconds.inc_by(cpu - shown);
+        }
+        self.resident_bytes.set(rss as i64);
         let servers = inner.servers.get().map(Vec::as_slice).unwrap_or_default();
         self.open_connections
             .set(servers.iter().map(|s| s.open() as i64).sum());
@@ -227,4 +253,24 @@ impl BrokerMetrics {
         }
         rmq_metrics::encode(&self.registry)
     }
+}
+
+/// CPU seconds (user + system, microsecond resolution) and resident bytes of this process.
+fn process_usage() -> (f64, u64) {
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let cpu = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(ru.ru_utime) + secs(ru.ru_stime)
+    } else {
+        0.0
+    };
+    // statm's second field: resident pages.
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        // SAFETY: sysconf has no preconditions.
+        .map(|pages| pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64)
+        .unwrap_or(0);
+    (cpu, rss)
 }

@@ -13,6 +13,8 @@ async fn produce_then_consume_counts_every_message() {
     s.store.mapped_file_size_commit_log = 8 << 20;
     s.store.mapped_file_size_consume_queue = 20 * 10_000;
     s.store.max_index_num = 8192;
+    let metrics_port = rmq_testkit::free_port();
+    s.broker.metrics_port = metrics_port;
     let broker = Broker::start(s).await.unwrap();
     // Wait until the broker is registered.
     for _ in 0..50 {
@@ -44,6 +46,8 @@ async fn produce_then_consume_counts_every_message() {
                 "-k",
                 "-c",
                 "3",
+                "--brokerMetrics",
+                &format!("127.0.0.1:{metrics_port}"),
             ])
             .output()
             .unwrap()
@@ -58,6 +62,15 @@ async fn produce_then_consume_counts_every_message() {
     );
     assert!(text.contains("[summary] Send TPS"), "{text}");
     assert!(text.contains("failed: 0"), "{text}");
+    // The broker's CPU per message, from its process counters (here the test process's).
+    let cpu_line = text
+        .lines()
+        .find(|l| l.starts_with("[broker] CPU:"))
+        .unwrap_or_else(|| panic!("no broker CPU line: {text}"));
+    assert!(
+        cpu_line.contains("for 400 messages") && cpu_line.ends_with("us/msg"),
+        "{cpu_line}"
+    );
     let batch_out = tokio::task::spawn_blocking({
         let ns2 = ns_addr.clone();
         move || {

@@ -95,6 +95,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         },
         o.common.seconds
     );
+    let cpu = super::BrokerCpu::start(&o.common).await?;
     let stats = Stats::new();
     let stop = CancellationToken::new();
     let reporter = tokio::spawn(stats.clone().report_every_second("Consume", stop.clone()));
@@ -183,5 +184,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     stop.cancel();
     let _ = reporter.await;
     println!("{}", stats.summary("Consume"));
+    if let Some(cpu) = cpu {
+        println!("{}", cpu.finish(stats.total_ok()).await?);
+    }
     Ok(())
 }

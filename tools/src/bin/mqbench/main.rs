@@ -66,6 +66,58 @@ pub struct Common {
     /// A properties file of RocketMQ's tls.* keys; implies --tls.
     #[arg(long = "tlsConfigFile")]
     pub tls_config_file: Option<std::path::PathBuf>,
+    /// The broker's metrics endpoint (`host:port`, its `metricsPort`): its process CPU time is
+    /// read before and after the run and printed per message.
+    #[arg(long = "brokerMetrics")]
+    pub broker_metrics: Option<String>,
+}
+
+/// The broker's process CPU seconds at the start of a run, to charge per message at its end.
+pub struct BrokerCpu {
+    addr: String,
+    before: f64,
+}
+
+impl BrokerCpu {
+    /// Reads the counter now, if `--brokerMetrics` was given (and says why it cannot).
+    pub async fn start(common: &Common) -> anyhow::Result<Option<BrokerCpu>> {
+        let Some(addr) = common.broker_metrics.clone() else {
+            return Ok(None);
+        };
+        let before = cpu_seconds(&addr).await?;
+        Ok(Some(BrokerCpu { addr, before }))
+    }
+
+    /// The summary line: broker CPU per message over the run.
+    pub async fn finish(self, messages: u64) -> anyhow::Result<String> {
+        let used = cpu_seconds(&self.addr).await? - self.before;
+        let per = if messages == 0 {
+            0.0
+        } else {
+            used * 1e6 / messages as f64
+        };
+        Ok(format!(
+            "[broker] CPU: {used:.2} s for {messages} messages = {per:.1} us/msg"
+        ))
+    }
+}
+
+/// `rocketmq_process_cpu_seconds_total` from a broker's `/metrics`.
+async fn cpu_seconds(addr: &str) -> anyhow::Result<f64> {
+    use anyhow::Context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot reach the broker's metrics at {addr}"))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: mqbench\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await?;
+    text.lines()
+        .find(|l| l.starts_with("rocketmq_process_cpu_seconds_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no rocketmq_process_cpu_seconds_total at {addr}/metrics"))
 }
 
 impl Common {

@@ -106,6 +106,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             String::new()
         }
     );
+    let cpu = super::BrokerCpu::start(&o.common).await?;
     let stats = Stats::new();
     let stop = CancellationToken::new();
     let reporter = tokio::spawn(stats.clone().report_every_second("Send", stop.clone()));
@@ -182,5 +183,8 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     stop.cancel();
     let _ = reporter.await;
     println!("{}", stats.summary("Send"));
+    if let Some(cpu) = cpu {
+        println!("{}", cpu.finish(stats.total_ok()).await?);
+    }
     Ok(())
 }

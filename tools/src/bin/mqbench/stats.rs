@@ -101,6 +101,11 @@ impl Stats {
         }
     }
 
+    /// Messages that succeeded since start.
+    pub fn total_ok(&self) -> u64 {
+        self.total.lock().ok
+    }
+
     pub fn summary(&self, label: &str) -> String {
         let w = self.total.lock();
         Stats::line(
