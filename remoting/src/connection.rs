@@ -509,6 +509,10 @@ struct Stall {
 impl Stall {
     async fn guard<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         tokio::pin!(f);
+        // Most writes land in the buffer at once: no timer for those.
+        if let Some(r) = futures::FutureExt::now_or_never(f.as_mut()) {
+            return r;
+        }
         let started = now_ms();
         loop {
             let last = self.progress.load(Ordering::Relaxed).max(started);
@@ -537,24 +541,26 @@ async fn feed<W: tokio::io::AsyncWrite + Unpin>(
     cmd: RemotingCommand,
     peer: SocketAddr,
 ) -> Result<()> {
-    let too_large = cmd.is_response().then(|| {
-        let mut r = RemotingCommand::error(
-            crate::code::ResponseCode::SYSTEM_ERROR,
-            "the response is over the frame size limit",
-        );
-        r.opaque = cmd.opaque;
-        r.flag = cmd.flag;
-        r.serialize_type = cmd.serialize_type;
-        r
-    });
+    // Kept apart: the command is consumed by the sink.
+    let answer = cmd
+        .is_response()
+        .then_some((cmd.opaque, cmd.flag, cmd.serialize_type));
     match sink.feed(cmd).await {
         Ok(()) => Ok(()),
-        // A frame we cannot encode (too large): a response becomes an error answer, so the
-        // peer is not left waiting; a request is dropped (its caller times out).
-        Err(RemotingError::FrameTooLarge { len, max }) => {
-            tracing::warn!(%peer, len, max, "an outgoing frame is over the size limit");
-            if let Some(resp) = too_large {
-                sink.feed(resp).await?;
+        // A frame we cannot encode (over the frame limit, or a header over the 24-bit length):
+        // a response becomes an error answer naming why, so the peer is not left waiting; a
+        // request is dropped (its caller times out).
+        Err(e @ (RemotingError::FrameTooLarge { .. } | RemotingError::BadHeader(_))) => {
+            tracing::warn!(%peer, error = %e, "an outgoing frame cannot be sent");
+            if let Some((opaque, flag, serialize_type)) = answer {
+                let mut r = RemotingCommand::error(
+                    crate::code::ResponseCode::SYSTEM_ERROR,
+                    format!("the response is over the frame size limit: {e}"),
+                );
+                r.opaque = opaque;
+                r.flag = flag;
+                r.serialize_type = serialize_type;
+                sink.feed(r).await?;
             }
             Ok(())
         }

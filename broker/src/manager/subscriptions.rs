@@ -125,14 +125,6 @@ impl SubscriptionGroupManager {
         self.file.durable(version).await
     }
 
-    pub fn len(&self) -> usize {
-        self.table.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.read().is_empty()
-    }
-
     pub fn wrapper(&self) -> SubscriptionGroupWrapper {
         SubscriptionGroupWrapper {
             subscription_group_table: self.table.read().clone(),

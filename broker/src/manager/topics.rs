@@ -223,14 +223,6 @@ impl TopicConfigManager {
         tc
     }
 
-    pub fn len(&self) -> usize {
-        self.table.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.read().is_empty()
-    }
-
     pub fn data_version(&self) -> DataVersion {
         self.data_version.lock().clone()
     }

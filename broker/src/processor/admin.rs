@@ -45,15 +45,12 @@ pub async fn create_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Re
             format!("The topic[{}] is conflict with system topic.", h.topic),
         ));
     }
-    if h.read_queue_nums <= 0
-        || h.write_queue_nums <= 0
-        || h.read_queue_nums > 1024
-        || h.write_queue_nums > 1024
-    {
+    let max = super::client::MAX_QUEUE_NUMS;
+    if !(1..=max).contains(&h.read_queue_nums) || !(1..=max).contains(&h.write_queue_nums) {
         return Ok(RemotingCommand::error(
             ResponseCode::INVALID_PARAMETER,
             format!(
-                "queue numbers must be in 1..=1024 (read {}, write {})",
+                "queue numbers must be in 1..={max} (read {}, write {})",
                 h.read_queue_nums, h.write_queue_nums
             ),
         ));

@@ -90,7 +90,7 @@ pub async fn heartbeat(
 /// groups, a handful; thousands are an attack (each would become a group, a retry topic and a
 /// registration entry).
 pub const MAX_HEARTBEAT_GROUPS: usize = 1000;
-/// Queue numbers a group's retry topic may have (as topics created by mqadmin).
+/// Queue numbers a topic may have: created by mqadmin, or a group's retry topic.
 pub const MAX_QUEUE_NUMS: i32 = 1024;
 
 /// A refusal for a heartbeat naming too many groups or a group RocketMQ would not accept.

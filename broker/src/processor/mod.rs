@@ -69,8 +69,7 @@ impl BrokerProcessor {
             .requests
             .with_label_values(&[req.code_name()])
             .observe(started.elapsed().as_secs_f64());
-        let max = self.inner.settings.broker(|b| b.frame_max_length);
-        resp.map(|r| framable(r, req, max))
+        resp
     }
 
     async fn route(&self, conn: &Connection, req: &RemotingCommand) -> Option<RemotingCommand> {
@@ -132,47 +131,6 @@ impl BrokerProcessor {
             RemotingCommand::error(ResponseCode::SYSTEM_ERROR, e.to_string())
         }))
     }
-}
-
-/// `resp`, or SYSTEM_ERROR if it cannot be framed: over `frameMaxLength`, or a header over
-/// the 24-bit length (a remark quoting a client's value, a table holding a client's 9 MB
-/// group name). The connection's writer would drop it, and the client would wait for an
-/// answer that never comes.
-fn framable(resp: RemotingCommand, req: &RemotingCommand, max: usize) -> RemotingCommand {
-    let text = resp.remark.as_ref().map_or(0, String::len)
-        + resp
-            .ext_fields
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
-    // JSON writes a byte as at most 6: below this bound nothing needs encoding to know.
-    if resp.body.len() + 6 * text + 1024 <= max {
-        return resp;
-    }
-    let header = RemotingCommand {
-        serialize_type: req.serialize_type,
-        ..resp.clone()
-    }
-    .encode_header()
-    .len();
-    let total = 4 + header + resp.body.len();
-    if header <= 0x00FF_FFFF && total <= max {
-        return resp;
-    }
-    tracing::warn!(
-        code = req.code,
-        name = req.code_name(),
-        total,
-        max,
-        "response too large to send"
-    );
-    RemotingCommand::error(
-        ResponseCode::SYSTEM_ERROR,
-        format!(
-            "the response to {} would be {total} bytes, over frameMaxLength {max}",
-            req.code_name()
-        ),
-    )
 }
 
 impl RequestProcessor for BrokerProcessor {
