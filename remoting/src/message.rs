@@ -460,11 +460,17 @@ pub fn create_uniq_id(ip: Ipv4Addr) -> String {
     let month_start = month_start_millis(now);
     let mut raw = Vec::with_capacity(16);
     raw.extend_from_slice(&ip.octets());
-    raw.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
+    raw.extend_from_slice(&(process_id() as u16).to_be_bytes());
     raw.extend_from_slice(&(process_seed()).to_be_bytes());
     raw.extend_from_slice(&((now - month_start) as i32).to_be_bytes());
     raw.extend_from_slice(&UNIQ_COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     hex_upper(&raw)
+}
+
+/// The pid, read once: glibc no longer caches it, so every call is a system call.
+fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 fn process_seed() -> i32 {
@@ -474,7 +480,7 @@ fn process_seed() -> i32 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        (t ^ std::process::id().rotate_left(16)) as i32
+        (t ^ process_id().rotate_left(16)) as i32
     })
 }
 
