@@ -8,6 +8,10 @@ use rmq_nameserver::{NameServer, NamesrvConfig};
 use rmq_remoting::config::{parse_properties, JavaConfig};
 use rmq_remoting::tls::TlsConfig;
 
+/// mimalloc: per-request allocations are a tenth of the CPU per message under glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// RocketMQ-compatible name server.
 #[derive(Parser, Debug)]
 #[command(name = "mqnamesrv", version, about)]
