@@ -303,7 +303,16 @@ impl Connection {
 
     /// Queues a frame for writing.
     pub async fn send(&self, cmd: RemotingCommand) -> Result<()> {
-        self.send_freeing(cmd, None).await
+        if self.is_closed() {
+            return Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()));
+        }
+        match self.inner.tx.send(self.outgoing(cmd, None)).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(out)) => {
+                self.inner.unqueue(out.len);
+                Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()))
+            }
+        }
     }
 
     /// Bytes queued on this connection and not yet written.
@@ -311,31 +320,18 @@ impl Connection {
         self.inner.queued.load(Ordering::Relaxed)
     }
 
-    /// Queues `cmd`; `slot` (the request it answers) is released once it is written.
-    async fn send_freeing(
-        &self,
-        cmd: RemotingCommand,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<()> {
-        if self.is_closed() {
-            return Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()));
-        }
+    /// `cmd` on its way out, counted as queued until written; `slot` (the request it answers)
+    /// is released then.
+    fn outgoing(&self, cmd: RemotingCommand, slot: Option<OwnedSemaphorePermit>) -> Outgoing {
         let len = approx_len(&cmd);
         self.inner.queued.fetch_add(len, Ordering::AcqRel);
         if let Some(b) = &self.inner.budget {
             b.queued.fetch_add(len, Ordering::AcqRel);
         }
-        let out = Outgoing {
+        Outgoing {
             cmd,
             len,
             _slot: slot,
-        };
-        match self.inner.tx.send(out).await {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(out)) => {
-                self.inner.unqueue(out.len);
-                Err(RemotingError::ConnectionClosed(self.inner.peer.to_string()))
-            }
         }
     }
 
@@ -370,6 +366,39 @@ impl Connection {
     pub async fn invoke_oneway(&self, mut request: RemotingCommand) -> Result<()> {
         request.mark_oneway();
         self.send(request).await
+    }
+
+    /// Queues the answer to a request (none for oneway requests); its slot is freed once it
+    /// is written. Never waits: a full write queue hands the answer to a task that does.
+    fn respond(
+        &self,
+        oneway: bool,
+        resp: Option<RemotingCommand>,
+        opaque: i32,
+        serialize_type: crate::command::SerializeType,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let (false, Some(mut resp)) = (oneway, resp) else {
+            return;
+        };
+        resp.opaque = opaque;
+        resp.flag |= crate::command::FLAG_RESPONSE;
+        resp.serialize_type = serialize_type;
+        if self.is_closed() {
+            return;
+        }
+        match self.inner.tx.try_send(self.outgoing(resp, Some(slot))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(out)) => self.inner.unqueue(out.len),
+            Err(mpsc::error::TrySendError::Full(out)) => {
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(out)) = inner.tx.send(out).await {
+                        inner.unqueue(out.len);
+                    }
+                });
+            }
+        }
     }
 
     fn complete(&self, response: RemotingCommand) {
@@ -419,10 +448,21 @@ async fn write_loop<W: tokio::io::AsyncWrite + Unpin>(
             };
             written += out.len;
             stall.guard(feed(&mut sink, out.cmd, peer)).await?;
-            // Batch whatever else is queued into the same flush.
-            while let Ok(out) = rx.try_recv() {
-                written += out.len;
-                stall.guard(feed(&mut sink, out.cmd, peer)).await?;
+            // Batch whatever else is queued into the same flush. The responses of one store
+            // batch finish together, but the scheduler runs this task as soon as the first
+            // wakes it: one yield lets the others queue theirs first, so a burst of answers
+            // costs one write system call instead of one each.
+            let mut yielded = false;
+            loop {
+                while let Ok(out) = rx.try_recv() {
+                    written += out.len;
+                    stall.guard(feed(&mut sink, out.cmd, peer)).await?;
+                }
+                if yielded {
+                    break;
+                }
+                yielded = true;
+                tokio::task::yield_now().await;
             }
             stall.guard(async { sink.flush().await }).await?;
             inner.unqueue(std::mem::take(&mut written));
@@ -633,29 +673,29 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                 Err(_) => break,
             },
         };
-        let conn2 = conn.clone();
         match &processor {
             Some(p) => {
-                let p = p.clone();
-                tokio::spawn(async move {
-                    let oneway = cmd.is_oneway();
-                    let opaque = cmd.opaque;
-                    let st = cmd.serialize_type;
-                    let resp = p.process(conn2.clone(), cmd).await;
-                    if let (false, Some(mut resp)) = (oneway, resp) {
-                        resp.opaque = opaque;
-                        resp.flag |= crate::command::FLAG_RESPONSE;
-                        resp.serialize_type = st;
-                        let _ = conn2.send_freeing(resp, Some(slot)).await;
+                let oneway = cmd.is_oneway();
+                let (opaque, st) = (cmd.opaque, cmd.serialize_type);
+                let mut work = p.clone().process(conn.clone(), cmd);
+                // Most requests (a send under ASYNC_FLUSH, an offset commit, a pull that finds
+                // messages) finish without waiting: answer those right here and spare a task
+                // per frame; only those that wait (long polls, flushes, replicas) get a task.
+                match futures::FutureExt::now_or_never(&mut work) {
+                    Some(resp) => conn.respond(oneway, resp, opaque, st, slot),
+                    None => {
+                        let conn2 = conn.clone();
+                        tokio::spawn(async move {
+                            let resp = work.await;
+                            conn2.respond(oneway, resp, opaque, st, slot);
+                        });
                     }
-                });
+                }
             }
             None => {
                 if !cmd.is_oneway() {
                     let resp = RemotingCommand::not_supported(cmd.code).answer(&cmd);
-                    tokio::spawn(async move {
-                        let _ = conn2.send_freeing(resp, Some(slot)).await;
-                    });
+                    conn.respond(false, Some(resp), cmd.opaque, cmd.serialize_type, slot);
                 }
             }
         }
