@@ -1,7 +1,8 @@
 //! `MessageStore`: opening and recovering the store, the put path, reads and queries.
 //!
-//! Threads (see `services`): one writer appends every put to the commit log (group commit),
-//! a dispatcher builds consume-queue units and index entries from what was appended, a flusher
+//! Threads (see `services`): puts append on the caller's thread under the append lock
+//! (`append`), a writer thread applies the replica's commands under the same lock, a
+//! dispatcher builds consume-queue units and index entries from what was appended, a flusher
 //! makes the commit log durable (on a timer, or at once for SYNC_FLUSH), another flushes
 //! queues, index and checkpoint, an allocator creates commit-log files ahead of need, and a
 //! cleaner enforces retention and disk limits. Async callers never block on any of them.
@@ -60,15 +61,8 @@ pub(crate) struct PendingRecord {
     pub tran_type: i32,
 }
 
-/// What the one writer thread is asked to do; it takes whatever is queued as one batch.
+/// What the writer thread is asked to do; it takes whatever is queued as one batch.
 pub(crate) enum WriterCommand {
-    /// Append records of one topic and queue, contiguously.
-    Append {
-        topic: Arc<str>,
-        queue_id: i32,
-        records: Vec<PendingRecord>,
-        reply: oneshot::Sender<Result<AppendResult, PutStatus>>,
-    },
     /// Store records copied from the master byte for byte at their master offsets.
     Replica {
         records: Vec<ReplicaRecord>,
@@ -109,6 +103,10 @@ pub(crate) struct Inner {
     pub index: Option<IndexService>,
     pub checkpoint: Checkpoint,
     pub put_tx: Mutex<Option<Sender<WriterCommand>>>,
+    /// The append lock and the commit log's write position; `None` while not running.
+    pub writer: Mutex<Option<super::commit_log::WriteCursor>>,
+    /// Appended records waiting for the dispatcher.
+    pub dispatch_queue: super::append::DispatchQueue,
     pub flushed_tx: watch::Sender<u64>,
     pub flush_wake: (Mutex<bool>, Condvar),
     pub stop: (Mutex<bool>, Condvar),
@@ -323,6 +321,8 @@ impl MessageStore {
             index,
             checkpoint,
             put_tx: Mutex::new(None),
+            writer: Mutex::new(None),
+            dispatch_queue: Default::default(),
             flushed_tx,
             flush_wake: (Mutex::new(false), Condvar::new()),
             stop: (Mutex::new(false), Condvar::new()),
@@ -413,26 +413,9 @@ impl MessageStore {
                 Err(status) => return PutResult::error(status),
             }
         }
-        let (tx, rx) = oneshot::channel();
-        let req = WriterCommand::Append {
-            topic,
-            queue_id,
-            records,
-            reply: tx,
-        };
-        let sent = match inner.put_tx.lock().as_ref() {
-            Some(put_tx) => put_tx.send(req).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return PutResult::error(PutStatus::ServiceNotAvailable(
-                "message store is shutting down".into(),
-            ));
-        }
-        let mut append = match rx.await {
-            Ok(Ok(a)) => a,
-            Ok(Err(status)) => return PutResult::error(status),
-            Err(_) => return PutResult::error(PutStatus::UnknownError("writer stopped".into())),
+        let mut append = match inner.append_now(&topic, queue_id, &mut records) {
+            Ok(a) => a,
+            Err(status) => return PutResult::error(status),
         };
         append.store_host = store_host;
         let end = append.wrote_offset as u64 + append.wrote_bytes as u64;

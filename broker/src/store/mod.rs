@@ -2,6 +2,7 @@
 //! commit, crash recovery and retention. Usable on its own; the broker's network layer sits on
 //! top of [`MessageStore`].
 
+mod append;
 pub mod checkpoint;
 pub mod commit_log;
 pub mod config;

@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use rmq_remoting::message::sys_flag;
 
+use super::append::QueueTable;
 use super::config::FlushDiskType;
-use super::message_store::{DispatchInfo, Inner, PendingRecord, ReplicaRecord, WriterCommand};
-use super::types::{AppendResult, PutStatus};
+use super::message_store::{Inner, ReplicaRecord, WriterCommand};
 
 fn spawn(inner: &Arc<Inner>, name: &str, f: impl FnOnce(Arc<Inner>) + Send + 'static) {
     let i = inner.clone();
@@ -24,7 +24,6 @@ fn spawn(inner: &Arc<Inner>, name: &str, f: impl FnOnce(Arc<Inner>) + Send + 'st
 
 pub(crate) fn start(inner: &Arc<Inner>) {
     let (put_tx, put_rx) = crossbeam_channel::unbounded::<WriterCommand>();
-    let (dispatch_tx, dispatch_rx) = crossbeam_channel::unbounded::<Vec<DispatchInfo>>();
     *inner.put_tx.lock() = Some(put_tx);
     inner
         .threads
@@ -34,12 +33,10 @@ pub(crate) fn start(inner: &Arc<Inner>) {
         // Appends will try again and report the error to their callers.
         tracing::error!(error = %e, "cannot create the first commit log file");
     }
-    spawn(inner, "store-writer", move |i| {
-        writer_loop(i, put_rx, dispatch_tx)
-    });
-    spawn(inner, "store-dispatch", move |i| {
-        dispatch_loop(i, dispatch_rx)
-    });
+    // After `prepare_files`: the cursor starts in the first file when the log was empty.
+    *inner.writer.lock() = Some(inner.commit_log.cursor());
+    spawn(inner, "store-writer", move |i| writer_loop(i, put_rx));
+    spawn(inner, "store-dispatch", dispatch_loop);
     spawn(inner, "store-flush-cl", flush_commit_log_loop);
     spawn(inner, "store-flush-cq", flush_queues_loop);
     spawn(inner, "store-clean", clean_loop);
@@ -49,9 +46,12 @@ pub(crate) fn shutdown(inner: &Arc<Inner>) {
     if !inner.running.swap(false, Ordering::AcqRel) && inner.put_tx.lock().is_none() {
         return;
     }
-    // Closing the put channel lets the writer drain and exit, which closes the dispatch
-    // channel in turn.
+    // Closing the writer's channel lets it finish its commands and exit; taking the cursor
+    // ends appends (every one so far has queued its records), so the dispatch queue can close
+    // and the dispatcher drains it and exits.
     inner.put_tx.lock().take();
+    inner.writer.lock().take();
+    inner.dispatch_queue.close();
     inner.commit_log.stop_allocator();
     {
         let mut stop = inner.stop.0.lock();
@@ -133,7 +133,7 @@ fn truncate_running(
     inner: &Arc<Inner>,
     cl: &super::commit_log::CommitLog,
     cursor: &mut super::commit_log::WriteCursor,
-    table: &mut std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>,
+    table: &mut QueueTable,
     end: u64,
 ) -> std::io::Result<()> {
     if end >= cl.max_offset() {
@@ -182,7 +182,7 @@ fn truncate_running(
 fn append_replica_records(
     cl: &super::commit_log::CommitLog,
     cursor: &mut super::commit_log::WriteCursor,
-    table: &mut std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>,
+    table: &mut QueueTable,
     records: &[ReplicaRecord],
 ) -> Result<usize, (usize, String)> {
     for (n, rec) in records.iter().enumerate() {
@@ -204,40 +204,10 @@ fn append_replica_records(
     Ok(records.len())
 }
 
-/// A reply the writer sends once its batch is published.
-enum Reply {
-    Append(
-        tokio::sync::oneshot::Sender<Result<AppendResult, PutStatus>>,
-        Result<AppendResult, PutStatus>,
-    ),
-    Done(
-        tokio::sync::oneshot::Sender<Result<(), String>>,
-        Result<(), String>,
-    ),
-}
-
-impl Reply {
-    fn send(self) {
-        match self {
-            Reply::Append(tx, r) => {
-                let _ = tx.send(r);
-            }
-            Reply::Done(tx, r) => {
-                let _ = tx.send(r);
-            }
-        }
-    }
-}
-
-type QueueTable = std::collections::HashMap<Arc<str>, std::collections::HashMap<i32, i64>>;
-
-fn writer_loop(
-    inner: Arc<Inner>,
-    rx: Receiver<WriterCommand>,
-    dispatch_tx: Sender<Vec<DispatchInfo>>,
-) {
+/// The writer thread: the replica's commands (replicated records, cuts), a batch at a time
+/// under the append lock. Puts append on their own threads ([`Inner::append_now`]).
+fn writer_loop(inner: Arc<Inner>, rx: Receiver<WriterCommand>) {
     let cl = inner.commit_log.clone();
-    let mut cursor = cl.cursor();
     let max_batch = inner.config.max_append_batch.max(1);
     let mut replies = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -249,20 +219,31 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut dispatch = Vec::with_capacity(commands.len());
-        let mut last_ts = cl.last_store_timestamp();
         {
+            let mut writer = inner.writer.lock();
+            let Some(cursor) = writer.as_mut() else {
+                for command in commands {
+                    let reply = match command {
+                        WriterCommand::Truncate { reply, .. }
+                        | WriterCommand::Replica { reply, .. } => reply,
+                    };
+                    let _ = reply.send(Err("message store is shutting down".into()));
+                }
+                continue;
+            };
+            let mut dispatch = Vec::new();
+            let mut last_ts = cl.last_store_timestamp();
             let mut table = inner.topic_queue_table.lock();
             for command in commands {
                 match command {
                     WriterCommand::Truncate { end, reply } => {
-                        let r = truncate_running(&inner, &cl, &mut cursor, &mut table, end)
+                        let r = truncate_running(&inner, &cl, cursor, &mut table, end)
                             .map_err(|e| e.to_string());
                         last_ts = cl.last_store_timestamp();
-                        replies.push(Reply::Done(reply, r));
+                        replies.push((reply, r));
                     }
                     WriterCommand::Replica { records, reply } => {
-                        let result = append_replica_records(&cl, &mut cursor, &mut table, &records);
+                        let result = append_replica_records(&cl, cursor, &mut table, &records);
                         let appended = match &result {
                             Ok(n) | Err((n, _)) => *n,
                         };
@@ -270,118 +251,27 @@ fn writer_loop(
                             last_ts = last_ts.max(r.info.store_timestamp);
                             dispatch.push(r.info);
                         }
-                        replies.push(Reply::Done(reply, result.map(|_| ()).map_err(|(_, e)| e)));
-                    }
-                    WriterCommand::Append {
-                        topic,
-                        queue_id,
-                        mut records,
-                        reply,
-                    } => {
-                        let r = append(
-                            &cl,
-                            &mut cursor,
-                            &mut table,
-                            &topic,
-                            queue_id,
-                            &mut records,
-                            &mut dispatch,
-                        );
-                        if let Ok(a) = &r {
-                            last_ts = a.store_timestamp;
-                        }
-                        replies.push(Reply::Append(reply, r));
+                        replies.push((reply, result.map(|_| ()).map_err(|(_, e)| e)));
                     }
                 }
             }
-        }
-        cl.publish(&cursor, last_ts);
-        if !dispatch.is_empty() {
-            let _ = dispatch_tx.send(dispatch);
+            drop(table);
+            cl.publish(cursor, last_ts);
+            inner.dispatch_queue.push(dispatch);
         }
         inner.wake_flusher();
-        for r in replies.drain(..) {
-            r.send();
+        for (reply, r) in replies.drain(..) {
+            let _ = reply.send(r);
         }
     }
     tracing::debug!("store writer stopped");
 }
 
-/// Appends one put's records contiguously, numbering them in their queue.
-fn append(
-    cl: &super::commit_log::CommitLog,
-    cursor: &mut super::commit_log::WriteCursor,
-    table: &mut QueueTable,
-    topic: &Arc<str>,
-    queue_id: i32,
-    records: &mut [PendingRecord],
-    dispatch: &mut Vec<DispatchInfo>,
-) -> Result<AppendResult, PutStatus> {
-    let total: usize = records.iter().map(|r| r.meta.len() + r.body.len()).sum();
-    if let Err(e) = cl.prepare_append(cursor, total) {
-        return Err(if e.kind() == std::io::ErrorKind::InvalidInput {
-            PutStatus::MessageIllegal(e.to_string())
-        } else {
-            tracing::error!(error = %e, "cannot create a commit log file");
-            PutStatus::CreateMappedFileFailed(e.to_string())
-        });
-    }
-    let next = match table.get_mut(topic) {
-        Some(m) => m.entry(queue_id).or_insert(0),
-        None => table
-            .entry(topic.clone())
-            .or_default()
-            .entry(queue_id)
-            .or_insert(0),
-    };
-    let first_offset = cl.cursor_offset(cursor) as i64;
-    let mut logics_offset = None;
-    let mut offsets = Vec::with_capacity(records.len());
-    let mut last_ts = 0;
-    for rec in records.iter_mut() {
-        let dispatchable = rec.tran_type != sys_flag::TRANSACTION_PREPARED_TYPE
-            && rec.tran_type != sys_flag::TRANSACTION_ROLLBACK_TYPE;
-        let queue_offset = if dispatchable {
-            let q = *next;
-            *next += 1;
-            q
-        } else {
-            0
-        };
-        let phys = cl.cursor_offset(cursor) as i64;
-        rec.meta[20..28].copy_from_slice(&queue_offset.to_be_bytes());
-        rec.meta[28..36].copy_from_slice(&phys.to_be_bytes());
-        cl.append(cursor, &rec.meta[..rec.head_len]);
-        cl.append(cursor, &rec.body);
-        cl.append(cursor, &rec.meta[rec.head_len..]);
-        logics_offset.get_or_insert(queue_offset);
-        offsets.push(phys);
-        last_ts = rec.store_timestamp;
-        dispatch.push(DispatchInfo {
-            topic: topic.clone(),
-            queue_id,
-            queue_offset,
-            commit_log_offset: phys,
-            size: (rec.meta.len() + rec.body.len()) as i32,
-            tags_code: rec.tags_code,
-            keys: rec.keys.take(),
-            uniq_key: rec.uniq_key.take(),
-            store_timestamp: rec.store_timestamp,
-            tran_type: rec.tran_type,
-        });
-    }
-    Ok(AppendResult {
-        wrote_offset: first_offset,
-        wrote_bytes: total,
-        logics_offset: logics_offset.unwrap_or(0),
-        store_timestamp: last_ts,
-        offsets,
-        store_host: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-    })
-}
-
-fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
-    while let Ok(batch) = rx.recv() {
+fn dispatch_loop(inner: Arc<Inner>) {
+    let mut batch = Vec::new();
+    let mut busy = false;
+    while inner.dispatch_queue.next_batch(&mut batch, busy).is_some() {
+        busy = !batch.is_empty();
         for d in &batch {
             // A failed write (typically no space for a new queue or index file) is retried
             // until it succeeds: the record is acknowledged and must become consumable.
@@ -409,14 +299,12 @@ fn dispatch_loop(inner: Arc<Inner>, rx: Receiver<Vec<DispatchInfo>>) {
         }
         let listener = inner.listener.read().clone();
         if let Some(listener) = listener {
-            // One call per queue touched, with its new max offset.
-            let mut last: Option<(&str, i32)> = None;
+            // One call per queue touched, with its new max offset (the last record's).
+            let mut seen = std::collections::HashSet::new();
             for d in batch.iter().rev() {
-                if last == Some((&d.topic, d.queue_id)) {
-                    continue;
+                if seen.insert((&*d.topic, d.queue_id)) {
+                    listener(&d.topic, d.queue_id, d.queue_offset + 1);
                 }
-                last = Some((&d.topic, d.queue_id));
-                listener(&d.topic, d.queue_id, d.queue_offset + 1);
             }
         }
     }
