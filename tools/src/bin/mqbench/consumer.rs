@@ -12,14 +12,26 @@ use rmq_remoting::header::{
 use rmq_remoting::{RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::route::{queues, route_or_create, Queue};
+use rmq_remoting::protocol::route::TopicRouteData;
+
+use crate::broker::BrokerCpu;
+use crate::report::Outcome;
+use crate::route::{queues, Queue};
 use crate::stats::Stats;
 use crate::Common;
 
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
+    #[command(flatten)]
     pub common: Common,
+    /// Consumer group.
+    #[arg(short = 'g', long, default_value = "benchmark_consumer")]
     pub group: String,
+    /// Start from the first message still stored instead of the end of each queue.
+    #[arg(long)]
     pub from_first: bool,
+    /// Messages per pull.
+    #[arg(long, default_value_t = 32)]
     pub pull_batch: i32,
 }
 
@@ -66,17 +78,10 @@ async fn start_offset(client: &RemotingClient, q: &Queue, topic: &str, timeout: 
     }
 }
 
-pub async fn run(o: Options) -> anyhow::Result<()> {
+/// Pulls from every readable queue of `route` until the time or the count is up.
+pub async fn run(o: Options, route: TopicRouteData) -> anyhow::Result<Outcome> {
     let timeout = Duration::from_millis(o.common.timeout);
     let client = o.common.client();
-    let route = route_or_create(
-        &o.common.admin_client(),
-        &o.common.namesrv,
-        &o.common.topic,
-        8,
-        timeout,
-    )
-    .await?;
     let targets = queues(&route, false);
     anyhow::ensure!(
         !targets.is_empty(),
@@ -95,7 +100,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         },
         o.common.seconds
     );
-    let cpu = super::BrokerCpu::start(&o.common).await?;
+    let cpu = BrokerCpu::start(o.common.broker_metrics.as_deref()).await?;
     let stats = Stats::new();
     let stop = CancellationToken::new();
     let reporter = tokio::spawn(stats.clone().report_every_second("Consume", stop.clone()));
@@ -183,9 +188,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     }
     stop.cancel();
     let _ = reporter.await;
-    println!("{}", stats.summary("Consume"));
-    if let Some(cpu) = cpu {
-        println!("{}", cpu.finish(stats.total_ok()).await?);
-    }
-    Ok(())
+    let (line, totals) = stats.summary("Consume");
+    println!("{line}");
+    let usage = match cpu {
+        Some(cpu) => Some(cpu.finish(totals.ok).await?),
+        None => None,
+    };
+    Ok(Outcome { totals, usage })
 }

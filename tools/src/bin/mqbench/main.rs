@@ -4,14 +4,24 @@
 //! ```text
 //! mqbench producer -n 127.0.0.1:9876 -t BenchmarkTopic -w 64 -s 1024 --seconds 10
 //! mqbench consumer -n 127.0.0.1:9876 -t BenchmarkTopic -g benchmark_consumer --seconds 10
+//! mqbench producer --workload tools/workloads/send-1k-64.toml -n A:9876 --compare B:9876
 //! ```
 
+mod broker;
 mod consumer;
 mod producer;
+mod report;
 mod route;
 mod stats;
+mod workload;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use std::future::Future;
+
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use rmq_remoting::protocol::route::TopicRouteData;
+use rmq_remoting::role::FlushDiskType;
 
 #[derive(Parser)]
 #[command(name = "mqbench", about = "RocketMQ producer/consumer benchmark")]
@@ -20,7 +30,8 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SendMode {
     /// One request in flight per sender, each waiting for its answer.
     Sync,
@@ -70,57 +81,51 @@ pub struct Common {
     /// read before and after the run and printed per message.
     #[arg(long = "brokerMetrics")]
     pub broker_metrics: Option<String>,
-}
-
-/// The broker's process CPU seconds at the start of a run, to charge per message at its end.
-pub struct BrokerCpu {
-    addr: String,
-    before: f64,
-}
-
-impl BrokerCpu {
-    /// Reads the counter now, if `--brokerMetrics` was given (and says why it cannot).
-    pub async fn start(common: &Common) -> anyhow::Result<Option<BrokerCpu>> {
-        let Some(addr) = common.broker_metrics.clone() else {
-            return Ok(None);
-        };
-        let before = cpu_seconds(&addr).await?;
-        Ok(Some(BrokerCpu { addr, before }))
-    }
-
-    /// The summary line: broker CPU per message over the run.
-    pub async fn finish(self, messages: u64) -> anyhow::Result<String> {
-        let used = cpu_seconds(&self.addr).await? - self.before;
-        let per = if messages == 0 {
-            0.0
-        } else {
-            used * 1e6 / messages as f64
-        };
-        Ok(format!(
-            "[broker] CPU: {used:.2} s for {messages} messages = {per:.1} us/msg"
-        ))
-    }
-}
-
-/// `rocketmq_process_cpu_seconds_total` from a broker's `/metrics`.
-async fn cpu_seconds(addr: &str) -> anyhow::Result<f64> {
-    use anyhow::Context;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot reach the broker's metrics at {addr}"))?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: mqbench\r\n\r\n")
-        .await?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).await?;
-    text.lines()
-        .find(|l| l.starts_with("rocketmq_process_cpu_seconds_total"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no rocketmq_process_cpu_seconds_total at {addr}/metrics"))
+    /// A TOML workload file (see tools/workloads/): its settings apply where no flag is given
+    /// on the command line (flag, then file, then default).
+    #[arg(long = "workload", value_name = "FILE")]
+    pub workload: Option<std::path::PathBuf>,
+    /// The `flushDiskType` (ASYNC_FLUSH or SYNC_FLUSH) the brokers must run with: checked
+    /// with GET_BROKER_CONFIG before the run, which is refused on a mismatch.
+    #[arg(long = "flushDiskType")]
+    pub flush_disk_type: Option<FlushDiskType>,
+    /// Run the same workload again against this name server afterwards (not at the same
+    /// time) and print both result rows.
+    #[arg(long = "compare", value_name = "NAMESRV")]
+    pub compare: Option<String>,
+    /// The metrics endpoint of the --compare cluster's broker.
+    #[arg(long = "compareBrokerMetrics", requires = "compare")]
+    pub compare_broker_metrics: Option<String>,
+    /// The first run's label in the result table (default: its name server address).
+    #[arg(long = "label")]
+    pub label: Option<String>,
+    /// The --compare run's label (default: its name server address).
+    #[arg(long = "compareLabel", requires = "compare")]
+    pub compare_label: Option<String>,
 }
 
 impl Common {
+    /// The runs to make, in order, with their labels: this one, then --compare's.
+    fn runs(&self) -> anyhow::Result<Vec<(String, Common)>> {
+        let first = (
+            self.label.clone().unwrap_or_else(|| self.namesrv.clone()),
+            self.clone(),
+        );
+        let Some(other) = &self.compare else {
+            return Ok(vec![first]);
+        };
+        anyhow::ensure!(
+            self.broker_metrics.is_none() || self.compare_broker_metrics.is_some(),
+            "--brokerMetrics with --compare needs --compareBrokerMetrics too (the metrics \
+             endpoint of the broker behind {other})"
+        );
+        let mut second = self.clone();
+        second.namesrv = other.clone();
+        second.broker_metrics = self.compare_broker_metrics.clone();
+        let label = self.compare_label.clone().unwrap_or_else(|| other.clone());
+        Ok(vec![first, (label, second)])
+    }
+
     /// The client for the measured sends and pulls: signed only with --accessKey/--secretKey,
     /// as an application's client would be (signing costs an HMAC per request on both sides).
     pub fn client(&self) -> rmq_remoting::RemotingClient {
@@ -161,47 +166,118 @@ impl Common {
 #[derive(Subcommand)]
 enum Cmd {
     /// Send messages.
-    Producer {
-        #[command(flatten)]
-        common: Common,
-        /// Concurrent senders (RocketMQ's `-w` threads).
-        #[arg(short = 'w', long, default_value_t = 64)]
-        threads: usize,
-        /// Message body size in bytes.
-        #[arg(short = 's', long, default_value_t = 128)]
-        size: usize,
-        #[arg(long, value_enum, default_value = "sync")]
-        mode: SendMode,
-        /// Requests in flight per sender in async mode.
-        #[arg(long, default_value_t = 8)]
-        inflight: usize,
-        /// Messages per send (SEND_BATCH_MESSAGE when > 1).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Give every message a key (indexed by the broker).
-        #[arg(short = 'k', long)]
-        keys: bool,
-        /// Number of distinct tags to cycle through (0: none).
-        #[arg(short = 'c', long, default_value_t = 0)]
-        tags: usize,
-        /// Queues per broker if the topic has to be created.
-        #[arg(long, default_value_t = 8)]
-        queues: i32,
-    },
+    Producer(producer::Options),
     /// Consume messages (pull with long polling, as push consumers do).
-    Consumer {
-        #[command(flatten)]
-        common: Common,
-        /// Consumer group.
-        #[arg(short = 'g', long, default_value = "benchmark_consumer")]
-        group: String,
-        /// Start from the first message still stored instead of the end of each queue.
-        #[arg(long)]
-        from_first: bool,
-        /// Messages per pull.
-        #[arg(long, default_value_t = 32)]
-        pull_batch: i32,
-    },
+    Consumer(consumer::Options),
+}
+
+/// Whether argument `id` was given on the command line (not defaulted, not from the
+/// environment): such a flag wins over the workload file.
+fn given(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+fn load(common: &Common) -> anyhow::Result<Option<workload::Loaded>> {
+    common
+        .workload
+        .as_deref()
+        .map(workload::Loaded::load)
+        .transpose()
+}
+
+async fn bench(cmd: Cmd, m: &ArgMatches) -> anyhow::Result<()> {
+    let explicit = |id: &str| given(m, id);
+    match cmd {
+        Cmd::Producer(mut o) => {
+            let w = load(&o.common)?;
+            if let Some(w) = &w {
+                w.apply_producer(&mut o, &explicit)?;
+            }
+            let common = o.common.clone();
+            run_all(&common, w.as_ref(), o.queues, |c, route| {
+                producer::run(
+                    producer::Options {
+                        common: c,
+                        ..o.clone()
+                    },
+                    route,
+                )
+            })
+            .await
+        }
+        Cmd::Consumer(mut o) => {
+            let w = load(&o.common)?;
+            if let Some(w) = &w {
+                w.apply_consumer(&mut o, &explicit)?;
+            }
+            let common = o.common.clone();
+            run_all(&common, w.as_ref(), 8, |c, route| {
+                consumer::run(
+                    consumer::Options {
+                        common: c,
+                        ..o.clone()
+                    },
+                    route,
+                )
+            })
+            .await
+        }
+    }
+}
+
+/// Checks every cluster first (route, flush mode), then runs one after the other and prints
+/// the result table.
+async fn run_all<F, Fut>(
+    common: &Common,
+    w: Option<&workload::Loaded>,
+    queues: i32,
+    run: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Common, TopicRouteData) -> Fut,
+    Fut: Future<Output = anyhow::Result<report::Outcome>>,
+{
+    let runs = common.runs()?;
+    let many = runs.len() > 1;
+    let mut prepared = Vec::new();
+    for (label, c) in &runs {
+        let p = broker::prepare(c, queues).await;
+        prepared.push(if many {
+            p.with_context(|| format!("[{label}]"))?
+        } else {
+            p?
+        });
+    }
+    let name = w.map(|w| w.name()).unwrap_or_else(|| "-".into());
+    if let Some(w) = w {
+        println!(
+            "workload: {name} ({}){}",
+            w.path.display(),
+            w.workload
+                .description
+                .as_deref()
+                .map(|d| format!(": {}", d.trim()))
+                .unwrap_or_default()
+        );
+    }
+    let mut rows = Vec::new();
+    for ((label, c), p) in runs.into_iter().zip(prepared) {
+        if many {
+            println!("== {label} (name server {})", c.namesrv);
+        }
+        let outcome = run(c, p.route).await?;
+        for b in &p.brokers {
+            println!("{}", b.line());
+        }
+        rows.push(report::Row {
+            label,
+            workload: name.clone(),
+            outcome,
+            brokers: p.brokers,
+        });
+    }
+    print!("{}", report::table(&rows));
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -212,7 +288,11 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -220,49 +300,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let result = rt.block_on(async move {
-        match cli.cmd {
-            Cmd::Producer {
-                common,
-                threads,
-                size,
-                mode,
-                inflight,
-                batch,
-                keys,
-                tags,
-                queues,
-            } => {
-                producer::run(producer::Options {
-                    common,
-                    threads,
-                    size,
-                    mode,
-                    inflight,
-                    batch,
-                    keys,
-                    tags,
-                    queues,
-                })
-                .await
-            }
-            Cmd::Consumer {
-                common,
-                group,
-                from_first,
-                pull_batch,
-            } => {
-                consumer::run(consumer::Options {
-                    common,
-                    group,
-                    from_first,
-                    pull_batch,
-                })
-                .await
-            }
-        }
-    });
-    match result {
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    match rt.block_on(bench(cli.cmd, &sub)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mqbench: {e:#}");

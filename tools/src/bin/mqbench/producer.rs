@@ -11,19 +11,40 @@ use rmq_remoting::message::{encode_batch, encode_properties, BatchItem, Properti
 use rmq_remoting::{RemotingCommand, RequestCode, ResponseCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::route::{queues, route_or_create, Queue};
+use rmq_remoting::protocol::route::TopicRouteData;
+
+use crate::broker::BrokerCpu;
+use crate::report::Outcome;
+use crate::route::{queues, Queue};
 use crate::stats::Stats;
 use crate::{Common, SendMode};
 
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
+    #[command(flatten)]
     pub common: Common,
+    /// Concurrent senders (RocketMQ's `-w` threads).
+    #[arg(short = 'w', long, default_value_t = 64)]
     pub threads: usize,
+    /// Message body size in bytes.
+    #[arg(short = 's', long, default_value_t = 128)]
     pub size: usize,
+    #[arg(long, value_enum, default_value = "sync")]
     pub mode: SendMode,
+    /// Requests in flight per sender in async mode.
+    #[arg(long, default_value_t = 8)]
     pub inflight: usize,
+    /// Messages per send (SEND_BATCH_MESSAGE when > 1).
+    #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Give every message a key (indexed by the broker).
+    #[arg(short = 'k', long)]
     pub keys: bool,
+    /// Number of distinct tags to cycle through (0: none).
+    #[arg(short = 'c', long, default_value_t = 0)]
     pub tags: usize,
+    /// Queues per broker if the topic has to be created.
+    #[arg(long, default_value_t = 8)]
     pub queues: i32,
 }
 
@@ -70,17 +91,11 @@ fn request(q: &Queue, topic: &str, body: &Bytes, n: u64, o: &Options) -> Remotin
     }
 }
 
-pub async fn run(o: Options) -> anyhow::Result<()> {
+/// Sends to the queues of `route` (see [`crate::broker::prepare`]) until the time or the
+/// count is up.
+pub async fn run(o: Options, route: TopicRouteData) -> anyhow::Result<Outcome> {
     let timeout = Duration::from_millis(o.common.timeout);
     let client = o.common.client();
-    let route = route_or_create(
-        &o.common.admin_client(),
-        &o.common.namesrv,
-        &o.common.topic,
-        o.queues,
-        timeout,
-    )
-    .await?;
     let targets = Arc::new(queues(&route, true));
     anyhow::ensure!(
         !targets.is_empty(),
@@ -106,7 +121,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             String::new()
         }
     );
-    let cpu = super::BrokerCpu::start(&o.common).await?;
+    let cpu = BrokerCpu::start(o.common.broker_metrics.as_deref()).await?;
     let stats = Stats::new();
     let stop = CancellationToken::new();
     let reporter = tokio::spawn(stats.clone().report_every_second("Send", stop.clone()));
@@ -182,9 +197,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     }
     stop.cancel();
     let _ = reporter.await;
-    println!("{}", stats.summary("Send"));
-    if let Some(cpu) = cpu {
-        println!("{}", cpu.finish(stats.total_ok()).await?);
-    }
-    Ok(())
+    let (line, totals) = stats.summary("Send");
+    println!("{line}");
+    let usage = match cpu {
+        Some(cpu) => Some(cpu.finish(totals.ok).await?),
+        None => None,
+    };
+    Ok(Outcome { totals, usage })
 }

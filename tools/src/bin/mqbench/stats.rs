@@ -101,17 +101,25 @@ impl Stats {
         }
     }
 
-    /// Messages that succeeded since start.
-    pub fn total_ok(&self) -> u64 {
-        self.total.lock().ok
-    }
-
-    pub fn summary(&self, label: &str) -> String {
+    /// The whole run: its summary line and the same figures as numbers.
+    pub fn summary(&self, label: &str) -> (String, Totals) {
         let w = self.total.lock();
-        Stats::line(
-            &format!("[summary] {label}"),
-            &w,
-            self.started.elapsed().as_secs_f64(),
-        )
+        let secs = self.started.elapsed().as_secs_f64();
+        let ms = |q: f64| w.latency.value_at_quantile(q) as f64 / 1000.0;
+        let totals = Totals {
+            ok: w.ok,
+            tps: w.ok as f64 / secs,
+            latency_ms: (!w.latency.is_empty()).then(|| [ms(0.50), ms(0.99), ms(0.999)]),
+        };
+        (Stats::line(&format!("[summary] {label}"), &w, secs), totals)
     }
+}
+
+/// A run's totals, for the result row.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub ok: u64,
+    pub tps: f64,
+    /// p50, p99 and p999 in ms (none without answers: oneway sends).
+    pub latency_ms: Option<[f64; 3]>,
 }
