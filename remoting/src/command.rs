@@ -261,6 +261,24 @@ impl RemotingCommand {
     }
 
     fn decode_json_header(header: &[u8]) -> Result<Self> {
+        match crate::header_json::decode(header) {
+            Some(f) => Ok(RemotingCommand {
+                code: f.code,
+                language: f.language,
+                version: f.version,
+                opaque: f.opaque,
+                flag: f.flag,
+                remark: f.remark,
+                ext_fields: f.ext_fields,
+                body: Bytes::new(),
+                serialize_type: SerializeType::Json,
+            }),
+            None => Self::decode_json_header_lenient(header),
+        }
+    }
+
+    /// Any JSON header a client may write (numbers as strings, values as numbers, ...).
+    pub(crate) fn decode_json_header_lenient(header: &[u8]) -> Result<Self> {
         let h: json_header::JsonHeader = serde_json::from_slice(header)
             .map_err(|e| RemotingError::BadHeader(format!("JSON header: {e}")))?;
         Ok(RemotingCommand {

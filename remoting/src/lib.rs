@@ -16,6 +16,7 @@ pub mod connection;
 pub mod error;
 pub mod fastjson;
 pub mod header;
+mod header_json;
 pub mod message;
 pub mod properties;
 pub mod protocol;
