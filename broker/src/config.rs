@@ -122,6 +122,9 @@ java_config! {
         enable_vip_channel: bool = true => "enableVipChannel",
         /// Prometheus `/metrics` port; 0 disables.
         metrics_port: u16 = 0 => "metricsPort",
+        /// Threads serving connections (RocketMQ's Netty worker count). 0: half the cores,
+        /// 1 to 8; the store's threads and the kernel's network work need the rest.
+        server_worker_threads: usize = 0 => "serverWorkerThreads",
         /// Connections open at once; more are closed on accept (0: no limit).
         server_max_connections: usize = rmq_remoting::connection::DEFAULT_MAX_CONNECTIONS => "serverMaxConnections",
         /// Connections open at once from one IP address (0: no limit).

@@ -102,7 +102,17 @@ fn main() -> ExitCode {
         print!("{}", properties_to_text(&props));
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let workers = match settings.broker.server_worker_threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() / 2)
+            .clamp(1, 8),
+        n => n,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mqbroker: cannot start runtime: {e}");
