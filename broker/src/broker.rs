@@ -228,9 +228,16 @@ impl Broker {
                 .set_dispatch_listener(Arc::new(move |topic, queue_id, max| {
                     if let Some(i) = weak.upgrade() {
                         i.holds.notify(topic, queue_id, max);
-                        i.ha.records_appended();
                     }
                 }));
+            // Slaves are sent new records as soon as they are appended: a SYNC_MASTER send
+            // waits for them, not for the dispatcher's next round.
+            let weak = Arc::downgrade(&inner);
+            inner.store.set_append_listener(Arc::new(move || {
+                if let Some(i) = weak.upgrade() {
+                    i.ha.records_appended();
+                }
+            }));
         }
         {
             let m = inner.metrics.clone();

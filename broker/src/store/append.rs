@@ -60,8 +60,13 @@ impl Inner {
             }
             result
         };
-        if result.is_ok() && self.config.flush_disk_type == FlushDiskType::SyncFlush {
-            self.wake_flusher();
+        if result.is_ok() {
+            if self.config.flush_disk_type == FlushDiskType::SyncFlush {
+                self.wake_flusher();
+            }
+            if let Some(listener) = self.append_listener.get() {
+                listener();
+            }
         }
         result
     }

@@ -36,6 +36,10 @@ use super::types::*;
 /// Long polling hangs off this.
 pub type DispatchListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
+/// Called after each put is appended (outside the append lock): replication pushes from
+/// here, without waiting for the dispatcher.
+pub type AppendListener = Arc<dyn Fn() + Send + Sync>;
+
 /// Called with the duration of each commit-log flush, seconds (metrics).
 pub type FlushObserver = Arc<dyn Fn(f64) + Send + Sync>;
 
@@ -122,6 +126,7 @@ pub(crate) struct Inner {
     /// Why the store stopped taking writes for good: a flush failed ([`services::fence`]).
     pub fenced: std::sync::OnceLock<String>,
     pub listener: RwLock<Option<DispatchListener>>,
+    pub append_listener: std::sync::OnceLock<AppendListener>,
     pub flush_observer: RwLock<Option<FlushObserver>>,
     /// Next queue offset of every queue: the writer assigns from it.
     pub topic_queue_table: Mutex<HashMap<Arc<str>, HashMap<i32, i64>>>,
@@ -333,6 +338,7 @@ impl MessageStore {
             flush_paused: AtomicBool::new(false),
             fenced: std::sync::OnceLock::new(),
             listener: RwLock::new(None),
+            append_listener: std::sync::OnceLock::new(),
             flush_observer: RwLock::new(None),
             topic_queue_table: Mutex::new(HashMap::new()),
             last_dispatched_store_ts: AtomicI64::new(0),
@@ -357,6 +363,11 @@ impl MessageStore {
     /// Registers the callback run after each dispatch.
     pub fn set_dispatch_listener(&self, listener: DispatchListener) {
         *self.inner.listener.write() = Some(listener);
+    }
+
+    /// Registers the callback run after each put is appended (once; later calls are ignored).
+    pub fn set_append_listener(&self, listener: AppendListener) {
+        let _ = self.inner.append_listener.set(listener);
     }
 
     /// Registers the callback given each commit-log flush's duration.

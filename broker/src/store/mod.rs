@@ -19,5 +19,7 @@ pub mod types;
 
 pub use config::{FlushDiskType, MessageStoreConfig};
 pub use consume_queue::CqUnit;
-pub use message_store::{DispatchListener, MessageStore, StoreError, SCHEDULE_TOPIC};
+pub use message_store::{
+    AppendListener, DispatchListener, MessageStore, StoreError, SCHEDULE_TOPIC,
+};
 pub use types::*;
