@@ -17,6 +17,9 @@ pub fn small_config(dir: &std::path::Path) -> MessageStoreConfig {
         max_index_num: 256,
         flush_interval_commit_log: 50,
         flush_interval_consume_queue: 50,
+        // No hour is a delete hour: the cleaner deletes only when a test asks (`clean_now`),
+        // never because the suite happens to run at 04:00 (`deleteWhen`'s default).
+        delete_when: "none".into(),
         ..Default::default()
     }
 }
