@@ -52,9 +52,12 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let rest = &self.buf[self.at..];
-        let len = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-        // JSON forbids raw control characters in strings.
-        if rest[..len].iter().any(|&b| b < 0x20) {
+        // One pass to the end quote, an escape, or a raw control character (which JSON
+        // forbids in strings).
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] < 0x20 {
             return None;
         }
         if rest[len] == b'"' {

@@ -103,6 +103,9 @@ impl Properties {
         if s.is_empty() {
             return true;
         }
+        // The first names are compared pairwise from a small array (no allocation); a long
+        // list moves to a set, so the check stays linear.
+        let mut first: [&str; PAIRWISE] = [""; PAIRWISE];
         let mut seen: Option<std::collections::HashSet<&str>> = None;
         for (i, seg) in s.split(PROPERTY_SEPARATOR).enumerate() {
             let Some((k, v)) = seg.split_once(NAME_VALUE_SEPARATOR) else {
@@ -112,16 +115,11 @@ impl Properties {
                 return false;
             }
             let repeated = if i < PAIRWISE {
-                s.split(PROPERTY_SEPARATOR)
-                    .take(i)
-                    .any(|prev| prev.split_once(NAME_VALUE_SEPARATOR).map(|(p, _)| p) == Some(k))
+                let repeated = first[..i].contains(&k);
+                first[i] = k;
+                repeated
             } else {
-                let seen = seen.get_or_insert_with(|| {
-                    s.split(PROPERTY_SEPARATOR)
-                        .take(i)
-                        .filter_map(|prev| prev.split_once(NAME_VALUE_SEPARATOR).map(|(p, _)| p))
-                        .collect()
-                });
+                let seen = seen.get_or_insert_with(|| first.iter().copied().collect());
                 !seen.insert(k)
             };
             if repeated {
@@ -145,7 +143,21 @@ impl Properties {
 
     /// The value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find_map(|(k, v)| (k == name).then_some(v))
+        // The text is always well formed (see the type), so a pair starts the string or
+        // follows a `\x02`, and its name ends at its first `\x01`: compare names in place
+        // instead of splitting every pair (a send looks up half a dozen names).
+        if name.is_empty() || name.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR]) {
+            return None;
+        }
+        let mut rest = self.text.as_str();
+        loop {
+            if let Some(after) = rest.strip_prefix(name) {
+                if let Some(value) = after.strip_prefix(NAME_VALUE_SEPARATOR) {
+                    return Some(value.split(PROPERTY_SEPARATOR).next().unwrap_or(value));
+                }
+            }
+            rest = &rest[rest.find(PROPERTY_SEPARATOR)? + 1..];
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -368,6 +380,10 @@ mod tests {
                 }
             }
             prop_assert_eq!(props.to_map(), map.clone());
+            // Lookups find whole names only ("A" is not "AB").
+            for k in ["A", "B", "C", "AA", "AB", "AC", "BA", "BB", "BC", "CA", "CB", "CC"] {
+                prop_assert_eq!(props.get(k), map.get(k).map(String::as_str));
+            }
             // What is stored reads back the same through Java's rules.
             prop_assert_eq!(decode_properties(props.as_str()), map);
             prop_assert!(!props.as_str().ends_with(PROPERTY_SEPARATOR));
