@@ -375,14 +375,14 @@ impl CommitLog {
             .collect();
         let mut flushed = from;
         for f in files {
+            // Where this file is flushed to now. Appends may have gone on meanwhile: what was
+            // flushed still counts (it did not, once, and under steady load the flushed offset
+            // then stood still at the start of the current file until the load paused).
             let pos = f.flush(least_pages)?;
             let end = f.from_offset() + pos as u64;
-            if pos < f.wrote() {
-                break; // skipped (too few pages): later files wait too
-            }
             flushed = end.min(target).max(flushed);
             if pos < f.size() {
-                break;
+                break; // not full, or skipped (too few pages): later files wait
             }
         }
         self.flushed_offset.fetch_max(flushed, Ordering::AcqRel);
