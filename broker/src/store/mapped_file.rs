@@ -25,7 +25,7 @@ pub struct MappedFile {
     from_offset: u64,
     size: usize,
     map: Arc<MmapRaw>,
-    _file: File,
+    file: File,
     wrote: AtomicUsize,
     flushed: AtomicUsize,
     deleted: AtomicBool,
@@ -119,7 +119,7 @@ impl MappedFile {
             from_offset,
             size,
             map: Arc::new(map),
-            _file: file,
+            file,
             wrote: AtomicUsize::new(pos),
             flushed: AtomicUsize::new(pos),
             deleted: AtomicBool::new(false),
@@ -178,7 +178,7 @@ impl MappedFile {
             from_offset,
             size,
             map: Arc::new(map),
-            _file: file,
+            file,
             wrote: AtomicUsize::new(size),
             flushed: AtomicUsize::new(size),
             deleted: AtomicBool::new(false),
@@ -302,14 +302,49 @@ impl MappedFile {
         let pos = pos.min(self.size);
         let old = self.wrote.load(Ordering::Acquire).max(pos);
         if old > pos {
-            // SAFETY: in bounds; no reader or writer runs during recovery.
-            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, self.size - pos) };
-            self.map.flush_range(pos, self.size - pos)?;
+            self.zero_from(pos)?;
         }
         self.wrote.store(pos, Ordering::Release);
         self.flushed.store(pos, Ordering::Release);
         Ok(())
     }
+
+    /// Zeroes everything from `pos` to the end, durably. The whole pages are handed to the
+    /// file system (`FALLOC_FL_ZERO_RANGE`: the blocks stay allocated, only marked unwritten,
+    /// and the mapping reads zeroes), which costs the same for a megabyte or a gigabyte;
+    /// writing zeroes through the mapping would dirty and write back every page up to the end
+    /// of the file. Where the file system cannot (tmpfs, FUSE), the zeroes are written.
+    fn zero_from(&self, pos: usize) -> io::Result<()> {
+        const PAGE: usize = 4096;
+        let aligned = pos.next_multiple_of(PAGE).min(self.size);
+        if aligned > pos {
+            // SAFETY: in bounds; no reader or writer runs during recovery.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, aligned - pos) };
+            self.map.flush_range(pos, aligned - pos)?;
+        }
+        if aligned == self.size {
+            return Ok(());
+        }
+        let len = self.size - aligned;
+        // SAFETY: plain syscall on a file we own.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                aligned as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return self.file.sync_all().map_err(|e| {
+                io::Error::new(e.kind(), format!("fsync {}: {e}", self.path.display()))
+            });
+        }
+        // SAFETY: in bounds; no reader or writer runs during recovery.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(aligned), 0, len) };
+        self.map.flush_range(aligned, len)
+    }
+
 
     /// Recovery: the write position found by scanning, without touching bytes.
     pub fn set_positions(&self, pos: usize) {
