@@ -457,7 +457,9 @@ async fn concurrent_puts_number_queues_densely_in_commit_log_order() {
         acked.extend(h.await.unwrap());
     }
     wait_dispatched(&store);
-    let files = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
+    let files = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
     assert!(files >= 5, "the puts rolled over {files} files");
     let total = (tasks * per_task) as i64;
     let mut seen = 0;
@@ -476,7 +478,10 @@ async fn concurrent_puts_number_queues_densely_in_commit_log_order() {
             (0..n).collect::<Vec<_>>()
         );
         // Queue order is commit-log order.
-        assert!(mine.windows(2).all(|w| w[0].1 < w[1].1), "queue {q} out of order");
+        assert!(
+            mine.windows(2).all(|w| w[0].1 < w[1].1),
+            "queue {q} out of order"
+        );
         for (offset, phys) in &mine {
             let unit = store.queue_unit("Busy", q, *offset).unwrap();
             assert_eq!(unit.commit_log_offset, *phys);
