@@ -440,11 +440,11 @@ async fn concurrent_puts_number_queues_densely_in_commit_log_order() {
             for i in 0..per_task {
                 let q = (t + i) % queues;
                 let r = store
-                    .put_message(msg("Busy", q as i32, &body, None, None))
+                    .put_message(msg("Busy", q, &body, None, None))
                     .await;
                 assert_eq!(r.status, PutStatus::PutOk);
                 let a = r.append.unwrap();
-                acked.push((q as i32, a.logics_offset, a.wrote_offset));
+                acked.push((q, a.logics_offset, a.wrote_offset));
                 if i % 7 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -463,7 +463,7 @@ async fn concurrent_puts_number_queues_densely_in_commit_log_order() {
     assert!(files >= 5, "the puts rolled over {files} files");
     let total = (tasks * per_task) as i64;
     let mut seen = 0;
-    for q in 0..queues as i32 {
+    for q in 0..queues {
         let mut mine: Vec<(i64, i64)> = acked
             .iter()
             .filter(|a| a.0 == q)
