@@ -345,6 +345,11 @@ impl MappedFile {
         self.map.flush_range(aligned, len)
     }
 
+    /// Recovery: bytes from `pos` on may not be on disk yet (they were found in the page
+    /// cache after a crash), so the next flush writes them again.
+    pub fn mark_unflushed_from(&self, pos: usize) {
+        self.flushed.fetch_min(pos, Ordering::AcqRel);
+    }
 
     /// Recovery: the write position found by scanning, without touching bytes.
     pub fn set_positions(&self, pos: usize) {
@@ -374,10 +379,17 @@ impl MappedFile {
 
 /// Maps every file of `dir` named by an offset, sorted; files of the wrong size are errors.
 pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
+    load_dir_checked(dir, size).map(|(files, _)| files)
+}
+
+/// [`load_dir`], and whether the last file was short (cut by hand, or torn at the file-system
+/// level) and had to be extended with zeroes.
+pub fn load_dir_checked(dir: &Path, size: usize) -> io::Result<(Vec<Arc<MappedFile>>, bool)> {
     let mut files = Vec::new();
+    let mut extended = false;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((files, extended)),
         Err(e) => {
             return Err(io::Error::new(
                 e.kind(),
@@ -402,6 +414,7 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         let len = std::fs::metadata(last)?.len();
         if len > 0 && len < size as u64 {
             tracing::warn!(file = %last.display(), len, expected = size, "last file is short: extending it; recovery cuts at its last valid entry");
+            extended = true;
             let f = OpenOptions::new().write(true).open(last)?;
             f.set_len(size as u64)?;
             // SAFETY: plain syscall on a file we own.
@@ -427,5 +440,5 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         }
         files.push(Arc::new(MappedFile::open(&p, size)?));
     }
-    Ok(files)
+    Ok((files, extended))
 }
