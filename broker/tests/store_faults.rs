@@ -428,6 +428,41 @@ fn power_cut_under_async_flush_loses_unsynced_records() {
     );
 }
 
+/// After a kill -9 the records sit in the page cache, never synced by the process that wrote
+/// them: the restarted store finds them, serves them, and must flush them itself before it
+/// (or its checkpoint) calls them flushed. A power cut after its clean shutdown loses none.
+#[test]
+fn records_a_restart_recovers_from_the_page_cache_are_flushed_again() {
+    let Some(mut fs) = mount() else { return };
+    let dir = fs.path().join("store");
+    // ASYNC_FLUSH that never flushes: nothing the tool acknowledges reaches the disk.
+    let app = Appender::start(&dir, "ASYNC_FLUSH", 600_000, 4);
+    app.wait_for_acks(2000, Duration::from_secs(20));
+    let acked = app.kill();
+    let config = store_config(&dir, 262144, FlushDiskType::AsyncFlush);
+    let store = MessageStore::open(config.clone()).unwrap();
+    wait_dispatched(&store);
+    assert!(
+        acked.iter().all(|r| find(&store, r) == Found::Yes),
+        "recovered from the page cache"
+    );
+    store.shutdown();
+    drop(store);
+    fs.power_cut();
+    fs.remount().unwrap();
+    let store = MessageStore::open(config).unwrap();
+    wait_dispatched(&store);
+    let missing: Vec<Rec> = acked
+        .iter()
+        .filter(|r| find(&store, r) != Found::Yes)
+        .copied()
+        .collect();
+    store.shutdown();
+    drop(store);
+    fs.unmount().unwrap();
+    assert_none_missing(&acked, &missing);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Write and sync errors under load, with the store in this process.
 

@@ -16,7 +16,7 @@ use rmq_remoting::message::{
     MessageExt, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
 };
 
-use super::mapped_file::{load_dir, MappedFile};
+use super::mapped_file::{load_dir_checked, MappedFile};
 
 /// Space always left for the end-of-file blank.
 pub const END_FILE_MIN_BLANK_LENGTH: usize = 8;
@@ -33,6 +33,11 @@ pub struct CommitLog {
     flushed_offset: AtomicU64,
     /// Store timestamp of the last appended record (for the checkpoint).
     last_store_timestamp: AtomicI64,
+    /// Held by a flush and by a cut: a flush that began before a cut cannot move the flushed
+    /// offset past it afterwards.
+    flush_lock: Mutex<()>,
+    /// The last file was short on disk and was extended with zeroes at load.
+    extended_on_load: bool,
 }
 
 /// What recovery learned from one valid record.
@@ -52,7 +57,7 @@ pub struct WriteCursor {
 impl CommitLog {
     /// Maps the existing files of `dir` (no recovery yet).
     pub fn load(dir: &Path, file_size: usize, warm: bool) -> io::Result<CommitLog> {
-        let files = load_dir(dir, file_size)?;
+        let (files, extended_on_load) = load_dir_checked(dir, file_size)?;
         let max = files
             .last()
             .map(|f| f.from_offset() + f.size() as u64)
@@ -67,7 +72,14 @@ impl CommitLog {
             max_offset: AtomicU64::new(max),
             flushed_offset: AtomicU64::new(max),
             last_store_timestamp: AtomicI64::new(0),
+            flush_lock: Mutex::new(()),
+            extended_on_load,
         })
+    }
+
+    /// Whether the last file was short on disk (cut by hand or torn) and extended at load.
+    pub fn extended_on_load(&self) -> bool {
+        self.extended_on_load
     }
 
     pub fn file_size(&self) -> usize {
@@ -99,6 +111,11 @@ impl CommitLog {
 
     pub fn last_store_timestamp(&self) -> i64 {
         self.last_store_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Recovery: the store timestamp of the last record found.
+    pub fn set_last_store_timestamp(&self, ts: i64) {
+        self.last_store_timestamp.fetch_max(ts, Ordering::AcqRel);
     }
 
     /// The file holding `offset`.
@@ -361,6 +378,7 @@ impl CommitLog {
     /// Flushes every file between the flushed and the written offset; returns the new
     /// flushed offset. `least_pages` > 0 skips a file with fewer dirty pages.
     pub fn flush(&self, least_pages: usize) -> io::Result<u64> {
+        let _flushing = self.flush_lock.lock();
         let target = self.max_offset();
         let from = self.flushed_offset();
         if target <= from {
@@ -375,55 +393,18 @@ impl CommitLog {
             .collect();
         let mut flushed = from;
         for f in files {
+            // Where this file is flushed to now. Appends may have gone on meanwhile: what was
+            // flushed still counts (it did not, once, and under steady load the flushed offset
+            // then stood still at the start of the current file until the load paused).
             let pos = f.flush(least_pages)?;
             let end = f.from_offset() + pos as u64;
-            if pos < f.wrote() {
-                break; // skipped (too few pages): later files wait too
-            }
             flushed = end.min(target).max(flushed);
             if pos < f.size() {
-                break;
+                break; // not full, or skipped (too few pages): later files wait
             }
         }
         self.flushed_offset.fetch_max(flushed, Ordering::AcqRel);
         Ok(self.flushed_offset())
-    }
-
-    /// Recovery, pass 1: the end of valid data, scanning from file `start`. Verifies magic,
-    /// size and (if `check_crc`) body CRC; stops at the first record that fails.
-    pub fn find_valid_end(&self, start: usize, check_crc: bool) -> u64 {
-        let files = self.files.read().clone();
-        if files.is_empty() {
-            return 0;
-        }
-        let start = start.min(files.len() - 1);
-        let mut end = files[start].from_offset();
-        let mut done = false;
-        for f in &files[start..] {
-            let (valid, file_ended) = scan_file(f, check_crc, &mut |_| {});
-            end = f.from_offset() + valid as u64;
-            if !file_ended {
-                done = true;
-                break;
-            }
-        }
-        let _ = done;
-        end
-    }
-
-    /// Recovery, pass 2: every valid record from file `start` up to `end`, in order.
-    pub fn for_each_record(&self, start: usize, end: u64, mut f: impl FnMut(RecoveredRecord)) {
-        let files = self.files.read().clone();
-        for file in files.iter().skip(start) {
-            if file.from_offset() >= end {
-                break;
-            }
-            scan_file(file, false, &mut |r| {
-                if r.offset < end {
-                    f(r)
-                }
-            });
-        }
     }
 
     /// Recovery: cuts everything from `end` on (a torn or corrupt tail) and positions the
@@ -431,6 +412,7 @@ impl CommitLog {
     /// `live`: readers may hold slices (a running replica), so the file holding `end` is
     /// replaced by a cut copy instead of zeroed in place.
     pub fn truncate_to(&self, end: u64, live: bool) -> io::Result<()> {
+        let _flushing = self.flush_lock.lock();
         let mut files = self.files.write();
         while let Some(last) = files.last() {
             if last.from_offset() >= end
@@ -457,6 +439,19 @@ impl CommitLog {
         self.max_offset.store(end, Ordering::Release);
         self.flushed_offset.store(end, Ordering::Release);
         Ok(())
+    }
+
+    /// Recovery: records from `offset` on were found in the page cache after a crash and may
+    /// not be on disk; the flusher writes them again before the checkpoint vouches for them.
+    pub fn mark_unflushed_from(&self, offset: u64) {
+        let _flushing = self.flush_lock.lock();
+        for f in self.files.read().iter() {
+            let file_end = f.from_offset() + f.size() as u64;
+            if file_end > offset {
+                f.mark_unflushed_from(offset.saturating_sub(f.from_offset()) as usize);
+            }
+        }
+        self.flushed_offset.fetch_min(offset, Ordering::AcqRel);
     }
 
     /// The store timestamp of the first record of file `idx` (recovery picks its start by it).
@@ -500,66 +495,5 @@ impl CommitLog {
             deleted += 1;
         }
         deleted
-    }
-}
-
-/// Scans one file's records; returns the valid length and whether the scan reached the end
-/// of the file cleanly (blank record or exactly full).
-fn scan_file(
-    f: &MappedFile,
-    check_crc: bool,
-    on_record: &mut dyn FnMut(RecoveredRecord),
-) -> (usize, bool) {
-    let size = f.size();
-    let mut pos = 0usize;
-    loop {
-        if pos + 8 > size {
-            return (pos, pos == size);
-        }
-        let (Some(total), Some(magic)) = (f.read_i32(pos), f.read_i32(pos + 4)) else {
-            return (pos, false);
-        };
-        if magic == BLANK_MAGIC_CODE {
-            return if total as usize == size - pos {
-                (size, true)
-            } else {
-                (pos, false)
-            };
-        }
-        if total == 0 && magic == 0 {
-            return (pos, false); // end of data
-        }
-        if (magic != MESSAGE_MAGIC_CODE_V1 && magic != MESSAGE_MAGIC_CODE_V2)
-            || total < 8
-            || pos + total as usize > size
-        {
-            tracing::warn!(file = %f.path().display(), pos, total, magic, "invalid record: end of valid data");
-            return (pos, false);
-        }
-        let mut raw = vec![0u8; total as usize];
-        f.read_raw(pos, &mut raw);
-        let mut bytes = Bytes::from(raw);
-        let msg = match MessageExt::decode(&mut bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(file = %f.path().display(), pos, error = %e, "undecodable record: end of valid data");
-                return (pos, false);
-            }
-        };
-        let offset = f.from_offset() + pos as u64;
-        if msg.commit_log_offset as u64 != offset {
-            tracing::warn!(file = %f.path().display(), pos, stored = msg.commit_log_offset, "record offset mismatch: end of valid data");
-            return (pos, false);
-        }
-        if check_crc && rmq_remoting::message::body_crc(&msg.body) != msg.body_crc {
-            tracing::warn!(file = %f.path().display(), pos, "body CRC mismatch: end of valid data");
-            return (pos, false);
-        }
-        on_record(RecoveredRecord {
-            offset,
-            size: total as usize,
-            msg,
-        });
-        pos += total as usize;
     }
 }

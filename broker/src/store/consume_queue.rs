@@ -134,7 +134,7 @@ impl ConsumeQueue {
         );
     }
 
-    fn last_unit(&self) -> Option<CqUnit> {
+    pub(crate) fn last_unit(&self) -> Option<CqUnit> {
         let max = self.max_offset();
         if max == 0 || max <= self.min_offset() {
             return None;
@@ -386,6 +386,41 @@ impl ConsumeQueue {
             }
         }
         (lo2 - 1).max(min)
+    }
+
+    /// For the checkpoint, after a flush: where the first record starts whose unit is not
+    /// flushed yet (`None`: every unit is). Units are in commit-log order, so every record
+    /// of this queue before it has its unit on disk.
+    pub fn first_unflushed_phys(&self) -> Option<i64> {
+        let files = self.files.read();
+        for f in files.iter() {
+            let (mut pos, wrote) = (f.flushed(), f.wrote());
+            while pos + CQ_UNIT_SIZE <= wrote {
+                let b = f.slice(pos, CQ_UNIT_SIZE)?;
+                let (phys, size, tags) = decode_unit(&b);
+                let blank = phys == 0 && size == i32::MAX && tags == 0;
+                if !blank {
+                    return Some(phys);
+                }
+                pos += CQ_UNIT_SIZE;
+            }
+        }
+        None
+    }
+
+    /// Recovery after a crash: units of records from `phys` on may be in the page cache only.
+    /// The files that may hold them are flushed again whole (a flush of pages already on
+    /// disk costs little) before the checkpoint vouches for them.
+    pub fn mark_unflushed_from_phys(&self, phys: i64) {
+        let files = self.files.read();
+        for f in files.iter().rev() {
+            f.mark_unflushed_from(0);
+            let first = f.slice(0, CQ_UNIT_SIZE).map(|b| decode_unit(&b));
+            let blank = |(p, size, tags): (i64, i32, i64)| p == 0 && size == i32::MAX && tags == 0;
+            if first.is_some_and(|u| !blank(u) && u.0 < phys) {
+                break; // this file holds the first such unit: earlier ones are older
+            }
+        }
     }
 
     /// Flushes dirty files; `least_pages` as for the commit log.

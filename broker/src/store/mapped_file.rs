@@ -25,7 +25,7 @@ pub struct MappedFile {
     from_offset: u64,
     size: usize,
     map: Arc<MmapRaw>,
-    _file: File,
+    file: File,
     wrote: AtomicUsize,
     flushed: AtomicUsize,
     deleted: AtomicBool,
@@ -119,7 +119,7 @@ impl MappedFile {
             from_offset,
             size,
             map: Arc::new(map),
-            _file: file,
+            file,
             wrote: AtomicUsize::new(pos),
             flushed: AtomicUsize::new(pos),
             deleted: AtomicBool::new(false),
@@ -178,7 +178,7 @@ impl MappedFile {
             from_offset,
             size,
             map: Arc::new(map),
-            _file: file,
+            file,
             wrote: AtomicUsize::new(size),
             flushed: AtomicUsize::new(size),
             deleted: AtomicBool::new(false),
@@ -302,13 +302,53 @@ impl MappedFile {
         let pos = pos.min(self.size);
         let old = self.wrote.load(Ordering::Acquire).max(pos);
         if old > pos {
-            // SAFETY: in bounds; no reader or writer runs during recovery.
-            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, self.size - pos) };
-            self.map.flush_range(pos, self.size - pos)?;
+            self.zero_from(pos)?;
         }
         self.wrote.store(pos, Ordering::Release);
         self.flushed.store(pos, Ordering::Release);
         Ok(())
+    }
+
+    /// Zeroes everything from `pos` to the end, durably. The whole pages are handed to the
+    /// file system (`FALLOC_FL_ZERO_RANGE`: the blocks stay allocated, only marked unwritten,
+    /// and the mapping reads zeroes), which costs the same for a megabyte or a gigabyte;
+    /// writing zeroes through the mapping would dirty and write back every page up to the end
+    /// of the file. Where the file system cannot (tmpfs, FUSE), the zeroes are written.
+    fn zero_from(&self, pos: usize) -> io::Result<()> {
+        const PAGE: usize = 4096;
+        let aligned = pos.next_multiple_of(PAGE).min(self.size);
+        if aligned > pos {
+            // SAFETY: in bounds; no reader or writer runs during recovery.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, aligned - pos) };
+            self.map.flush_range(pos, aligned - pos)?;
+        }
+        if aligned == self.size {
+            return Ok(());
+        }
+        let len = self.size - aligned;
+        // SAFETY: plain syscall on a file we own.
+        let rc = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                aligned as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return self.file.sync_all().map_err(|e| {
+                io::Error::new(e.kind(), format!("fsync {}: {e}", self.path.display()))
+            });
+        }
+        // SAFETY: in bounds; no reader or writer runs during recovery.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(aligned), 0, len) };
+        self.map.flush_range(aligned, len)
+    }
+
+    /// Recovery: bytes from `pos` on may not be on disk yet (they were found in the page
+    /// cache after a crash), so the next flush writes them again.
+    pub fn mark_unflushed_from(&self, pos: usize) {
+        self.flushed.fetch_min(pos, Ordering::AcqRel);
     }
 
     /// Recovery: the write position found by scanning, without touching bytes.
@@ -339,10 +379,17 @@ impl MappedFile {
 
 /// Maps every file of `dir` named by an offset, sorted; files of the wrong size are errors.
 pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
+    load_dir_checked(dir, size).map(|(files, _)| files)
+}
+
+/// [`load_dir`], and whether the last file was short (cut by hand, or torn at the file-system
+/// level) and had to be extended with zeroes.
+pub fn load_dir_checked(dir: &Path, size: usize) -> io::Result<(Vec<Arc<MappedFile>>, bool)> {
     let mut files = Vec::new();
+    let mut extended = false;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((files, extended)),
         Err(e) => {
             return Err(io::Error::new(
                 e.kind(),
@@ -367,6 +414,7 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         let len = std::fs::metadata(last)?.len();
         if len > 0 && len < size as u64 {
             tracing::warn!(file = %last.display(), len, expected = size, "last file is short: extending it; recovery cuts at its last valid entry");
+            extended = true;
             let f = OpenOptions::new().write(true).open(last)?;
             f.set_len(size as u64)?;
             // SAFETY: plain syscall on a file we own.
@@ -392,5 +440,5 @@ pub fn load_dir(dir: &Path, size: usize) -> io::Result<Vec<Arc<MappedFile>>> {
         }
         files.push(Arc::new(MappedFile::open(&p, size)?));
     }
-    Ok(files)
+    Ok((files, extended))
 }

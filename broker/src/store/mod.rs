@@ -14,6 +14,7 @@ pub mod message_store;
 mod recovery;
 mod replica;
 pub mod retention;
+mod scan;
 mod services;
 pub mod types;
 

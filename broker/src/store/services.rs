@@ -111,6 +111,24 @@ fn final_flush(inner: &Inner) -> std::io::Result<()> {
         index.flush()?;
     }
     let dispatched_ts = inner.last_dispatched_store_ts.load(Ordering::Acquire);
+    let ck = &inner.checkpoint;
+    let end = inner.commit_log.max_offset();
+    let epoch = ck.epoch();
+    ck.set_physic_offset(inner.commit_log.flushed_offset(), epoch);
+    let dispatched = inner.dispatched_offset.load(Ordering::Acquire);
+    ck.set_logics_offset(dispatched, epoch);
+    // The clean-stop marker: the next start checks this record and trusts what is before it.
+    // Only when the dispatcher finished (the abort file stays otherwise) and the last record
+    // it saw ends the log.
+    let last = inner.last_record.load(Ordering::Acquire);
+    let complete = !inner.dispatch_incomplete.load(Ordering::Acquire) && dispatched == end;
+    let (clean_end, clean_last) = if complete && last >= 0 {
+        (end as i64, last)
+    } else {
+        (-1, -1)
+    };
+    ck.clean_end.store(clean_end, Ordering::Release);
+    ck.clean_last.store(clean_last, Ordering::Release);
     inner
         .checkpoint
         .physic_msg_timestamp
@@ -173,6 +191,9 @@ fn truncate_running(
         index.truncate_after(end as i64);
     }
     inner.dispatched_offset.store(end, Ordering::Release);
+    inner.last_record.store(-1, Ordering::Release);
+    // Before anything is appended at the cut: the checkpoint must not vouch for it.
+    inner.checkpoint.cut(end)?;
     tracing::warn!(end, "commit log cut back to the new master's history");
     Ok(())
 }
@@ -348,6 +369,7 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
             last_thorough = Instant::now();
         }
         let ts = inner.commit_log.last_store_timestamp();
+        let epoch = inner.checkpoint.epoch();
         let before = inner.commit_log.flushed_offset();
         let started = Instant::now();
         let flushed = inner.commit_log.flush(if full { 0 } else { least });
@@ -363,6 +385,7 @@ fn flush_commit_log_loop(inner: Arc<Inner>) {
                         .checkpoint
                         .physic_msg_timestamp
                         .store(ts, Ordering::Release);
+                    inner.checkpoint.set_physic_offset(flushed, epoch);
                     inner.flushed_tx.send_replace(flushed);
                 }
             }
@@ -393,6 +416,9 @@ fn flush_queues_loop(inner: Arc<Inner>) {
             continue;
         }
         let ts = inner.last_dispatched_store_ts.load(Ordering::Acquire);
+        // Every record below this has its units and index entries written before the flush.
+        let epoch = inner.checkpoint.epoch();
+        let dispatched = inner.dispatched_offset.load(Ordering::Acquire);
         let queues: Vec<_> = inner
             .queues
             .read()
@@ -400,12 +426,17 @@ fn flush_queues_loop(inner: Arc<Inner>) {
             .flat_map(|m| m.values().cloned())
             .collect();
         let mut ok = true;
+        // Where the first record starts whose unit a skipped (too few pages) flush left behind.
+        let mut durable = dispatched;
         for q in queues {
             if let Err(e) = q.flush(if full { 0 } else { least }) {
                 let what = format!("consume queue {}/{}", q.topic(), q.queue_id());
                 fence(&inner, &what, &e);
                 ok = false;
                 break;
+            }
+            if let Some(phys) = q.first_unflushed_phys() {
+                durable = durable.min(phys.max(0) as u64);
             }
         }
         if let Some(index) = &inner.index {
@@ -429,6 +460,9 @@ fn flush_queues_loop(inner: Arc<Inner>) {
         if !ok {
             continue;
         }
+        // Unlike the timestamp (RocketMQ's, moved by thorough flushes only), the offset moves
+        // on every pass: a crash then re-reads about a second of commit log, not a minute.
+        inner.checkpoint.set_logics_offset(durable, epoch);
         if let Err(e) = inner.checkpoint.flush() {
             fence(&inner, "checkpoint", &e);
         }

@@ -311,6 +311,14 @@ impl IndexService {
         }
     }
 
+    /// Recovery after a crash: entries may be in the page cache only; the next flush writes
+    /// every file again before the checkpoint vouches for them.
+    pub fn mark_dirty(&self) {
+        for f in self.files.read().iter() {
+            f.dirty.store(true, Ordering::Release);
+        }
+    }
+
     pub fn file_count(&self) -> usize {
         self.files.read().len()
     }
