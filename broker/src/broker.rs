@@ -100,6 +100,8 @@ pub struct BrokerInner {
     /// Replication: connected slaves (master) or the master followed (slave).
     pub ha: crate::ha::HaState,
     pub tasks: Tasks,
+    /// Registrations asked for by changes, coalesced.
+    pub registrations: crate::namesrv::Registrations,
     /// Connection counts of the listening ports (metrics), set once they listen.
     pub servers: std::sync::OnceLock<Vec<rmq_remoting::server::ServerStats>>,
 }
@@ -216,6 +218,7 @@ impl Broker {
             sql_filters: Default::default(),
             ha: Default::default(),
             tasks: Tasks::default(),
+            registrations: Default::default(),
             servers: std::sync::OnceLock::new(),
         });
         inner

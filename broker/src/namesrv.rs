@@ -1,6 +1,7 @@
 //! Registration with the name servers: at start, every `registerNameServerPeriod` (clamped to
 //! 10–60 s as RocketMQ does), right after a topic is created, and an unregistration at stop.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,13 @@ use crate::broker::BrokerInner;
 
 /// Registers with every name server once; returns how many accepted.
 pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
+    register(inner, None).await.0
+}
+
+/// Registers every topic, or only `only` (RocketMQ's `registerIncrementBrokerData`: the
+/// topics that changed, with the new data version; name servers update those and keep the
+/// rest). Returns how many name servers accepted, of how many.
+async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> (usize, usize) {
     let role = inner.role.snapshot();
     let (servers, header, timeout) = inner.settings.broker(|b| {
         (
@@ -32,6 +40,12 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
         )
     });
     let mut wrapper = inner.topics.wrapper();
+    if let Some(only) = only {
+        wrapper.topic_config_table.retain(|t, _| only.contains(t));
+        if wrapper.topic_config_table.is_empty() {
+            return (0, 0); // all deleted meanwhile
+        }
+    }
     // As RocketMQ 5 brokers do: the state version is the group's epoch, so a name server
     // keeps routing to the newer master and refuses a former one still registering.
     wrapper.data_version.state_version = i64::from(role.epoch.0);
@@ -51,7 +65,10 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
             b.frame_max_length,
         )
     });
+    let topics = wrapper.topic_config_table.len();
     let bodies = registration_bodies(wrapper, split, chunk, frame_max);
+    let bytes: usize = bodies.iter().map(|b| b.len()).sum();
+    let started = std::time::Instant::now();
     let mut ok = 0;
     let servers = expand(&servers).await;
     let calls = servers.iter().map(|addr| {
@@ -98,7 +115,68 @@ pub async fn register_all(inner: &Arc<BrokerInner>) -> usize {
             Err(e) => tracing::warn!(namesrv = %addr, error = %e, "register broker failed"),
         }
     }
-    ok
+    tracing::debug!(
+        accepted = ok,
+        servers = servers.len(),
+        topics,
+        parts = bodies.len(),
+        bytes,
+        increment = only.is_some(),
+        ms = started.elapsed().as_millis() as u64,
+        "registered with name servers"
+    );
+    (ok, servers.len())
+}
+
+/// Registrations asked for by changes (topics created, a role or permission changed), run one
+/// at a time in the background: what is asked while one runs goes in the next, together. A
+/// burst of ten thousand topic creations then costs a few registrations of the new topics,
+/// not ten thousand registrations of every topic (which once kept the name server busy for a
+/// minute, timed out the broker's periodic registration, and let it expire).
+#[derive(Default)]
+pub struct Registrations {
+    state: parking_lot::Mutex<Wanted>,
+}
+
+#[derive(Default)]
+struct Wanted {
+    running: bool,
+    all: bool,
+    topics: BTreeSet<String>,
+}
+
+impl Registrations {
+    fn ask(&self, inner: &Arc<BrokerInner>, f: impl FnOnce(&mut Wanted)) {
+        let mut w = self.state.lock();
+        f(&mut w);
+        if w.running {
+            return;
+        }
+        w.running = true;
+        drop(w);
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            loop {
+                let (all, topics) = {
+                    let mut w = inner.registrations.state.lock();
+                    if !w.all && w.topics.is_empty() {
+                        w.running = false;
+                        return;
+                    }
+                    (std::mem::take(&mut w.all), std::mem::take(&mut w.topics))
+                };
+                if all {
+                    register_all(&inner).await;
+                    continue;
+                }
+                let (ok, servers) = register(&inner, Some(&topics)).await;
+                if ok < servers {
+                    // Refused (not registered yet) or failed: the whole table, next.
+                    inner.registrations.state.lock().all = true;
+                }
+            }
+        });
+    }
 }
 
 /// The registration's body, or its parts: RocketMQ 5 splits a registration into parts of
@@ -211,8 +289,7 @@ pub async fn expand(servers: &[String]) -> Vec<String> {
 
 pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
     loop {
-        let n = register_all(&inner).await;
-        tracing::debug!(accepted = n, "registered with name servers");
+        register_all(&inner).await;
         let period = inner
             .settings
             .broker(|b| b.register_name_server_period)
@@ -224,12 +301,14 @@ pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
     }
 }
 
-/// Registers now, in the background (after topic changes).
+/// Registers every topic soon, in the background (after a role or permission change).
 pub fn register_soon(inner: &Arc<BrokerInner>) {
-    let inner = inner.clone();
-    tokio::spawn(async move {
-        register_all(&inner).await;
-    });
+    inner.registrations.ask(inner, |w| w.all = true);
+}
+
+/// Registers these topics soon, in the background (after they were created or changed).
+pub fn register_topics_soon(inner: &Arc<BrokerInner>, topics: impl IntoIterator<Item = String>) {
+    inner.registrations.ask(inner, |w| w.topics.extend(topics));
 }
 
 pub async fn unregister_all(inner: &Arc<BrokerInner>) {

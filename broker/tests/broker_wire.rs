@@ -635,3 +635,71 @@ async fn a_registration_in_parts_reaches_the_name_server_whole() {
     assert_eq!(route.live_broker_count(), 1);
     cluster.stop().await;
 }
+
+/// Ten thousand topics of 8 queues, created one request each (64 in flight): each creation
+/// registers only what changed, so they all reach the name server while the broker stays
+/// registered; after a restart the whole registration (in parts of 800 topics) routes every
+/// one of them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_topics_register_and_route() {
+    use futures::stream::{self, StreamExt};
+    const N: usize = 10_000;
+    let cluster = rmq_testkit::start_cluster(|s| {
+        s.broker.enable_split_registration = true;
+        s.broker.split_registration_size = 800;
+    })
+    .await;
+    let addr = format!("127.0.0.1:{}", cluster.settings.broker.listen_port);
+    let names: Vec<String> = (0..N).map(|i| format!("Many{i:05}")).collect();
+    let admin = rmq_testkit::admin_client();
+    let failed = stream::iter(&names)
+        .map(|t| {
+            let (admin, addr) = (&admin, &addr);
+            async move {
+                let r = admin
+                    .invoke(addr, rmq_testkit::create_topic_request(t, 8, 6), T)
+                    .await;
+                !matches!(r, Ok(r) if r.code == ResponseCode::SUCCESS)
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    assert_eq!(failed, 0, "creations failed");
+    let all_route = |route: &rmq_nameserver::route_info::RouteInfoManager| {
+        names.iter().all(|t| {
+            route
+                .topic_route(t)
+                .is_some_and(|r| r.queue_datas.len() == 1 && r.queue_datas[0].read_queue_nums == 8)
+        })
+    };
+    let route = &cluster.namesrv.processor().route;
+    assert!(
+        rmq_testkit::wait_until(Duration::from_secs(60), || all_route(route)).await,
+        "some topics never reached the name server"
+    );
+    assert_eq!(route.live_broker_count(), 1);
+
+    // A clean stop unregisters (the name server forgets the topics); the next start's
+    // registration brings them all back.
+    let rmq_testkit::Cluster {
+        namesrv,
+        broker,
+        settings,
+        dir,
+        ..
+    } = cluster;
+    broker.shutdown().await;
+    let route = &namesrv.processor().route;
+    assert!(route.topic_route(&names[0]).is_none());
+    let broker = Broker::start(settings).await.unwrap();
+    assert!(
+        rmq_testkit::wait_until(Duration::from_secs(60), || all_route(route)).await,
+        "some topics did not come back after the restart"
+    );
+    assert_eq!(route.live_broker_count(), 1);
+    broker.shutdown().await;
+    namesrv.shutdown().await;
+    drop(dir);
+}

@@ -76,7 +76,7 @@ pub async fn create_topic(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Re
         attributes,
     };
     let version = inner.topics.put(tc);
-    crate::namesrv::register_soon(inner);
+    crate::namesrv::register_topics_soon(inner, [h.topic.clone()]);
     answer_durable(inner.topics.durable(version)).await
 }
 

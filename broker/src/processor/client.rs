@@ -34,7 +34,7 @@ pub async fn heartbeat(
         version: req.version,
         last_update_ms: now_millis(),
     };
-    let mut topics_created = false;
+    let mut topics_created = Vec::new();
     for c in &hb.consumer_data_set {
         // A consumer of a group the broker does not have (and may not create) is not
         // registered, as RocketMQ 5 skips it: its pulls fail with the reason.
@@ -54,7 +54,7 @@ pub async fn heartbeat(
                     g.retry_queue_nums.clamp(1, MAX_QUEUE_NUMS),
                     perm::READ | perm::WRITE,
                 );
-                topics_created = true;
+                topics_created.push(retry);
             }
         }
         let changed = inner.clients.register_consumer(
@@ -74,8 +74,8 @@ pub async fn heartbeat(
             .clients
             .register_producer(&p.group_name, channel(&hb.client_id));
     }
-    if topics_created {
-        crate::namesrv::register_soon(inner);
+    if !topics_created.is_empty() {
+        crate::namesrv::register_topics_soon(inner, topics_created);
     }
     let mut resp = RemotingCommand::success();
     resp.ext_fields

@@ -26,7 +26,7 @@ pub fn dlq_topic(inner: &Arc<BrokerInner>, group: &str) -> String {
         inner
             .topics
             .create_if_missing(&topic, DLQ_QUEUES, perm::READ | perm::WRITE);
-        crate::namesrv::register_soon(inner);
+        crate::namesrv::register_topics_soon(inner, [topic.clone()]);
     }
     topic
 }

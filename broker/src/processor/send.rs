@@ -178,7 +178,7 @@ fn resolve_topic(
                 }
                 Err(limit) => return Err(not_exist(limit.to_string())),
             };
-            crate::namesrv::register_soon(inner);
+            crate::namesrv::register_topics_soon(inner, [tc.topic_name.clone()]);
             tc
         }
     };

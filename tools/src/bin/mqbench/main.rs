@@ -5,6 +5,7 @@
 //! mqbench producer -n 127.0.0.1:9876 -t BenchmarkTopic -w 64 -s 1024 --seconds 10
 //! mqbench consumer -n 127.0.0.1:9876 -t BenchmarkTopic -g benchmark_consumer --seconds 10
 //! mqbench producer --workload tools/workloads/send-1k-64.toml -n A:9876 --compare B:9876
+//! mqbench topics -n 127.0.0.1:9876 --count 10000 --queues 8
 //! ```
 
 mod broker;
@@ -13,6 +14,7 @@ mod producer;
 mod report;
 mod route;
 mod stats;
+mod topics;
 mod workload;
 
 use std::future::Future;
@@ -169,6 +171,9 @@ enum Cmd {
     Producer(producer::Options),
     /// Consume messages (pull with long polling, as push consumers do).
     Consumer(consumer::Options),
+    /// Create many topics, then time their registration, route lookups, the topic list and
+    /// the cluster info.
+    Topics(topics::Options),
 }
 
 /// Whether argument `id` was given on the command line (not defaulted, not from the
@@ -222,6 +227,7 @@ async fn bench(cmd: Cmd, m: &ArgMatches) -> anyhow::Result<()> {
             })
             .await
         }
+        Cmd::Topics(o) => topics::run(o).await,
     }
 }
 
