@@ -262,17 +262,7 @@ impl RemotingCommand {
 
     fn decode_json_header(header: &[u8]) -> Result<Self> {
         match crate::header_json::decode(header) {
-            Some(f) => Ok(RemotingCommand {
-                code: f.code,
-                language: f.language,
-                version: f.version,
-                opaque: f.opaque,
-                flag: f.flag,
-                remark: f.remark,
-                ext_fields: f.ext_fields,
-                body: Bytes::new(),
-                serialize_type: SerializeType::Json,
-            }),
+            Some(cmd) => Ok(cmd),
             None => Self::decode_json_header_lenient(header),
         }
     }

@@ -9,18 +9,10 @@
 
 use std::collections::HashMap;
 
-use crate::code::LanguageCode;
+use bytes::Bytes;
 
-/// The fields of a header in the common shape.
-pub(crate) struct Fast {
-    pub code: i32,
-    pub language: LanguageCode,
-    pub version: i32,
-    pub opaque: i32,
-    pub flag: i32,
-    pub remark: Option<String>,
-    pub ext_fields: HashMap<String, String>,
-}
+use crate::code::LanguageCode;
+use crate::command::{RemotingCommand, SerializeType};
 
 struct Cursor<'a> {
     buf: &'a [u8],
@@ -154,10 +146,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads `header` if it has the common shape.
-pub(crate) fn decode(header: &[u8]) -> Option<Fast> {
+/// Reads `header` if it has the common shape (the body is attached by the caller).
+pub(crate) fn decode(header: &[u8]) -> Option<RemotingCommand> {
     let mut c = Cursor { buf: header, at: 0 };
-    let mut out = Fast {
+    let mut out = RemotingCommand {
         code: 0,
         language: LanguageCode::Other,
         version: 0,
@@ -165,6 +157,8 @@ pub(crate) fn decode(header: &[u8]) -> Option<Fast> {
         flag: 0,
         remark: None,
         ext_fields: HashMap::new(),
+        body: Bytes::new(),
+        serialize_type: SerializeType::Json,
     };
     if !c.eat(b'{') {
         return None;
