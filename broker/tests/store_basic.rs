@@ -441,9 +441,7 @@ async fn concurrent_puts_number_queues_densely_in_commit_log_order() {
             let mut acked = Vec::new();
             for i in 0..per_task {
                 let q = (t + i) % queues;
-                let r = store
-                    .put_message(msg("Busy", q, &body, None, None))
-                    .await;
+                let r = store.put_message(msg("Busy", q, &body, None, None)).await;
                 assert_eq!(r.status, PutStatus::PutOk);
                 let a = r.append.unwrap();
                 acked.push((q, a.logics_offset, a.wrote_offset));
