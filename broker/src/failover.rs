@@ -102,7 +102,7 @@ pub async fn role_changed(
         // Without `ha`, the name servers' answer at the next registration says where to follow.
         inner.ha.follow_master(master_addr.clone(), ha);
         crate::broker::start_slave_services(inner);
-        crate::namesrv::register_soon(inner);
+        crate::namesrv::register_now(inner);
         tracing::warn!(
             %epoch,
             master = %master_addr,
@@ -140,7 +140,7 @@ pub async fn role_changed(
     if let Err(e) = crate::broker::start_master_services(inner).await {
         tracing::error!(error = %e, "promoted, but master services did not all start");
     }
-    crate::namesrv::register_soon(inner);
+    crate::namesrv::register_now(inner);
     tracing::warn!(%epoch, offset = at, %role, "promoted to master");
     // The former master's id as a slave: what the caller says (the operator keeps ids tied
     // to pods), else the one this broker leaves.

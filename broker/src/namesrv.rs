@@ -128,11 +128,11 @@ async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> 
     (ok, servers.len())
 }
 
-/// Registrations asked for by changes (topics created, a role or permission changed), run one
-/// at a time in the background: what is asked while one runs goes in the next, together. A
-/// burst of ten thousand topic creations then costs a few registrations of the new topics,
-/// not ten thousand registrations of every topic (which once kept the name server busy for a
-/// minute, timed out the broker's periodic registration, and let it expire).
+/// Registrations asked for by topic changes, run one at a time in the background: what is
+/// asked while one runs goes in the next, together. A burst of ten thousand topic creations
+/// then costs a few registrations of the new topics, not ten thousand registrations of every
+/// topic (which once kept the name server busy for a minute, timed out the broker's periodic
+/// registration, and would have let it expire).
 #[derive(Default)]
 pub struct Registrations {
     state: parking_lot::Mutex<Wanted>,
@@ -301,9 +301,20 @@ pub async fn register_loop(inner: Arc<BrokerInner>, stop: CancellationToken) {
     }
 }
 
-/// Registers every topic soon, in the background (after a role or permission change).
+/// Registers every topic soon, in the background, after whatever registration runs (after a
+/// topic was deleted).
 pub fn register_soon(inner: &Arc<BrokerInner>) {
     inner.registrations.ask(inner, |w| w.all = true);
+}
+
+/// Registers every topic now, in the background, without waiting for a registration in
+/// flight (after a role or permission change: a promoted broker must not wait behind a
+/// registration stuck on an unreachable name server).
+pub fn register_now(inner: &Arc<BrokerInner>) {
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        register_all(&inner).await;
+    });
 }
 
 /// Registers these topics soon, in the background (after they were created or changed).

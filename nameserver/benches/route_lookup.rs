@@ -1,11 +1,14 @@
-//! Route lookups per second against a real `mqnamesrv` process.
+//! Route lookups per second against a real `mqnamesrv` process, by number of topics.
 //!
 //! `cargo bench -p rmq-nameserver --bench route_lookup` starts the release `mqnamesrv` on a
-//! free loopback port, registers a master and a slave serving `RMQ_BENCH_TOPICS` topics
-//! (default 100), then for each connection count in `RMQ_BENCH_CONNECTIONS` (default `1,64`)
-//! runs that many connections, each sending GET_ROUTEINFO_BY_TOPIC for random topics with
-//! one request in flight, for `RMQ_BENCH_SECONDS` (default 5). It prints requests per second
-//! and latency percentiles.
+//! free loopback port for each topic count in `RMQ_BENCH_TOPICS` (default `100,1000,10000`),
+//! registers a master and a slave serving that many topics of 8 queues (timing the
+//! registrations: the first, then the median of 5 of the same again, as the periodic one is,
+//! and of 5 with a new data version), then for each connection count in `RMQ_BENCH_CONNECTIONS` (default `1,64`) runs
+//! that many connections, each sending GET_ROUTEINFO_BY_TOPIC for random topics with one
+//! request in flight, for `RMQ_BENCH_SECONDS` (default 5), and prints requests per second and
+//! latency percentiles; last, the median time of GET_ALL_TOPIC_LIST_FROM_NAMESERVER and
+//! GET_BROKER_CLUSTER_INFO over 20 calls.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -31,13 +34,20 @@ fn main() {
     } else {
         env_or("RMQ_BENCH_SECONDS", 5)
     };
-    let topics: usize = env_or("RMQ_BENCH_TOPICS", 100);
-    let conns: Vec<usize> = std::env::var("RMQ_BENCH_CONNECTIONS")
-        .unwrap_or_else(|_| "1,64".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let list = |key: &str, default: &str| -> Vec<usize> {
+        std::env::var(key)
+            .unwrap_or_else(|_| default.into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    };
+    let conns = list("RMQ_BENCH_CONNECTIONS", "1,64");
+    for topics in list("RMQ_BENCH_TOPICS", "100,1000,10000") {
+        bench_topics(topics, &conns, seconds);
+    }
+}
 
+fn bench_topics(topics: usize, conns: &[usize], seconds: u64) {
     let dir = std::env::temp_dir().join(format!("rmq-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -55,13 +65,15 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
         .arg("-c")
         .arg(&conf)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("start mqnamesrv");
+    // Stopped however this ends (a failed request panics).
+    let _namesrv = Stop(child, dir.clone());
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&addr).is_err() {
@@ -74,13 +86,20 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = RemotingClient::default();
+        // Registering is the control plane: signed with the local admin credential, which
+        // the name server started here checks (its adminCredentialFile is the default).
+        let admin = rmq_acl::credential::load_or_create(&rmq_acl::credential::default_path())
+            .expect("the local admin credential");
+        let client = RemotingClient::default().with_credentials(Some(admin));
         let names: Vec<String> = (0..topics).map(|i| format!("BenchTopic{i}")).collect();
-        for (id, baddr) in [(0, "127.0.0.1:10911"), (1, "127.0.0.1:10921")] {
+        let register = |id: i64, baddr: &str, version: &DataVersion| {
             let body = RegisterBrokerBody {
                 topic_config_serialize_wrapper: TopicConfigSerializeWrapper {
-                    topic_config_table: names.iter().map(|t| (t.clone(), TopicConfig::new(t.clone(), 8, 6))).collect(),
-                    data_version: DataVersion::now(),
+                    topic_config_table: names
+                        .iter()
+                        .map(|t| (t.clone(), TopicConfig::new(t.clone(), 8, 6)))
+                        .collect(),
+                    data_version: version.clone(),
                     ..Default::default()
                 },
                 filter_server_list: vec![],
@@ -93,21 +112,81 @@ fn main() {
                 broker_id: id,
                 ..Default::default()
             };
-            let req = RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h).with_body(body.encode());
-            client.invoke(&addr, req, Duration::from_secs(5)).await.unwrap().ensure_success().unwrap();
+            RemotingCommand::request_with_header(RequestCode::REGISTER_BROKER, &h)
+                .with_body(body.encode())
+        };
+        let timed = |req: RemotingCommand| {
+            let client = client.clone();
+            let addr = addr.clone();
+            async move {
+                let t0 = Instant::now();
+                client
+                    .invoke(&addr, req, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                    .ensure_success()
+                    .unwrap();
+                t0.elapsed()
+            }
+        };
+        let mut version = DataVersion::now();
+        let bytes = register(0, "127.0.0.1:10911", &version).body.len();
+        let first = timed(register(0, "127.0.0.1:10911", &version)).await;
+        timed(register(1, "127.0.0.1:10921", &version)).await;
+        // Medians of 5: the periodic registration (same data version) and one after a change.
+        let (mut same, mut changed) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            same.push(timed(register(0, "127.0.0.1:10911", &version)).await);
+            version.next();
+            changed.push(timed(register(0, "127.0.0.1:10911", &version)).await);
         }
+        same.sort();
+        changed.sort();
+        let (same, changed) = (same[2], changed[2]);
         println!(
-            "route_lookup: {} topics, 2 brokers, {} s per run, one request in flight per connection",
-            topics, seconds
+            "route_lookup: {topics} topics of 8 queues, 2 brokers, {seconds} s per run, one \
+             request in flight per connection"
+        );
+        println!(
+            "  registration of {bytes} bytes: first {:.1} ms, unchanged {:.1} ms, new data \
+             version {:.1} ms (medians of 5)",
+            ms(first),
+            ms(same),
+            ms(changed)
         );
         let names = Arc::new(names);
-        for &c in &conns {
+        for &c in conns {
             run(&addr, c, Duration::from_secs(seconds), names.clone()).await;
         }
+        for (what, code) in [
+            (
+                "topic list",
+                RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+            ),
+            ("cluster info", RequestCode::GET_BROKER_CLUSTER_INFO),
+        ] {
+            let mut t = Vec::new();
+            for _ in 0..20 {
+                t.push(timed(RemotingCommand::request(code)).await);
+            }
+            t.sort();
+            println!("  {what}: median {:.2} ms over 20 calls", ms(t[10]));
+        }
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Stop(std::process::Child, std::path::PathBuf);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 async fn run(addr: &str, connections: usize, dur: Duration, names: Arc<Vec<String>>) {

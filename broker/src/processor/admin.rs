@@ -395,7 +395,7 @@ pub fn update_config(inner: &Arc<BrokerInner>, req: &RemotingCommand) -> Respons
         && inner.role.set_permission(updated.broker.broker_permission);
     tracing::info!(?props, "broker config updated");
     if perm_changed {
-        crate::namesrv::register_soon(inner);
+        crate::namesrv::register_now(inner);
     }
     Ok(RemotingCommand::success())
 }
