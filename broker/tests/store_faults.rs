@@ -582,6 +582,18 @@ async fn fault_under_load(
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // "After" starts once the store knows: the first refusal is not always a failed flush (a
+    // full disk refuses the next file's `fallocate` first, while puts still fit, durably, in
+    // space already allocated), and a put acknowledged from such space is no fault.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.fenced().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the store was not fenced 10 s after the fault ({:?})",
+            faults.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     after_fault.store(true, Ordering::SeqCst);
     let mut o = Outcome {
         flushed_at_fault: store.flushed_phy_offset(),

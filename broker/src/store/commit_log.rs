@@ -10,13 +10,39 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 use rmq_remoting::message::{
     MessageExt, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE_V1, MESSAGE_MAGIC_CODE_V2,
 };
 
 use super::mapped_file::{load_dir_checked, MappedFile};
+
+/// How far ahead of the writer pages are mapped, and how often the allocator thread looks:
+/// 16 MiB every 20 ms stays ahead of 800 MB/s.
+const PREFAULT_AHEAD: usize = 16 << 20;
+const PREFAULT_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether mapping pages ahead helps on the filesystem of `dir`: on a local disk it moves the
+/// faults off the send path. On FUSE or NFS every page dirtied ahead is one more the daemon or
+/// server must take back at unmap (which holds the process's memory-map lock: a FUSE daemon in
+/// the same process, as in the fault-injection tests, then deadlocks), for no gain.
+fn prefault_pays(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    const NFS_SUPER_MAGIC: i64 = 0x6969;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let kind = st.f_type as i64;
+    !matches!(kind, FUSE_SUPER_MAGIC | NFS_SUPER_MAGIC)
+}
 
 /// Space always left for the end-of-file blank.
 pub const END_FILE_MIN_BLANK_LENGTH: usize = 8;
@@ -177,7 +203,18 @@ impl CommitLog {
         std::thread::Builder::new()
             .name("commitlog-alloc".into())
             .spawn(move || {
-                while let Ok(offset) = rx.recv() {
+                let mut prefault = prefault_pays(&log.dir);
+                loop {
+                    let offset = match rx.recv_timeout(PREFAULT_PERIOD) {
+                        Ok(offset) => offset,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if prefault {
+                                prefault = log.prefault();
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     if log.spare.lock().as_ref().map(|f| f.from_offset()) == Some(offset) {
                         continue;
                     }
@@ -188,6 +225,24 @@ impl CommitLog {
                 }
             })
             .expect("spawn allocator thread")
+    }
+
+    /// Maps pages ahead of the writer in the current file and the head of the spare (see
+    /// [`MappedFile::prefault`]). Returns false once the kernel says it cannot.
+    fn prefault(&self) -> bool {
+        let current = self.files.read().last().cloned();
+        let spare = self.spare.lock().clone();
+        for f in current.iter().chain(spare.iter()) {
+            match f.prefault(PREFAULT_AHEAD) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    tracing::info!("this kernel cannot prefault (MADV_POPULATE_WRITE): the writer takes its own page faults");
+                    return false;
+                }
+                Err(e) => tracing::debug!(error = %e, "prefault failed"),
+            }
+        }
+        true
     }
 
     pub fn stop_allocator(&self) {

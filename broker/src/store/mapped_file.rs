@@ -28,8 +28,13 @@ pub struct MappedFile {
     file: File,
     wrote: AtomicUsize,
     flushed: AtomicUsize,
+    /// Below this, the pages have been write-faulted ahead of the writer (see `prefault`).
+    prefaulted: AtomicUsize,
     deleted: AtomicBool,
 }
+
+/// Granularity of prefaulting: a multiple of every page size.
+const PREFAULT_CHUNK: usize = 1 << 20;
 
 /// Keeps a mapping alive for as long as a slice of it is in use.
 struct MapSlice {
@@ -122,6 +127,7 @@ impl MappedFile {
             file,
             wrote: AtomicUsize::new(pos),
             flushed: AtomicUsize::new(pos),
+            prefaulted: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
         })
     }
@@ -181,6 +187,7 @@ impl MappedFile {
             file,
             wrote: AtomicUsize::new(size),
             flushed: AtomicUsize::new(size),
+            prefaulted: AtomicUsize::new(0),
             deleted: AtomicBool::new(false),
         })
     }
@@ -281,10 +288,56 @@ impl MappedFile {
         w.saturating_sub(f).div_ceil(4096)
     }
 
+    /// Takes the write faults of the pages up to `ahead` bytes past the write position now,
+    /// on the calling thread, so that the writer finds them mapped writable. On ext4 the first
+    /// write to a page of a preallocated file allocates and zeroes a page-cache page and opens
+    /// a journal handle, which waits while the journal commits (every flush's fsync): that
+    /// cost a p999 of ~24 ms on 1 KiB sends, and a p99 of 3 ms, when it ran on the send path.
+    /// `MADV_POPULATE_WRITE` (Linux 5.14) only maps the pages; it writes nothing, so it never
+    /// races with the writer. Returns whether anything was done; `Unsupported` on older kernels.
+    pub fn prefault(&self, ahead: usize) -> io::Result<bool> {
+        let wrote = self.wrote();
+        let upto = wrote
+            .saturating_add(ahead)
+            .min(self.size)
+            .next_multiple_of(PREFAULT_CHUNK)
+            .min(self.size);
+        let mut from = self
+            .prefaulted
+            .load(Ordering::Acquire)
+            .max(wrote - wrote % PREFAULT_CHUNK);
+        if from >= upto {
+            return Ok(false);
+        }
+        while from < upto {
+            let len = PREFAULT_CHUNK.min(upto - from);
+            if let Err(e) = self
+                .map
+                .advise_range(memmap2::Advice::PopulateWrite, from, len)
+            {
+                return Err(if e.raw_os_error() == Some(libc::EINVAL) {
+                    io::Error::new(io::ErrorKind::Unsupported, e)
+                } else {
+                    io::Error::new(e.kind(), format!("prefault {}: {e}", self.path.display()))
+                });
+            }
+            from += len;
+            self.prefaulted.store(from, Ordering::Release);
+        }
+        Ok(true)
+    }
+
     /// `msync`s everything written and not yet flushed, if at least `least_pages` are dirty
     /// (0: any). Returns the flushed position.
+    ///
+    /// With `least_pages` > 0 (the periodic flush of ASYNC_FLUSH) the page the writer is in is
+    /// left for later: writing back a page write-protects it, and the writer's next record in
+    /// it would take the fault `prefault` keeps off the send path.
     pub fn flush(&self, least_pages: usize) -> io::Result<usize> {
-        let (w, f) = (self.wrote(), self.flushed());
+        let (mut w, f) = (self.wrote(), self.flushed());
+        if least_pages > 0 && w < self.size {
+            w -= w % 4096;
+        }
         if w <= f || (least_pages > 0 && self.dirty_pages() < least_pages && w < self.size) {
             return Ok(f);
         }
@@ -441,4 +494,44 @@ pub fn load_dir_checked(dir: &Path, size: usize) -> io::Result<(Vec<Arc<MappedFi
         files.push(Arc::new(MappedFile::open(&p, size)?));
     }
     Ok((files, extended))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefault_maps_ahead_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = MappedFile::create(dir.path(), 0, 4 * PREFAULT_CHUNK, false).unwrap();
+        f.write_at(0, b"record");
+        f.publish(6);
+        match f.prefault(PREFAULT_CHUNK) {
+            // Up to the chunk after the one holding the write position, never past the file.
+            Ok(did) => {
+                assert!(did);
+                assert_eq!(f.prefaulted.load(Ordering::Acquire), 2 * PREFAULT_CHUNK);
+                assert!(!f.prefault(PREFAULT_CHUNK).unwrap(), "nothing new to map");
+                assert!(f.prefault(usize::MAX).unwrap());
+                assert_eq!(f.prefaulted.load(Ordering::Acquire), 4 * PREFAULT_CHUNK);
+            }
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}"),
+        }
+        // Mapping pages wrote nothing: published bytes intact, the rest still zero.
+        assert_eq!(&f.slice(0, 6).unwrap()[..], b"record");
+        let all = unsafe { std::slice::from_raw_parts(f.map.as_ptr(), f.size) };
+        assert!(all[6..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn periodic_flush_leaves_the_page_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = MappedFile::create(dir.path(), 0, 1 << 20, false).unwrap();
+        f.write_at(0, &[7u8; 10_000]);
+        f.publish(10_000);
+        // Periodic (least pages > 0): whole pages only.
+        assert_eq!(f.flush(1).unwrap(), 8192);
+        // A full flush (SYNC_FLUSH, shutdown, the thorough pass) takes everything.
+        assert_eq!(f.flush(0).unwrap(), 10_000);
+    }
 }
