@@ -75,13 +75,23 @@ pub async fn role_changed(
     }
     let known = inner.role.known_epoch();
     if !master_addr.is_empty() && master_addr != inner.broker_addr {
-        // Another broker leads: a slave just notes it; a master steps down.
+        // Another broker leads: a slave notes it (and follows it, if its term is newer than
+        // the one this slave's log follows); a master steps down.
         if inner.role.is_slave() {
             inner.role.saw(epoch);
             // An admin letting a slave that refuses to follow cut what it acknowledged as a
             // master (it stays stuck otherwise).
             if h.force_truncate == Some(true) {
                 inner.ha.set_force_truncate(true);
+            }
+            if epoch > inner.role.epochs().current() {
+                // Its former master's term is over: acknowledging more of its writes would
+                // let it answer SEND_OK for records the new master does not have.
+                let ha = h.master_ha_address.clone().filter(|a| !a.is_empty());
+                inner.role.forget_configured_master();
+                inner.ha.follow_master(master_addr.clone(), ha);
+                crate::namesrv::register_now(inner);
+                tracing::warn!(%epoch, master = %master_addr, "a newer term leads: following its master");
             }
             return Ok(RemotingCommand::success());
         }

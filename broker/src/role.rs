@@ -117,6 +117,11 @@ impl Role {
         self.epochs.current().max(self.epochs.seen())
     }
 
+    /// Forgets a configured `haMasterAddress` (a newer term's master is to be followed).
+    pub fn forget_configured_master(&self) {
+        self.configured_master_ha.write().clear();
+    }
+
     /// The configured master HA address a slave follows (empty: learnt from the name servers).
     pub fn configured_master_ha(&self) -> String {
         self.configured_master_ha.read().clone()
