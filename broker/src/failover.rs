@@ -105,6 +105,8 @@ pub async fn role_changed(
             ));
         };
         inner.role.step_down(&change, epoch, id);
+        // A master still checking its term kept its HA port for later: no longer needed.
+        drop(inner.ha.take_reserved_listener());
         inner
             .ha
             .set_force_truncate(h.force_truncate.unwrap_or(false));
@@ -125,7 +127,10 @@ pub async fn role_changed(
     if epoch <= known {
         return Ok(fenced(epoch, known));
     }
-    if !inner.role.is_slave() {
+    // A master started from a config that has not confirmed its term may be promoted: the
+    // new epoch is the proof it waits for (an admin's way out when no name server answers).
+    let snapshot = inner.role.snapshot();
+    if !snapshot.is_slave() && !snapshot.unconfirmed_master() {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             "this broker is a master already",
@@ -175,7 +180,12 @@ fn fenced(epoch: Epoch, current: Epoch) -> RemotingCommand {
 /// After a promotion: tells the former master, whenever it can be reached again (it may be
 /// alive behind a partition, still taking writes), that this broker leads from `epoch` on, so
 /// it steps down instead of competing. Ends once it answers, or when a newer epoch begins.
-async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epoch, its_id: i64) {
+pub(crate) async fn fence_former_master(
+    inner: Arc<BrokerInner>,
+    former: String,
+    epoch: Epoch,
+    its_id: i64,
+) {
     let stop = inner.role.term();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     while tokio::time::Instant::now() < give_up && inner.role.snapshot().epoch == epoch {

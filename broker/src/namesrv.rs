@@ -52,7 +52,8 @@ async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> 
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
     // A fenced store (a flush failed) takes no writes: producers are routed elsewhere.
     let mut announced = role.permission.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
-    if inner.store.fenced().is_some() {
+    // Nor does a master whose term is not confirmed (its config may predate a failover).
+    if inner.store.fenced().is_some() || role.unconfirmed_master() {
         announced &= !rmq_remoting::protocol::topic::perm::WRITE;
     }
     for tc in wrapper.topic_config_table.values_mut() {
