@@ -98,7 +98,10 @@ async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> 
             (addr.clone(), last.expect("at least one part"))
         }
     });
-    for (addr, result) in futures::future::join_all(calls).await {
+    // Each answer is acted on as it comes: a name server that hangs must not hold back what
+    // the others say (where a slave's master is, that this master is fenced).
+    let mut answers: futures::stream::FuturesUnordered<_> = calls.collect();
+    while let Some((addr, result)) = futures::StreamExt::next(&mut answers).await {
         match result {
             Ok(resp) if resp.code != rmq_remoting::ResponseCode::SUCCESS => {
                 fenced_by_name_server(inner, &addr, &resp);

@@ -27,18 +27,26 @@ fn target(inner: &BrokerInner) -> Option<String> {
 
 /// Slave side: keeps a connection to the master's HA port and stores what it streams.
 pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
-    let mut last_refresh = Instant::now();
+    let mut last_refresh: Option<Instant> = None;
+    // Asks the name servers where the master is now, in the background (their answers
+    // come as they arrive: a hung one must not hold the others back), at most every 5 s.
+    let mut refresh = |inner: &Arc<BrokerInner>| {
+        if last_refresh.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            last_refresh = Some(Instant::now());
+            crate::namesrv::register_soon(inner);
+        }
+    };
     loop {
         if !inner.role.is_slave() {
             return; // promoted
         }
         let Some(addr) = target(&inner) else {
-            // No master known yet (it registered after us): ask the name servers again now
-            // rather than at the next 30 s registration.
-            crate::namesrv::register_all(&inner).await;
+            // No master known yet (it registered after us, or this broker just stepped
+            // down): ask the name servers again now rather than at the next registration.
+            refresh(&inner);
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             continue;
         };
@@ -47,12 +55,8 @@ pub async fn replicate(inner: Arc<BrokerInner>, stop: CancellationToken) {
             Err(e) => {
                 tracing::info!(master = %addr, error = %e, "replication connection ended; retrying");
                 *inner.ha.last_follow_error.lock() = Some(e);
-                // The master may have changed (failover): ask the name servers now and
-                // then rather than waiting for the next 30 s registration.
-                if last_refresh.elapsed() >= Duration::from_secs(5) {
-                    last_refresh = Instant::now();
-                    crate::namesrv::register_all(&inner).await;
-                }
+                // The master may have changed (failover).
+                refresh(&inner);
             }
         }
         *inner.ha.connected_master.write() = None;
