@@ -102,6 +102,8 @@ pub struct BrokerInner {
     pub tasks: Tasks,
     /// Registrations asked for by changes, coalesced.
     pub registrations: crate::namesrv::Registrations,
+    /// A master started from its config: the check that its term is current.
+    pub term_check: crate::term_check::TermCheck,
     /// Connection counts of the listening ports (metrics), set once they listen.
     pub servers: std::sync::OnceLock<Vec<rmq_remoting::server::ServerStats>>,
 }
@@ -219,6 +221,7 @@ impl Broker {
             ha: Default::default(),
             tasks: Tasks::default(),
             registrations: Default::default(),
+            term_check: Default::default(),
             servers: std::sync::OnceLock::new(),
         });
         inner

@@ -49,6 +49,31 @@ const FIRST_ROUND: Duration = Duration::from_secs(6);
 /// How often an unchanged reason for waiting is logged again.
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
+/// What the check has done so far: rounds run and, while it waits, why.
+#[derive(Default)]
+pub struct TermCheck {
+    rounds: std::sync::atomic::AtomicU64,
+    waiting: parking_lot::Mutex<Option<String>>,
+}
+
+impl TermCheck {
+    /// Rounds completed.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Why the last round did not confirm the term (`None`: it did, or none ran yet).
+    pub fn waiting_for(&self) -> Option<String> {
+        self.waiting.lock().clone()
+    }
+
+    fn round(&self, waiting: Option<String>) {
+        *self.waiting.lock() = waiting;
+        self.rounds
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// What one round found.
 #[derive(Debug, Clone, PartialEq)]
 enum Verdict {
@@ -100,7 +125,13 @@ async fn run(
         if !inner.role.snapshot().unconfirmed_master() {
             return; // promoted or demoted by a request meanwhile
         }
-        match check_once(&inner).await {
+        let verdict = check_once(&inner).await;
+        let waiting = match &verdict {
+            Verdict::Wait(why) => Some(why.clone()),
+            _ => None,
+        };
+        inner.term_check.round(waiting);
+        match verdict {
             Verdict::Current(older) => {
                 confirm(&inner, older).await;
                 return;
