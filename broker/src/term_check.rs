@@ -10,12 +10,13 @@
 //!
 //! 1. every name server is asked for the group's members (GET_BROKER_MEMBER_GROUP);
 //! 2. every other member is asked for its epochs (GET_BROKER_EPOCH_CACHE): its role (id 0 is
-//!    a master), the newest epoch in its log, and the newest it was told of.
+//!    a master) and the newest epoch in its log — a term some master began (not the newest it
+//!    was told of: a step-down notice may name an epoch no master began).
 //!
 //! * A master of a newer epoch answers: this broker steps down and follows it (with the
 //!   lowest broker id no other member holds), cutting at the handshake whatever it wrote in
 //!   its own term after the new one began.
-//! * Some member knows a newer epoch but no master of it answers: the term is over, but
+//! * Some member's log holds a newer epoch but no master of it answers: the term is over, but
 //!   there is nobody to follow yet. It waits (unconfirmed) and asks again.
 //! * A listed master does not answer, or another master claims the same epoch: it waits.
 //! * Otherwise (no other member, or only slaves and masters of older epochs) the term is
@@ -91,10 +92,10 @@ enum Verdict {
 struct Peer {
     addr: String,
     id: i64,
-    /// The newest epoch in its log.
+    /// The newest epoch in its log: a term some master began. (Not the newest it was told
+    /// of: step-down notices may name epochs no master began — the operator's notice to a
+    /// second master takes one above anything that master knows.)
     epoch: Epoch,
-    /// The newest epoch it was told of.
-    seen: Epoch,
 }
 
 /// Starts the check for an unconfirmed master and waits a bounded time for its first
@@ -271,7 +272,8 @@ async fn check_once(inner: &Arc<BrokerInner>) -> Verdict {
             None => {}
         }
     }
-    decide(inner.role.known_epoch(), &members, &peers, silent_master)
+    // Terms in logs on both sides: a step-down notice may have named an epoch no master began.
+    decide(inner.role.epochs().current(), &members, &peers, silent_master)
 }
 
 /// The verdict from what the members said (pure: unit-tested).
@@ -292,11 +294,10 @@ fn decide(
             id: free_id(members, &[]),
         };
     }
-    if let Some(p) = peers.iter().find(|p| p.epoch.max(p.seen) > mine) {
+    if let Some(p) = peers.iter().find(|p| p.epoch > mine) {
         return Verdict::Wait(format!(
             "{} knows epoch {}, newer than this broker's {mine}, and no master of it answers",
-            p.addr,
-            p.epoch.max(p.seen)
+            p.addr, p.epoch
         ));
     }
     if let Some(p) = peers.iter().find(|p| p.id == 0 && p.epoch == mine) {
@@ -346,12 +347,10 @@ async fn ask_peer(inner: &BrokerInner, addr: &str, group: &str) -> Option<Peer> 
         .as_array()
         .map(|l| l.iter().filter_map(|e| e["epoch"].as_i64()).max().unwrap_or(0))
         .unwrap_or(0);
-    let to_epoch = |x: i64| Epoch(i32::try_from(x).unwrap_or(i32::MAX));
     Some(Peer {
         addr: addr.to_string(),
         id: v["brokerId"].as_i64()?,
-        epoch: to_epoch(epoch),
-        seen: to_epoch(v["fencedEpoch"].as_i64().unwrap_or(0)),
+        epoch: Epoch(i32::try_from(epoch).unwrap_or(i32::MAX)),
     })
 }
 
@@ -359,12 +358,11 @@ async fn ask_peer(inner: &BrokerInner, addr: &str, group: &str) -> Option<Peer> 
 mod tests {
     use super::*;
 
-    fn peer(addr: &str, id: i64, epoch: i32, seen: i32) -> Peer {
+    fn peer(addr: &str, id: i64, epoch: i32) -> Peer {
         Peer {
             addr: addr.into(),
             id,
             epoch: Epoch(epoch),
-            seen: Epoch(seen),
         }
     }
 
@@ -382,7 +380,7 @@ mod tests {
         // Only its own slave, of the same term: current.
         let m = members(&[("s:1", 1)]);
         assert_eq!(
-            decide(Epoch(1), &m, &[peer("s:1", 1, 1, 0)], None),
+            decide(Epoch(1), &m, &[peer("s:1", 1, 1)], None),
             Verdict::Current(vec![])
         );
         // Its slave was promoted (epoch 2): follow it, as the lowest free id.
@@ -390,7 +388,7 @@ mod tests {
         let v = decide(
             Epoch(1),
             &m,
-            &[peer("b:1", 0, 2, 0), peer("c:1", 1, 2, 0)],
+            &[peer("b:1", 0, 2), peer("c:1", 1, 2)],
             None,
         );
         assert_eq!(
@@ -403,26 +401,22 @@ mod tests {
         );
         // A fresh store (no epoch yet) under a stale config: the same.
         assert!(matches!(
-            decide(Epoch(0), &m, &[peer("b:1", 0, 1, 0)], None),
+            decide(Epoch(0), &m, &[peer("b:1", 0, 1)], None),
             Verdict::Follow { .. }
         ));
         // A slave knows a newer term whose master is gone: wait.
         assert!(matches!(
-            decide(Epoch(1), &members(&[("c:1", 1)]), &[peer("c:1", 1, 2, 0)], None),
+            decide(Epoch(1), &members(&[("c:1", 1)]), &[peer("c:1", 1, 2)], None),
             Verdict::Wait(_)
         ));
-        // ... or was told of one.
-        assert!(matches!(
-            decide(Epoch(1), &members(&[("c:1", 1)]), &[peer("c:1", 1, 1, 3)], None),
-            Verdict::Wait(_)
-        ));
+
         // A listed master that does not answer, another master of the same term: wait.
         assert!(matches!(
             decide(Epoch(1), &members(&[("b:1", 0)]), &[], Some("b:1".into())),
             Verdict::Wait(_)
         ));
         assert!(matches!(
-            decide(Epoch(1), &members(&[("b:1", 0)]), &[peer("b:1", 0, 1, 0)], None),
+            decide(Epoch(1), &members(&[("b:1", 0)]), &[peer("b:1", 0, 1)], None),
             Verdict::Wait(_)
         ));
         // An older master still running: current, and it is told to step down.
@@ -430,7 +424,7 @@ mod tests {
             decide(
                 Epoch(3),
                 &members(&[("a:1", 0), ("s:1", 1)]),
-                &[peer("a:1", 0, 2, 0)],
+                &[peer("a:1", 0, 2)],
                 None
             ),
             Verdict::Current(vec![("a:1".into(), 2)])
