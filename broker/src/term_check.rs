@@ -273,7 +273,12 @@ async fn check_once(inner: &Arc<BrokerInner>) -> Verdict {
         }
     }
     // Terms in logs on both sides: a step-down notice may have named an epoch no master began.
-    decide(inner.role.epochs().current(), &members, &peers, silent_master)
+    decide(
+        inner.role.epochs().current(),
+        &members,
+        &peers,
+        silent_master,
+    )
 }
 
 /// The verdict from what the members said (pure: unit-tested).
@@ -345,7 +350,12 @@ async fn ask_peer(inner: &BrokerInner, addr: &str, group: &str) -> Option<Peer> 
     }
     let epoch = v["epochList"]
         .as_array()
-        .map(|l| l.iter().filter_map(|e| e["epoch"].as_i64()).max().unwrap_or(0))
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["epoch"].as_i64())
+                .max()
+                .unwrap_or(0)
+        })
         .unwrap_or(0);
     Some(Peer {
         addr: addr.to_string(),
@@ -385,12 +395,7 @@ mod tests {
         );
         // Its slave was promoted (epoch 2): follow it, as the lowest free id.
         let m = members(&[("b:1", 0), ("c:1", 1)]);
-        let v = decide(
-            Epoch(1),
-            &m,
-            &[peer("b:1", 0, 2), peer("c:1", 1, 2)],
-            None,
-        );
+        let v = decide(Epoch(1), &m, &[peer("b:1", 0, 2), peer("c:1", 1, 2)], None);
         assert_eq!(
             v,
             Verdict::Follow {
@@ -406,7 +411,12 @@ mod tests {
         ));
         // A slave knows a newer term whose master is gone: wait.
         assert!(matches!(
-            decide(Epoch(1), &members(&[("c:1", 1)]), &[peer("c:1", 1, 2)], None),
+            decide(
+                Epoch(1),
+                &members(&[("c:1", 1)]),
+                &[peer("c:1", 1, 2)],
+                None
+            ),
             Verdict::Wait(_)
         ));
 
@@ -416,7 +426,12 @@ mod tests {
             Verdict::Wait(_)
         ));
         assert!(matches!(
-            decide(Epoch(1), &members(&[("b:1", 0)]), &[peer("b:1", 0, 1)], None),
+            decide(
+                Epoch(1),
+                &members(&[("b:1", 0)]),
+                &[peer("b:1", 0, 1)],
+                None
+            ),
             Verdict::Wait(_)
         ));
         // An older master still running: current, and it is told to step down.

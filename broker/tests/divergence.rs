@@ -145,7 +145,10 @@ async fn same_log(master: &Broker, slave: &Broker) {
     let (theirs, _) = m.records_from(0, 64 << 20);
     let (ours, _) = s.records_from(0, 64 << 20);
     assert_eq!(ours.len(), theirs.len());
-    assert!(ours == theirs, "the slave's records differ from the master's");
+    assert!(
+        ours == theirs,
+        "the slave's records differ from the master's"
+    );
     assert_eq!(
         slave.inner().role.epochs().list(),
         master.inner().role.epochs().list()
@@ -191,7 +194,10 @@ async fn a_slave_from_another_epoch_1_is_counted_only_once_it_holds_the_masters_
     );
     let a = Broker::start(a_settings.clone()).await.unwrap();
     put(&a, "a", 120).await;
-    assert_eq!(a.inner().role.epochs().list(), b.inner().role.epochs().list());
+    assert_eq!(
+        a.inner().role.epochs().list(),
+        b.inner().role.epochs().list()
+    );
     assert!(a.inner().store.max_phy_offset() > b.inner().store.max_phy_offset() + 4096);
     a.shutdown().await;
 
@@ -304,7 +310,12 @@ async fn only_a_slaves_newest_connection_counts_and_only_for_its_term() {
     use tokio::io::AsyncReadExt;
     let dir = tempfile::tempdir().unwrap();
     let ns = rmq_testkit::start_namesrv(dir.path()).await;
-    let ms = settings(&dir.path().join("m"), &ns.local_addr().to_string(), 0, "SYNC_MASTER");
+    let ms = settings(
+        &dir.path().join("m"),
+        &ns.local_addr().to_string(),
+        0,
+        "SYNC_MASTER",
+    );
     let m = Broker::start(ms.clone()).await.unwrap();
     put(&m, "m", 20).await;
     let store = &m.inner().store;
@@ -347,14 +358,19 @@ async fn a_slave_still_follows_a_protocol_1_master() {
     let ns = rmq_testkit::start_namesrv(dir.path()).await;
     // The old master's log, and a listener speaking its protocol.
     let mdir = dir.path().join("old");
-    let old = rmq_broker::store::MessageStore::open(rmq_testkit::store::small_config(&mdir))
-        .unwrap();
+    let old =
+        rmq_broker::store::MessageStore::open(rmq_testkit::store::small_config(&mdir)).unwrap();
     for i in 0..30 {
         let m = rmq_testkit::store::msg("Old", 0, format!("old-{i}").as_bytes(), None, None);
         assert!(old.put_message(m).await.status.is_stored());
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut ss = settings(&dir.path().join("s"), &ns.local_addr().to_string(), 1, "SLAVE");
+    let mut ss = settings(
+        &dir.path().join("s"),
+        &ns.local_addr().to_string(),
+        1,
+        "SLAVE",
+    );
     ss.store.mapped_file_size_commit_log = 64 * 1024;
     ss.broker.ha_master_address = listener.local_addr().unwrap().to_string();
     let s = Broker::start(ss).await.unwrap();
@@ -383,7 +399,10 @@ async fn a_slave_still_follows_a_protocol_1_master() {
     }
     sock.write_all(&frame).await.unwrap();
     // Bare offsets come back, the last one the old master's end.
-    let report = tokio::time::timeout(T, sock.read_i64()).await.unwrap().unwrap();
+    let report = tokio::time::timeout(T, sock.read_i64())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(report, end);
     assert_eq!(s.inner().store.records_from(0, 1 << 20).0, records);
     assert_eq!(s.inner().role.snapshot().epoch, Epoch(1));

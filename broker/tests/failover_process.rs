@@ -413,7 +413,9 @@ async fn a_former_master_restarted_with_its_stale_config_takes_no_write_and_foll
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 0..5 {
         loop {
-            let r = client.invoke(&baddr, send(&format!("b-alone-{i}")), t).await;
+            let r = client
+                .invoke(&baddr, send(&format!("b-alone-{i}")), t)
+                .await;
             if matches!(&r, Ok(r) if r.code == ResponseCode::SLAVE_NOT_AVAILABLE) {
                 break;
             }

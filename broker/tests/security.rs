@@ -217,7 +217,12 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
     let mut claim = rmq_testkit::ha::probe_of(&inner.store, &terms.epoch_list, 0, false);
     claim.offset = i64::MAX;
     let (tag, why) = rmq_testkit::ha::ask(&mut liar, &claim).await;
-    assert_eq!(tag, handshake::MISMATCH, "{}", String::from_utf8_lossy(&why));
+    assert_eq!(
+        tag,
+        handshake::MISMATCH,
+        "{}",
+        String::from_utf8_lossy(&why)
+    );
     claim.ready = true;
     let (tag, _) = rmq_testkit::ha::ask(&mut liar, &claim).await;
     assert_eq!(tag, handshake::REFUSED);

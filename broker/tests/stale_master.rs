@@ -76,9 +76,17 @@ async fn a_master_takes_no_write_until_a_name_server_answers() {
     let b = Broker::start(s.clone()).await.unwrap();
     assert!(b.inner().role.snapshot().unconfirmed_master());
     let r = send(&s, "too early").await;
-    assert_eq!(r.code, ResponseCode::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    assert_eq!(
+        r.code,
+        ResponseCode::SERVICE_NOT_AVAILABLE,
+        "{:?}",
+        r.remark
+    );
     assert!(
-        r.remark.as_deref().unwrap_or_default().contains("confirmed"),
+        r.remark
+            .as_deref()
+            .unwrap_or_default()
+            .contains("confirmed"),
         "{:?}",
         r.remark
     );
@@ -93,7 +101,12 @@ async fn a_master_takes_no_write_until_a_name_server_answers() {
         if r.code == ResponseCode::SUCCESS {
             break;
         }
-        assert_eq!(r.code, ResponseCode::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+        assert_eq!(
+            r.code,
+            ResponseCode::SERVICE_NOT_AVAILABLE,
+            "{:?}",
+            r.remark
+        );
         assert!(std::time::Instant::now() < deadline, "never confirmed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -170,7 +183,12 @@ async fn a_stale_master_waits_while_a_newer_term_has_no_master_then_follows_its_
     let m = Broker::start(ms.clone()).await.unwrap();
     assert!(m.inner().role.snapshot().unconfirmed_master());
     let r = send(&ms, "to the stale master").await;
-    assert_eq!(r.code, ResponseCode::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    assert_eq!(
+        r.code,
+        ResponseCode::SERVICE_NOT_AVAILABLE,
+        "{:?}",
+        r.remark
+    );
     // Asked again and again, it keeps waiting while nobody leads epoch 2, and says why.
     let check = &m.inner().term_check;
     assert!(rmq_testkit::wait_until(T, || check.rounds() >= 3).await);

@@ -444,7 +444,10 @@ async fn a_second_master_is_told_to_step_down() {
         "ASYNC_MASTER",
     )
     .await;
-    assert!(b0.inner().role.snapshot().writable(), "a confirmed second master");
+    assert!(
+        b0.inner().role.snapshot().writable(),
+        "a confirmed second master"
+    );
     let status = json!({ "masterPod": "broker-w-1", "epoch": 1, "observedGeneration": 2 });
     let bg = group(base, &ns_addr, 2, json!({}), status);
     let (_, status, event) = reconcile(bg, 2, json!({}), false).await;

@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 /// and reads the master's terms (panics on a refusal).
 pub async fn connect(ha: &str, group: &str, id: i64, epoch: i32) -> (TcpStream, Terms) {
     use tokio::io::AsyncWriteExt;
-    let mut s = TcpStream::connect(ha).await.expect("connect to the HA port");
+    let mut s = TcpStream::connect(ha)
+        .await
+        .expect("connect to the HA port");
     s.write_all(&handshake::MAGIC).await.unwrap();
     let (tag, nonce) = handshake::read_frame(&mut s, 1 << 20).await.unwrap();
     assert_eq!(tag, handshake::CHALLENGE);
@@ -17,19 +19,21 @@ pub async fn connect(ha: &str, group: &str, id: i64, epoch: i32) -> (TcpStream, 
     let hello = Hello::new(group.into(), id, epoch, &nonce, Some(&admin));
     handshake::send_hello(&mut s, &hello).await.unwrap();
     let (tag, body) = handshake::read_frame(&mut s, 16 << 20).await.unwrap();
-    assert_eq!(
-        tag,
-        handshake::TERMS,
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert_eq!(tag, handshake::TERMS, "{}", String::from_utf8_lossy(&body));
     let terms = handshake::parse_terms(&body).expect("the master's terms");
     (s, terms)
 }
 
 /// A probe claiming `store`'s log up to `offset` (its real bytes and epochs), `ready` or not.
-pub fn probe_of(store: &MessageStore, epochs: &[rmq_broker::role::EpochEntry], offset: i64, ready: bool) -> Probe {
-    let (from, crc) = store.window_digest(offset).expect("the bytes before the offset");
+pub fn probe_of(
+    store: &MessageStore,
+    epochs: &[rmq_broker::role::EpochEntry],
+    offset: i64,
+    ready: bool,
+) -> Probe {
+    let (from, crc) = store
+        .window_digest(offset)
+        .expect("the bytes before the offset");
     Probe {
         offset,
         from,

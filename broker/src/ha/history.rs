@@ -35,7 +35,10 @@ fn same_term(a: &EpochEntry, b: &EpochEntry) -> bool {
 
 /// The end of entry `i` of `list` on a log ending at `max`.
 fn end_of(list: &[EpochEntry], i: usize, max: i64) -> i64 {
-    list.get(i + 1).map(|n| n.start_offset).unwrap_or(max).min(max)
+    list.get(i + 1)
+        .map(|n| n.start_offset)
+        .unwrap_or(max)
+        .min(max)
 }
 
 /// How much of its log (ending at `my_max`) a replica may keep when it follows a master
@@ -193,11 +196,17 @@ mod tests {
     fn never_past_the_masters_end() {
         // The same term, but the replica holds more than the master (the master lost an
         // unflushed tail in a crash, or two masters each began epoch 1 at 0).
-        assert_eq!(consistent_point(&[e(1, 0)], &[e(1, 0)], 900, 700), Some(700));
+        assert_eq!(
+            consistent_point(&[e(1, 0)], &[e(1, 0)], 900, 700),
+            Some(700)
+        );
         assert_eq!(consistent_point(&[], &[e(1, 0)], 900, 700), Some(700));
         assert_eq!(consistent_point(&[e(1, 0)], &[], 900, 700), Some(700));
         // Protocol 1: the master's end unknown.
-        assert_eq!(consistent_point(&[e(1, 0)], &[e(1, 0)], 900, ANY), Some(900));
+        assert_eq!(
+            consistent_point(&[e(1, 0)], &[e(1, 0)], 900, ANY),
+            Some(900)
+        );
     }
 
     #[test]
@@ -214,10 +223,16 @@ mod tests {
     fn a_master_recognises_only_its_own_terms_below_the_claimed_offset() {
         let master = [e(1, 0), e(2, 600), e(4, 900)];
         // A slave that followed it: its terms below the offset are the master's.
-        assert_eq!(check_terms_below(&[e(1, 0), e(2, 600)], &master, 800), Ok(()));
+        assert_eq!(
+            check_terms_below(&[e(1, 0), e(2, 600)], &master, 800),
+            Ok(())
+        );
         assert_eq!(check_terms_below(&master, &master, 1000), Ok(()));
         // Terms past the offset do not matter.
-        assert_eq!(check_terms_below(&[e(1, 0), e(3, 700)], &master, 600), Ok(()));
+        assert_eq!(
+            check_terms_below(&[e(1, 0), e(3, 700)], &master, 600),
+            Ok(())
+        );
         // The former master of epoch 1 claiming its own tail past 600.
         assert!(check_terms_below(&[e(1, 0)], &master, 800).is_err());
         // The same number begun elsewhere.

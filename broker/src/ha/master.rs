@@ -144,13 +144,11 @@ async fn reconcile(
     let mut matched: Option<i64> = None;
     for _ in 0..MAX_PROBES {
         // A slave cutting a large tail may take a while before it says READY.
-        let probe: handshake::Probe = tokio::time::timeout(
-            HEARTBEAT * 60,
-            handshake::read_json(rd, "probe"),
-        )
-        .await
-        .map_err(|_| "no probe from the slave".to_string())?
-        .map_err(|e| e.to_string())?;
+        let probe: handshake::Probe =
+            tokio::time::timeout(HEARTBEAT * 60, handshake::read_json(rd, "probe"))
+                .await
+                .map_err(|_| "no probe from the slave".to_string())?
+                .map_err(|e| e.to_string())?;
         if probe.ready {
             // READY must be the offset last matched, checked again as it is now.
             if matched != Some(probe.offset) {

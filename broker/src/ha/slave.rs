@@ -127,8 +127,7 @@ where
             ))
         }
         handshake::TERMS => {
-            let terms: handshake::Terms =
-                handshake::parse_terms(&body)?;
+            let terms: handshake::Terms = handshake::parse_terms(&body)?;
             let offset = reconcile(inner, addr, &mut rd, &mut wr, &terms).await?;
             // The master's word that it counts us from `offset`.
             let (tag, body) = handshake_frame(&mut rd).await?;
