@@ -73,6 +73,12 @@ impl RuntimeInfo {
     pub fn broker_id(&self) -> Option<i64> {
         self.get("brokerId")?.parse().ok()
     }
+
+    /// False for a master started from its config that has not yet confirmed no newer
+    /// master leads (it takes no writes); true otherwise, and for brokers that do not say.
+    pub fn term_confirmed(&self) -> bool {
+        self.get("termConfirmed") != Some("false")
+    }
 }
 
 pub async fn runtime_info(client: &RemotingClient, addr: &str) -> Result<RuntimeInfo> {
@@ -189,4 +195,24 @@ pub fn step_down_request(s: &StepDown) -> RemotingCommand {
         ..Default::default()
     };
     RemotingCommand::request_with_header(RequestCode::NOTIFY_BROKER_ROLE_CHANGED, &header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unconfirmed_master_says_so_and_older_brokers_count_as_confirmed() {
+        let info = |kv: &[(&str, &str)]| {
+            RuntimeInfo(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let waiting = info(&[("brokerRole", "SYNC_MASTER"), ("termConfirmed", "false")]);
+        assert!(waiting.is_master() && !waiting.term_confirmed());
+        assert!(info(&[("brokerRole", "SYNC_MASTER"), ("termConfirmed", "true")]).term_confirmed());
+        assert!(info(&[("brokerRole", "ASYNC_MASTER")]).term_confirmed());
+    }
 }

@@ -102,6 +102,8 @@ pub struct BrokerInner {
     pub tasks: Tasks,
     /// Registrations asked for by changes, coalesced.
     pub registrations: crate::namesrv::Registrations,
+    /// A master started from its config: the check that its term is current.
+    pub term_check: crate::term_check::TermCheck,
     /// Connection counts of the listening ports (metrics), set once they listen.
     pub servers: std::sync::OnceLock<Vec<rmq_remoting::server::ServerStats>>,
 }
@@ -219,6 +221,7 @@ impl Broker {
             ha: Default::default(),
             tasks: Tasks::default(),
             registrations: Default::default(),
+            term_check: Default::default(),
             servers: std::sync::OnceLock::new(),
         });
         inner
@@ -305,7 +308,12 @@ impl Broker {
         if inner.role.is_slave() {
             start_slave_services(&inner);
         } else {
-            start_master_services(&inner).await?;
+            // Bound now, so a SYNC_MASTER that cannot listen for slaves does not start; used
+            // once the term is confirmed (`broker.conf` may predate a failover).
+            if let Some(l) = bind_ha(&inner).await? {
+                inner.ha.reserve_listener(l);
+            }
+            crate::term_check::start(&inner).await;
         }
         tracing::info!(
             addr = %inner.broker_addr,
@@ -371,13 +379,9 @@ impl Broker {
 }
 
 /// What a master runs besides serving requests: the HA port for slaves, the delay-level
-/// and transaction-check services, its first epoch. At start, and again on promotion.
+/// and transaction-check services, its first epoch. Once its term is confirmed at start,
+/// and again on promotion.
 pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<()> {
-    let (bind, ha_port) = inner
-        .settings
-        .broker(|b| (b.bind_address.parse::<IpAddr>(), b.ha_listen_port()));
-    let bind = bind.context("bindAddress")?;
-    let sync_master = inner.role.snapshot().sync_master();
     let stop = inner.role.new_term(inner.tasks.stop_token());
     inner
         .role
@@ -387,18 +391,33 @@ pub async fn start_master_services(inner: &Arc<BrokerInner>) -> anyhow::Result<(
     let tasks = &inner.tasks;
     tasks.spawn(crate::schedule::run(inner.clone(), stop.clone()));
     tasks.spawn(crate::transaction::run(inner.clone(), stop.clone()));
-    match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
-        Ok(l) => tasks.spawn(crate::ha::serve(inner.clone(), l, stop)),
-        // A SYNC_MASTER cannot keep its promise without slaves; an ASYNC_MASTER can still
-        // serve, unreplicated.
-        Err(e) if sync_master => {
-            return Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"));
-        }
-        Err(e) => {
-            tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate")
-        }
+    let listener = match inner.ha.take_reserved_listener() {
+        Some(l) => Some(l),
+        None => bind_ha(inner).await?,
+    };
+    if let Some(l) = listener {
+        tasks.spawn(crate::ha::serve(inner.clone(), l, stop));
     }
     Ok(())
+}
+
+/// The HA port's listener. A SYNC_MASTER cannot keep its promise without slaves: failing
+/// to listen is an error; an ASYNC_MASTER can still serve, unreplicated (`None`).
+async fn bind_ha(inner: &Arc<BrokerInner>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let (bind, ha_port) = inner
+        .settings
+        .broker(|b| (b.bind_address.parse::<IpAddr>(), b.ha_listen_port()));
+    let bind = bind.context("bindAddress")?;
+    match tokio::net::TcpListener::bind(SocketAddr::new(bind, ha_port)).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if inner.role.snapshot().sync_master() => {
+            Err(e).with_context(|| format!("cannot listen on haListenPort {ha_port}"))
+        }
+        Err(e) => {
+            tracing::error!(port = ha_port, error = %e, "cannot listen on haListenPort: no slave can replicate");
+            Ok(None)
+        }
+    }
 }
 
 /// What a slave runs: following the master over the HA port and copying its metadata. At

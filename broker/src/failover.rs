@@ -75,13 +75,23 @@ pub async fn role_changed(
     }
     let known = inner.role.known_epoch();
     if !master_addr.is_empty() && master_addr != inner.broker_addr {
-        // Another broker leads: a slave just notes it; a master steps down.
+        // Another broker leads: a slave notes it (and follows it, if its term is newer than
+        // the one this slave's log follows); a master steps down.
         if inner.role.is_slave() {
             inner.role.saw(epoch);
             // An admin letting a slave that refuses to follow cut what it acknowledged as a
             // master (it stays stuck otherwise).
             if h.force_truncate == Some(true) {
                 inner.ha.set_force_truncate(true);
+            }
+            if epoch > inner.role.epochs().current() {
+                // Its former master's term is over: acknowledging more of its writes would
+                // let it answer SEND_OK for records the new master does not have.
+                let ha = h.master_ha_address.clone().filter(|a| !a.is_empty());
+                inner.role.forget_configured_master();
+                inner.ha.follow_master(master_addr.clone(), ha);
+                crate::namesrv::register_now(inner);
+                tracing::warn!(%epoch, master = %master_addr, "a newer term leads: following its master");
             }
             return Ok(RemotingCommand::success());
         }
@@ -95,6 +105,8 @@ pub async fn role_changed(
             ));
         };
         inner.role.step_down(&change, epoch, id);
+        // A master still checking its term kept its HA port for later: no longer needed.
+        drop(inner.ha.take_reserved_listener());
         inner
             .ha
             .set_force_truncate(h.force_truncate.unwrap_or(false));
@@ -115,7 +127,10 @@ pub async fn role_changed(
     if epoch <= known {
         return Ok(fenced(epoch, known));
     }
-    if !inner.role.is_slave() {
+    // A master started from a config that has not confirmed its term may be promoted: the
+    // new epoch is the proof it waits for (an admin's way out when no name server answers).
+    let snapshot = inner.role.snapshot();
+    if !snapshot.is_slave() && !snapshot.unconfirmed_master() {
         return Ok(RemotingCommand::error(
             ResponseCode::CONTROLLER_INVALID_REQUEST,
             "this broker is a master already",
@@ -165,7 +180,12 @@ fn fenced(epoch: Epoch, current: Epoch) -> RemotingCommand {
 /// After a promotion: tells the former master, whenever it can be reached again (it may be
 /// alive behind a partition, still taking writes), that this broker leads from `epoch` on, so
 /// it steps down instead of competing. Ends once it answers, or when a newer epoch begins.
-async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epoch, its_id: i64) {
+pub(crate) async fn fence_former_master(
+    inner: Arc<BrokerInner>,
+    former: String,
+    epoch: Epoch,
+    its_id: i64,
+) {
     let stop = inner.role.term();
     let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     while tokio::time::Instant::now() < give_up && inner.role.snapshot().epoch == epoch {
@@ -204,70 +224,5 @@ async fn fence_former_master(inner: Arc<BrokerInner>, former: String, epoch: Epo
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
         }
-    }
-}
-
-/// How much of its log a replica may keep when it follows a master with epochs `theirs`:
-/// up to the end, on the master, of the last epoch both know. A former master's writes after
-/// the new master's term began are cut; a fresh or up-to-date replica keeps everything.
-/// `None`: the two histories share no epoch although both have one — not this group's master
-/// (a wrong `haMasterAddress`, or a forged role change); following it would cut the whole log.
-pub fn divergence_point(mine: &[EpochEntry], theirs: &[EpochEntry], my_max: i64) -> Option<i64> {
-    if mine.is_empty() || theirs.is_empty() {
-        return Some(my_max);
-    }
-    for e in mine.iter().rev() {
-        if let Some(pos) = theirs.iter().position(|t| t.epoch == e.epoch) {
-            let end_on_master = theirs
-                .get(pos + 1)
-                .map(|n| n.start_offset)
-                .unwrap_or(i64::MAX);
-            return Some(my_max.min(end_on_master));
-        }
-    }
-    // Nothing in common: what precedes the master's first term may stay; a master whose
-    // history starts at 0 and shares nothing with ours is someone else's.
-    match theirs[0].start_offset {
-        0 if my_max > 0 => None,
-        start => Some(my_max.min(start)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn e(epoch: i32, start: i64) -> EpochEntry {
-        EpochEntry {
-            epoch: Epoch(epoch),
-            start_offset: start,
-        }
-    }
-
-    #[test]
-    fn where_histories_part() {
-        // A former master (epoch 1, wrote up to 900) following the new one (epoch 2 from 600).
-        assert_eq!(
-            divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 900),
-            Some(600)
-        );
-        // A slave that never got that far keeps all it has.
-        assert_eq!(
-            divergence_point(&[e(1, 0)], &[e(1, 0), e(2, 600)], 400),
-            Some(400)
-        );
-        // Same history: keep everything.
-        assert_eq!(
-            divergence_point(&[e(1, 0), e(2, 600)], &[e(1, 0), e(2, 600)], 1000),
-            Some(1000)
-        );
-        // A fresh replica.
-        assert_eq!(divergence_point(&[], &[e(3, 50)], 0), Some(0));
-        // Nothing in common: keep what precedes the master's first term.
-        assert_eq!(divergence_point(&[e(7, 0)], &[e(8, 100)], 500), Some(100));
-        // Nothing in common from offset 0: another group's master (or a forged one). Not
-        // followed: that would cut the whole log.
-        assert_eq!(divergence_point(&[e(1, 0)], &[e(99, 0)], 500), None);
-        assert_eq!(divergence_point(&[e(1, 0)], &[e(99, 0)], 0), Some(0));
     }
 }

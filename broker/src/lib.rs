@@ -16,6 +16,7 @@ pub mod role;
 pub mod schedule;
 pub mod slave_sync;
 pub mod store;
+pub mod term_check;
 pub mod traffic;
 pub mod transaction;
 

@@ -52,7 +52,8 @@ async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> 
     // Apply the broker-wide permission (wipeWritePerm / read-only brokers) to what is announced.
     // A fenced store (a flush failed) takes no writes: producers are routed elsewhere.
     let mut announced = role.permission.bits() | rmq_remoting::protocol::topic::perm::INHERIT;
-    if inner.store.fenced().is_some() {
+    // Nor does a master whose term is not confirmed (its config may predate a failover).
+    if inner.store.fenced().is_some() || role.unconfirmed_master() {
         announced &= !rmq_remoting::protocol::topic::perm::WRITE;
     }
     for tc in wrapper.topic_config_table.values_mut() {
@@ -97,7 +98,10 @@ async fn register(inner: &Arc<BrokerInner>, only: Option<&BTreeSet<String>>) -> 
             (addr.clone(), last.expect("at least one part"))
         }
     });
-    for (addr, result) in futures::future::join_all(calls).await {
+    // Each answer is acted on as it comes: a name server that hangs must not hold back what
+    // the others say (where a slave's master is, that this master is fenced).
+    let mut answers: futures::stream::FuturesUnordered<_> = calls.collect();
+    while let Some((addr, result)) = futures::StreamExt::next(&mut answers).await {
         match result {
             Ok(resp) if resp.code != rmq_remoting::ResponseCode::SUCCESS => {
                 fenced_by_name_server(inner, &addr, &resp);

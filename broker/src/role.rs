@@ -26,6 +26,9 @@ pub struct RoleSnapshot {
     pub permission: Perm,
     /// The current term (0: none yet).
     pub epoch: Epoch,
+    /// A master started from its config has confirmed that no newer master leads its group
+    /// (always true of slaves and of promoted masters); until then it takes no writes.
+    pub confirmed: bool,
 }
 
 impl RoleSnapshot {
@@ -37,9 +40,14 @@ impl RoleSnapshot {
         self.role.is_master()
     }
 
-    /// Takes sends: a master whose permission allows writes.
+    /// Takes sends: a master whose term is confirmed and whose permission allows writes.
     pub fn writable(&self) -> bool {
-        self.is_master() && self.permission.is_writeable()
+        self.is_master() && self.permission.is_writeable() && self.confirmed
+    }
+
+    /// A master started from its config that has not confirmed its term yet.
+    pub fn unconfirmed_master(&self) -> bool {
+        self.is_master() && !self.confirmed
     }
 
     /// Answers sends only once a slave holds them.
@@ -54,6 +62,7 @@ struct State {
     role: BrokerRole,
     broker_id: i64,
     permission: Perm,
+    confirmed: bool,
 }
 
 /// This broker's role, id, permission and terms.
@@ -74,7 +83,9 @@ pub struct Role {
 pub struct Changing<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
 
 impl Role {
-    /// Starts from `broker.conf` (a master is always broker id 0) and the epoch file.
+    /// Starts from `broker.conf` (a master is always broker id 0) and the epoch file. A
+    /// master starts unconfirmed: `broker.conf` may predate a failover, and it takes no
+    /// writes until [`Role::confirm_term`] (see `term_check`).
     pub fn new(config: &BrokerConfig, epoch_file: PathBuf) -> Role {
         let broker_id = if config.broker_role.is_master() {
             0
@@ -86,6 +97,7 @@ impl Role {
                 role: config.broker_role,
                 broker_id,
                 permission: config.broker_permission,
+                confirmed: !config.broker_role.is_master(),
             }),
             epochs: Epochs::load(epoch_file),
             configured_master_ha: RwLock::new(config.ha_master_address.clone()),
@@ -101,7 +113,24 @@ impl Role {
             broker_id: s.broker_id,
             permission: s.permission,
             epoch: self.epochs.current(),
+            confirmed: s.confirmed,
         }
+    }
+
+    /// A master started from its config found no newer master of its group: it takes
+    /// writes from now on. Returns whether this confirmed it (false: a slave, or done).
+    pub fn confirm_term(&self, _: &Changing<'_>) -> bool {
+        let mut s = self.state.write();
+        if s.role.is_slave() || s.confirmed {
+            return false;
+        }
+        s.confirmed = true;
+        true
+    }
+
+    /// Forgets a configured `haMasterAddress` (a newer term's master is to be followed).
+    pub fn forget_configured_master(&self) {
+        self.configured_master_ha.write().clear();
     }
 
     pub fn is_slave(&self) -> bool {
@@ -158,6 +187,8 @@ impl Role {
         }
         s.role = role;
         s.permission = Perm::READ_WRITE;
+        // A promotion is its own proof: the epoch is newer than any this broker knows.
+        s.confirmed = true;
         Ok(std::mem::replace(&mut s.broker_id, 0))
     }
 
@@ -171,6 +202,7 @@ impl Role {
             s.role = BrokerRole::Slave;
             s.broker_id = broker_id;
             s.permission = Perm::READ_WRITE;
+            s.confirmed = true;
         }
         self.configured_master_ha.write().clear();
     }
@@ -382,8 +414,8 @@ mod tests {
         assert!(!r.fence(Epoch(9)));
     }
 
-    #[test]
-    fn a_configured_master_is_broker_zero_and_epochs_persist() {
+    #[tokio::test]
+    async fn a_configured_master_is_broker_zero_unconfirmed_and_epochs_persist() {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig {
             broker_id: 4,
@@ -391,6 +423,10 @@ mod tests {
         };
         let r = Role::new(&config, dir.path().join("epoch.json"));
         assert_eq!(r.snapshot().broker_id, 0);
+        // Its config may predate a failover: no writes until the term is confirmed.
+        assert!(r.snapshot().unconfirmed_master() && !r.snapshot().writable());
+        assert!(r.confirm_term(&r.change().await));
+        assert!(r.snapshot().writable());
         r.ensure_first_term().unwrap();
         assert_eq!(r.snapshot().epoch, Epoch(1));
         let again = Role::new(&config, dir.path().join("epoch.json"));

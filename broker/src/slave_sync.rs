@@ -1,5 +1,6 @@
 //! Slave side metadata: the master's topic configs, subscription groups, consumer offsets and
-//! delay progress follow it every few seconds (RocketMQ's `SlaveSynchronize`).
+//! delay progress follow it every few seconds (RocketMQ's `SlaveSynchronize`). Epochs do not:
+//! they come with the HA handshake only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,11 +63,10 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
     let offsets: crate::manager::offsets::OffsetWrapper =
         rmq_remoting::fastjson::from_slice(&offsets).map_err(|e| e.to_string())?;
     let delay = call(inner, master, RequestCode::GET_ALL_DELAY_OFFSET).await?;
-    let epochs = call(inner, master, RequestCode::GET_BROKER_EPOCH_CACHE).await?;
-    let epochs: Vec<crate::role::EpochEntry> = serde_json::from_slice::<serde_json::Value>(&epochs)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["epochList"].clone()).ok())
-        .unwrap_or_default();
+    // Not the master's epochs: a slave takes them only in the HA handshake, after its log
+    // has been reconciled with that master's. Taken here, from the broker the name servers
+    // name (which need not be the one the HA link follows), they would make a log with
+    // another term's tail look like the master's, and the next handshake would not cut it.
     let i = inner.clone();
     tokio::task::spawn_blocking(move || {
         if i.topics.replace_all(topics) {
@@ -75,12 +75,6 @@ async fn sync_once(inner: &Arc<BrokerInner>, master: &str) -> Result<(), String>
         i.groups.replace_all(groups);
         i.offsets.replace_all(offsets.offset_table);
         i.schedule.replace_from_json(&delay);
-        // Only while the HA link follows the master: its handshake has cut whatever this
-        // log had that the master's has not. Taking the master's epochs before that would
-        // make a diverged former master believe it shares the master's term, and skip the cut.
-        if !epochs.is_empty() && i.ha.connected_master().is_some() {
-            i.role.epochs().replace(epochs);
-        }
     })
     .await
     .map_err(|e| e.to_string())

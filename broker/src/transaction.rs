@@ -140,11 +140,15 @@ pub async fn end_transaction(
     req: &RemotingCommand,
 ) -> Result<RemotingCommand, rmq_remoting::RemotingError> {
     let h: EndTransactionRequestHeader = req.decode_header()?;
-    if inner.role.is_slave() {
+    let role = inner.role.snapshot();
+    if role.is_slave() {
         return Ok(RemotingCommand::error(
             ResponseCode::SLAVE_NOT_AVAILABLE,
             "the broker is a slave: END_TRANSACTION is forbidden",
         ));
+    }
+    if role.unconfirmed_master() {
+        return Ok(crate::term_check::refusal(inner));
     }
     let commit = match h.commit_or_rollback {
         sys_flag::TRANSACTION_COMMIT_TYPE => true,

@@ -627,7 +627,6 @@ async fn acknowledged_records_are_not_cut_without_force_even_after_a_restart() {
 async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     use rmq_remoting::header::SendMessageResponseHeader;
     use rmq_remoting::ResponseCode;
-    use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let ns = namesrv(dir.path()).await;
     let mut ms = settings(
@@ -638,23 +637,12 @@ async fn a_slave_that_stops_acknowledging_gives_flush_slave_timeout() {
     );
     ms.store.sync_flush_timeout = 500;
     let master = Broker::start(ms.clone()).await.unwrap();
-    // A "slave" that completes the handshake, says it holds everything, then goes silent.
-    let mut fake = tokio::net::TcpStream::connect(("127.0.0.1", ms.broker.ha_listen_port()))
-        .await
-        .unwrap();
-    fake.write_all(&rmq_broker::ha::handshake::MAGIC)
-        .await
-        .unwrap();
-    use rmq_broker::ha::handshake;
-    let (_, nonce) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
-    let admin = rmq_testkit::admin_credential();
-    let hello = handshake::Hello::new(ms.broker.broker_name.clone(), 1, 0, &nonce, Some(&admin));
-    handshake::send_hello(&mut fake, &hello).await.unwrap();
-    let (tag, _epochs) = handshake::read_frame(&mut fake, 1 << 20).await.unwrap();
-    assert_eq!(tag, handshake::EPOCHS);
-    fake.write_i64(master.inner().store.max_phy_offset())
-        .await
-        .unwrap();
+    // A "slave" that reconciles at the master's end, then goes silent.
+    let ha = format!("127.0.0.1:{}", ms.broker.ha_listen_port());
+    let (mut fake, terms) = rmq_testkit::ha::connect(&ha, &ms.broker.broker_name, 1, 0).await;
+    let store = &master.inner().store;
+    rmq_testkit::ha::reconcile_at(&mut fake, store, &terms.epoch_list, store.max_phy_offset())
+        .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while master.inner().ha.slave_count() == 0 {
         assert!(Instant::now() < deadline, "fake slave not seen");

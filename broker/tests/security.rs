@@ -199,23 +199,47 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
     );
     assert_eq!(inner.ha.slave_count(), 0);
 
-    // A signed slave that claims to hold everything there will ever be: counted only up to
-    // what it was sent, so a SYNC_MASTER send it never received is not "replicated".
-    let mut liar = tokio::net::TcpStream::connect(ha).await.unwrap();
-    liar.write_all(&handshake::MAGIC).await.unwrap();
-    let (_, nonce) = handshake::read_frame(&mut liar, 1 << 20).await.unwrap();
-    let hello = handshake::Hello::new("broker-a".into(), 1, 0, &nonce, Some(&admin));
-    handshake::send_hello(&mut liar, &hello).await.unwrap();
+    // A slave of the old protocol (no reconciliation before it counts): refused.
+    let mut old = tokio::net::TcpStream::connect(ha).await.unwrap();
+    old.write_all(&handshake::MAGIC).await.unwrap();
+    let (_, nonce) = handshake::read_frame(&mut old, 1 << 20).await.unwrap();
+    let mut hello = handshake::Hello::new("broker-a".into(), 1, 0, &nonce, Some(&admin));
+    hello.protocol = 0;
+    handshake::send_hello(&mut old, &hello).await.unwrap();
+    let (tag, reason) = handshake::read_frame(&mut old, 1 << 20).await.unwrap();
+    assert_eq!(tag, handshake::REFUSED);
+    assert!(String::from_utf8_lossy(&reason).contains("protocol"));
+
+    // A signed slave that claims to hold everything there will ever be: its claim does not
+    // match, READY at it is refused, and it never counts.
+    let ha_addr = format!("127.0.0.1:{}", ha.1);
+    let (mut liar, terms) = rmq_testkit::ha::connect(&ha_addr, "broker-a", 1, 0).await;
+    let mut claim = rmq_testkit::ha::probe_of(&inner.store, &terms.epoch_list, 0, false);
+    claim.offset = i64::MAX;
+    let (tag, why) = rmq_testkit::ha::ask(&mut liar, &claim).await;
     assert_eq!(
-        handshake::read_frame(&mut liar, 1 << 20).await.unwrap().0,
-        handshake::EPOCHS
+        tag,
+        handshake::MISMATCH,
+        "{}",
+        String::from_utf8_lossy(&why)
     );
-    liar.write_i64(i64::MAX).await.unwrap();
+    claim.ready = true;
+    let (tag, _) = rmq_testkit::ha::ask(&mut liar, &claim).await;
+    assert_eq!(tag, handshake::REFUSED);
+    assert_eq!(inner.ha.slave_count(), 0);
+
+    // Reconciled honestly, then reporting more than it was sent: counted only up to what
+    // was sent, so a SYNC_MASTER send it never received is not "replicated".
+    let (mut liar, terms) = rmq_testkit::ha::connect(&ha_addr, "broker-a", 1, 0).await;
+    let end = inner.store.max_phy_offset();
+    rmq_testkit::ha::reconcile_at(&mut liar, &inner.store, &terms.epoch_list, end).await;
     assert!(
         rmq_testkit::wait_until(T, || inner.ha.slave_count() == 1).await,
         "the signed slave is seen"
     );
-    liar.write_i64(i64::MAX).await.unwrap();
+    handshake::send_report(&mut liar, i64::MAX, terms.epoch)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(inner.ha.max_slave_offset() <= inner.store.max_phy_offset());
     let r = rmq_testkit::admin_client()
@@ -229,7 +253,7 @@ async fn fake_slaves_cannot_attach_or_make_sync_sends_safe() {
         r.remark
     );
     assert_eq!(inner.ha.acknowledged(), 0);
-    drop((fake, other, liar));
+    drop((fake, other, old, liar));
     c.stop().await;
 }
 

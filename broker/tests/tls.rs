@@ -255,7 +255,15 @@ async fn replication_and_metrics_over_tls_and_plaintext_refused() {
     let ca = Ca::new("cluster-ca");
     let trust = ca.write(&dir.path().join("ca.crt"));
     let pem = ca.issue(dir.path(), "broker", false);
-    let ns = rmq_testkit::start_namesrv(dir.path()).await;
+    // The brokers' own connections are TLS (tls.enable), the name server's included: a
+    // master asks it whether its term is current before it takes writes.
+    let ns_pem = ca.issue(dir.path(), "namesrv", false);
+    let ns = rmq_nameserver::NameServer::start_with_tls(
+        rmq_testkit::namesrv_config(&dir.path().join("ns")),
+        server_tls(TlsMode::Permissive, &ns_pem),
+    )
+    .await
+    .unwrap();
     let ns_addr = ns.local_addr().to_string();
     let tls = |s: &mut rmq_broker::BrokerSettings| {
         s.tls = server_tls(TlsMode::Enforcing, &pem);

@@ -431,9 +431,23 @@ async fn a_second_master_is_told_to_step_down() {
     let base = free_base(31005);
     // Ordinal 1 leads; ordinal 0 came back from a restart with a config from before the
     // switch and runs as a master too (registering as broker 0, as any master does; the 9
-    // only names its store directory).
+    // only names its store directory). A broker started as a master follows a newer master
+    // it can see by itself; this one could not (its name server, restarted, knew nobody of
+    // the group), so it confirmed its term: the operator tells it.
     let b1 = broker(&ns_addr, dir.path(), base + 5, 0, "ASYNC_MASTER").await;
-    let b0 = broker(&ns_addr, dir.path(), base + 2, 9, "ASYNC_MASTER").await;
+    let blind = namesrv(&dir.path().join("blind")).await;
+    let b0 = broker(
+        &blind.local_addr().to_string(),
+        dir.path(),
+        base + 2,
+        9,
+        "ASYNC_MASTER",
+    )
+    .await;
+    assert!(
+        b0.inner().role.snapshot().writable(),
+        "a confirmed second master"
+    );
     let status = json!({ "masterPod": "broker-w-1", "epoch": 1, "observedGeneration": 2 });
     let bg = group(base, &ns_addr, 2, json!({}), status);
     let (_, status, event) = reconcile(bg, 2, json!({}), false).await;
@@ -461,6 +475,7 @@ async fn a_second_master_is_told_to_step_down() {
     assert_ne!(r.code, ResponseCode::SUCCESS);
     b0.shutdown().await;
     b1.shutdown().await;
+    blind.shutdown().await;
     ns.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod faultfs;
+pub mod ha;
 pub mod store;
 pub mod tls;
 

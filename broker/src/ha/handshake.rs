@@ -8,8 +8,21 @@
 //! plaintext by a connection's first byte, and a port that waited for the master to speak
 //! would wait for ever.
 //!
+//! Protocol 2 then reconciles the two logs before anything counts. The master sends its
+//! terms (epochs with their start offsets, its end offset and current epoch); the slave
+//! works out how much of its log the master shares and *probes* it: the end offset, its
+//! epochs, and a CRC of the bytes before that offset (a window holding at least the whole
+//! last record). The master answers MATCH only if the offset is within its log, the slave's
+//! epochs below it are the master's, and the bytes are the same; else MISMATCH, and the
+//! slave probes an earlier point (where an earlier shared term began, at last 0). On a
+//! MATCH the slave cuts its log there and says READY with its new end; the master checks
+//! that it is the matched offset and only then counts the slave, streaming from there.
+//! Each report after that carries the epoch it is made under, and counts only while it is
+//! the master's.
+//!
 //! Frames, master → slave: `[i64 tag][i32 length][body]` (tag -2: challenge, -3: refusal
-//! with its reason, -1: epochs, as before). Slave → master: `[i32 length][JSON hello]`.
+//! with its reason, -1: epochs (protocol 1), -4: terms, -5: match, -6: mismatch with its
+//! reason). Slave → master: `[i32 length][JSON]` (the hello, then probes).
 
 use bytes::{Buf, BufMut, BytesMut};
 use rand::RngCore;
@@ -23,6 +36,13 @@ pub const MAGIC: [u8; 4] = *b"RMQH";
 pub const EPOCHS: i64 = -1;
 pub const CHALLENGE: i64 = -2;
 pub const REFUSED: i64 = -3;
+pub const TERMS: i64 = -4;
+pub const MATCH: i64 = -5;
+pub const MISMATCH: i64 = -6;
+
+/// The protocol a slave of this version speaks: 2 reconciles before counting (see above).
+/// A hello without it is protocol 1 (epochs, then the slave's offset, trusted as it came).
+pub const PROTOCOL: u32 = 2;
 
 /// Hellos are small; anything larger is not a slave.
 const MAX_HELLO: usize = 64 * 1024;
@@ -38,6 +58,40 @@ pub struct Hello {
     pub access_key: Option<String>,
     #[serde(default)]
     pub signature: Option<String>,
+    /// The HA protocol the slave speaks (absent: 1). Not signed: a master of this version
+    /// refuses anything older, and an old master ignores it.
+    #[serde(default)]
+    pub protocol: u32,
+}
+
+/// Master → slave (protocol 2): where the master's terms begin, where its log ends, and the
+/// term it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terms {
+    pub epoch: i32,
+    pub epoch_list: Vec<crate::role::EpochEntry>,
+    pub max_offset: i64,
+}
+
+/// Reads the master's terms (a TERMS frame's body).
+pub fn parse_terms(body: &[u8]) -> Result<Terms, String> {
+    serde_json::from_slice(body).map_err(|e| format!("master terms: {e}"))
+}
+
+/// Slave → master (protocol 2): "my log up to `offset` is yours". `crc` covers the bytes
+/// `[from, offset)` (nothing when they are equal); `epoch_list` is the slave's own, as it was
+/// before it took the master's. With `ready`, the slave has cut its log to `offset` and holds
+/// nothing past it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub offset: i64,
+    pub from: i64,
+    pub crc: u32,
+    pub epoch_list: Vec<crate::role::EpochEntry>,
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl Hello {
@@ -55,6 +109,7 @@ impl Hello {
             epoch,
             access_key: None,
             signature: None,
+            protocol: PROTOCOL,
         };
         if let Some(c) = credential {
             h.access_key = Some(c.access_key.clone());
@@ -161,17 +216,26 @@ pub async fn challenge<W: AsyncWrite + Unpin>(wr: &mut W) -> std::io::Result<[u8
 
 /// Master: reads the slave's hello.
 pub async fn read_hello<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Hello> {
+    read_json(rd, "hello").await
+}
+
+/// Master: reads one `[i32 length][JSON]` message of the slave's (`what` names it in errors).
+pub async fn read_json<R, T>(rd: &mut R, what: &str) -> std::io::Result<T>
+where
+    R: AsyncRead + Unpin,
+    T: serde::de::DeserializeOwned,
+{
     let len = rd.read_i32().await?;
     if len <= 0 || len as usize > MAX_HELLO {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("bad hello length {len}: not one of our slaves"),
+            format!("bad {what} length {len}: not one of our slaves"),
         ));
     }
     let mut body = vec![0u8; len as usize];
     rd.read_exact(&mut body).await?;
     serde_json::from_slice(&body)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("hello: {e}")))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}")))
 }
 
 /// Slave: reads a master frame header and its body (bounded by `max`).
@@ -193,11 +257,32 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 
 /// Slave: answers the challenge.
 pub async fn send_hello<W: AsyncWrite + Unpin>(wr: &mut W, hello: &Hello) -> Result<(), String> {
-    let body = serde_json::to_vec(hello).map_err(|e| e.to_string())?;
+    send_json(wr, hello).await
+}
+
+/// Slave: one `[i32 length][JSON]` message (the hello, a probe).
+pub async fn send_json<W, T>(wr: &mut W, msg: &T) -> Result<(), String>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    let body = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
     let mut frame = BytesMut::with_capacity(4 + body.len());
     frame.put_i32(body.len() as i32);
     frame.put_slice(&body);
     wr.write_all(&frame).await.map_err(|e| e.to_string())
+}
+
+/// Slave (protocol 2): one offset report, made under `epoch` (the term the slave follows).
+pub async fn send_report<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    offset: i64,
+    epoch: i32,
+) -> std::io::Result<()> {
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(&offset.to_be_bytes());
+    b[8..].copy_from_slice(&epoch.to_be_bytes());
+    wr.write_all(&b).await
 }
 
 #[cfg(test)]

@@ -275,6 +275,11 @@ pub fn runtime_info(inner: &Arc<BrokerInner>) -> Response {
     // Replication, for `mqadmin haStatus` (RocketMQ's GET_BROKER_HA_STATUS shows the same).
     let role = inner.role.snapshot();
     t.insert("brokerRole".into(), role.role.to_string());
+    // Ours: false while a master started from its config has not confirmed its term.
+    t.insert("termConfirmed".into(), role.confirmed.to_string());
+    if let Some(why) = inner.term_check.waiting_for().filter(|_| !role.confirmed) {
+        t.insert("termUnconfirmedReason".into(), why);
+    }
     let max = store.max_phy_offset();
     let slaves = inner.ha.slaves();
     t.insert("haSlaveCount".into(), slaves.len().to_string());

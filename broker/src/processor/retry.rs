@@ -32,7 +32,11 @@ pub fn dlq_topic(inner: &Arc<BrokerInner>, group: &str) -> String {
 }
 
 fn not_writable(inner: &BrokerInner) -> Option<RemotingCommand> {
-    (!inner.role.snapshot().writable()).then(|| {
+    let role = inner.role.snapshot();
+    if role.unconfirmed_master() {
+        return Some(crate::term_check::refusal(inner));
+    }
+    (!role.writable()).then(|| {
         RemotingCommand::error(
             ResponseCode::NO_PERMISSION,
             format!(

@@ -38,6 +38,8 @@ fn decode_header(
 /// What a send needs of the broker's settings, read once (the role can change at run time).
 struct SendSettings {
     writable: bool,
+    /// A master whose term is not confirmed yet (started from a config that may be stale).
+    unconfirmed: bool,
     auto_create: bool,
     cluster: String,
     broker_name: String,
@@ -52,6 +54,7 @@ impl SendSettings {
         // Only the fields a send needs: every send reads them.
         inner.settings.read(|s| SendSettings {
             writable: role.writable(),
+            unconfirmed: role.unconfirmed_master(),
             auto_create: s.broker.auto_create_topic_enable,
             cluster: s.broker.broker_cluster_name.clone(),
             broker_name: s.broker.broker_name.clone(),
@@ -72,6 +75,9 @@ pub async fn send(inner: &Arc<BrokerInner>, conn: &Connection, req: &RemotingCom
         ));
     };
     let settings = SendSettings::read(inner);
+    if settings.unconfirmed {
+        return Ok(crate::term_check::refusal(inner));
+    }
     if !settings.writable {
         return Ok(RemotingCommand::error(
             ResponseCode::NO_PERMISSION,

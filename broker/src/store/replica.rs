@@ -44,6 +44,29 @@ impl MessageStore {
         (out, at as i64)
     }
 
+    /// Replication, both sides: the CRC32 of the commit-log bytes `[from, to)`, which must lie
+    /// in one file and be written (`Some(0)` for none). `None`: not all here (never written,
+    /// or deleted by retention).
+    pub fn digest(&self, from: i64, to: i64) -> Option<u32> {
+        if from < 0 || to < from || to > self.max_phy_offset() {
+            return None;
+        }
+        if from == to {
+            return Some(0);
+        }
+        let cl = &self.inner.commit_log;
+        let bytes = cl.read(from as u64, (to - from) as usize)?;
+        Some(crc32fast::hash(&bytes))
+    }
+
+    /// Replication: the window of bytes compared before `offset` ([`crate::ha::history`]),
+    /// as `(from, crc)`; `None` if this store no longer has them.
+    pub fn window_digest(&self, offset: i64) -> Option<(i64, u32)> {
+        let size = self.inner.commit_log.file_size() as i64;
+        let from = crate::ha::history::window_start(offset, size);
+        self.digest(from, offset).map(|crc| (from, crc))
+    }
+
     /// Replication, replica side: stores records received from the master at their master
     /// offsets and dispatches them. An offset that does not continue this store is an error
     /// (the replica diverged, or skipped something).

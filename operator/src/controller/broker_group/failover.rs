@@ -245,13 +245,16 @@ pub async fn step(
             _ => {}
         }
         // A slave that already leads (a promotion whose answer was lost, or one made by hand)
-        // is adopted rather than promoted again.
+        // is adopted rather than promoted again. Not a broker running as a master from its
+        // config that has not confirmed its term: it may be a former master restarted with a
+        // stale config, waiting for the newer term's master — adopting it would leave the
+        // group without a writable master.
         for r in eligible.iter().filter(|r| r.ready) {
             let Some(addr) = &r.address else { continue };
             let Ok(info) = runtime_info(&ctx.remoting, addr).await else {
                 continue;
             };
-            if info.is_master() {
+            if info.is_master() && info.term_confirmed() {
                 let epoch = info.epoch().unwrap_or_default().max(status_epoch(bg));
                 return Some(finish(
                     replicas,
