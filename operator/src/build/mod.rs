@@ -168,15 +168,46 @@ pub fn max_one_unavailable(metadata: ObjectMeta, selector: Labels) -> PodDisrupt
 }
 
 /// Java-properties text, sorted.
+///
+/// Keys and values are escaped as `java.util.Properties.store` does, so no value can end its
+/// line early, continue onto the next (a trailing `\`) or smuggle in a property of its own:
+/// `spec.config` comes from users, and the lines after it (`brokerId`, `brokerRole`) must stay
+/// the operator's. Non-ASCII characters become `\uXXXX`, which the broker's ISO-8859-1 reader
+/// decodes to the same text.
 pub fn properties(props: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
     for (k, v) in props {
-        s.push_str(k);
+        escape_property(&mut s, k, true);
         s.push('=');
-        s.push_str(v);
+        escape_property(&mut s, v, false);
         s.push('\n');
     }
     s
+}
+
+fn escape_property(out: &mut String, text: &str, key: bool) {
+    for (i, c) in text.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0c' => out.push_str("\\f"),
+            // A leading space would be skipped by the reader; in keys a space ends the key.
+            ' ' if key || i == 0 => out.push_str("\\ "),
+            '=' | ':' | '#' | '!' if key => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 /// FNV-1a: a stable hash for config-change annotations (no extra dependency).
@@ -219,5 +250,31 @@ pub(crate) fn mount_secret(
                 read_only: Some(true),
                 ..Default::default()
             });
+    }
+}
+
+#[cfg(test)]
+mod properties_tests {
+    use super::*;
+
+    #[test]
+    fn values_cannot_add_or_swallow_lines() {
+        // Whatever gets past validation (it refuses these) stays one property.
+        let mut p = BTreeMap::new();
+        p.insert(
+            "aKey".to_string(),
+            "1\nbrokerId=5\r\nbrokerRole=SYNC_MASTER".to_string(),
+        );
+        p.insert("bKey".to_string(), "ends with a backslash\\".to_string());
+        p.insert("brokerId".to_string(), "1".to_string());
+        p.insert(
+            "k=:# !".to_string(),
+            " leading space, ünïcode ☃, tab\t".to_string(),
+        );
+        let text = properties(&p);
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.is_ascii());
+        let back = rmq_remoting::config::parse_properties(&text).unwrap();
+        assert_eq!(back, p, "{text}");
     }
 }

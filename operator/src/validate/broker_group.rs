@@ -102,6 +102,30 @@ pub fn validate<'a>(
             "config key `{k}` is managed by the operator"
         )));
     }
+    // Escaping keeps any text on its own line; these are refused anyway, since no RocketMQ
+    // property is named that way or takes a line break, and the user should hear so.
+    if let Some(k) = spec.config.keys().find(|k| {
+        k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    }) {
+        return Err(invalid(format!(
+            "config key {k:?} is not a property name (letters, digits, `.`, `_`, `-`)"
+        )));
+    }
+    if let Some((k, _)) = spec
+        .config
+        .iter()
+        .find(|(_, v)| v.chars().any(|c| c.is_control() || c as u32 > 0xffff))
+    {
+        // Past U+FFFF: `\u` escapes would need surrogate pairs, which the broker's reader
+        // does not take.
+        return Err(invalid(format!(
+            "config value of `{k}` contains a line break, another control character or a \
+             character past U+FFFF"
+        )));
+    }
     super::tls(spec.tls.as_ref(), &spec.config)?;
     super::acl(spec.acl.as_ref(), &spec.config)?;
     if spec.broker_role == BrokerRole::SyncMaster && spec.replicas < 2 {
@@ -195,5 +219,29 @@ mod tests {
             validate(&bg, "g", "").unwrap_err().to_string(),
             "invalid spec: replicas must be 1..=5, got 7"
         );
+    }
+
+    #[test]
+    fn config_that_would_add_lines_is_refused() {
+        let with = |config: serde_json::Value| {
+            let bg = group(serde_json::json!({
+                "nameServer": { "name": "ns" }, "replicas": 1, "storage": { "size": "1Gi" },
+                "config": config
+            }));
+            validate(&bg, "g", "ns:9876")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let err = with(serde_json::json!({ "maxMessageSize": "1\nbrokerId=0" })).unwrap_err();
+        assert!(
+            err.contains("`maxMessageSize` contains a line break"),
+            "{err}"
+        );
+        assert!(with(serde_json::json!({ "a\rb": "1" })).is_err());
+        assert!(with(serde_json::json!({ "brokerId=0\nx": "1" })).is_err());
+        assert!(with(serde_json::json!({ "x y": "1" })).is_err());
+        assert!(with(serde_json::json!({ "x": "😀" })).is_err());
+        with(serde_json::json!({ "autoCreateTopicEnable": "false", "a.b_c-d": "x = y #z" }))
+            .unwrap();
     }
 }
