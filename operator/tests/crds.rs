@@ -109,6 +109,17 @@ fn validation_users_rely_on() {
         required.contains(&"storage") && required.contains(&"nameServer"),
         "{required:?}"
     );
+    // storage cannot change (StatefulSet volume claim templates are immutable): the API server
+    // refuses the edit with this message instead of the operator failing on every reconcile.
+    let rules = spec["storage"]["x-kubernetes-validations"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["rule"], "self == oldSelf");
+    assert!(rules[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("storage is immutable"));
     let scale = &bg["spec"]["versions"][0]["subresources"]["scale"];
     assert_eq!(scale["specReplicasPath"], ".spec.replicas");
 

@@ -43,6 +43,12 @@ pub struct BrokerGroupSpec {
     pub broker_role: BrokerRole,
     #[serde(default)]
     pub flush_disk_type: FlushDiskType,
+    /// The volume each broker pod gets. Fixed once the group exists: a StatefulSet's volume
+    /// claims cannot change, so the API server refuses the edit.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "storage is immutable: a StatefulSet's volume claims cannot change; resize the PersistentVolumeClaims directly (if the storage class allows expansion) or create a new BrokerGroup"
+    }]))]
     pub storage: StorageSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
