@@ -57,14 +57,12 @@ pub async fn route(
     Err(last.unwrap_or_else(|| anyhow!("no name server address")))
 }
 
-/// Creates `topic` with `queues` read/write queues on every master of every cluster.
-pub async fn create_topic(
+/// The first name server of `namesrv` and its cluster info.
+pub async fn cluster_info(
     client: &RemotingClient,
     namesrv: &str,
-    topic: &str,
-    queues: i32,
     timeout: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(String, ClusterInfo)> {
     let ns = name_servers(namesrv)
         .into_iter()
         .next()
@@ -78,6 +76,18 @@ pub async fn create_topic(
         .await
         .with_context(|| format!("cluster info from {ns}"))?;
     let info = ClusterInfo::decode(&r.body)?;
+    Ok((ns, info))
+}
+
+/// Creates `topic` with `queues` read/write queues on every master of every cluster.
+pub async fn create_topic(
+    client: &RemotingClient,
+    namesrv: &str,
+    topic: &str,
+    queues: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let (ns, info) = cluster_info(client, namesrv, timeout).await?;
     let mut created = 0;
     for bd in info.broker_addr_table.values() {
         let Some(addr) = bd.master_addr() else {

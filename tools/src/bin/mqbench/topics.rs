@@ -9,18 +9,16 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
 use futures::stream::{self, StreamExt};
 use rmq_remoting::header::{
     CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, DeleteTopicRequestHeader,
     GetRouteInfoRequestHeader,
 };
-use rmq_remoting::protocol::route::ClusterInfo;
 use rmq_remoting::protocol::topic::perm;
 use rmq_remoting::protocol::TopicList;
 use rmq_remoting::{JsonBody, RemotingClient, RemotingCommand, RequestCode, ResponseCode};
 
-use crate::route::name_servers;
+use crate::route::{cluster_info, name_servers};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
@@ -112,19 +110,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(o.timeout);
     let client = RemotingClient::default()
         .with_credentials(rmq_acl::credential::load(&rmq_acl::credential::default_path()).ok());
-    let ns = name_servers(&o.namesrv)
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("no name server address"))?;
-    let info = client
-        .invoke(
-            &ns,
-            RemotingCommand::request(RequestCode::GET_BROKER_CLUSTER_INFO),
-            timeout,
-        )
-        .await
-        .with_context(|| format!("cluster info from {ns}"))?;
-    let info = ClusterInfo::decode(&info.body)?;
+    let (ns, info) = cluster_info(&client, &o.namesrv, timeout).await?;
     let masters: Vec<String> = info
         .broker_addr_table
         .values()
